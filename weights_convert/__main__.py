@@ -1,0 +1,42 @@
+"""Command line: ``python -m weights_convert {stylegan2,lpips} ...``.
+
+Each subcommand lives in its own module with a ``main(argv)`` function, which
+is imported only when that subcommand runs (neither imports torch)::
+
+  python -m weights_convert stylegan2 stylegan2-ffhq-256x256.pkl ffhq256/
+  python -m weights_convert lpips --help
+"""
+
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    'stylegan2': ('weights_convert.stylegan2',
+                  'official StyleGAN2 pickle / rosinality .pt -> Flax params'),
+    'lpips': ('weights_convert.lpips', 'LPIPS weights -> Flax params'),
+}
+
+
+def _usage() -> str:
+  lines = ['usage: python -m weights_convert SUBCOMMAND [args...]', '',
+           'subcommands:']
+  lines += [f'  {name:<10} {help_}' for name, (_, help_) in SUBCOMMANDS.items()]
+  lines += ['', 'Run `python -m weights_convert SUBCOMMAND --help` for details.']
+  return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+  argv = sys.argv[1:] if argv is None else list(argv)
+  if not argv or argv[0] in ('-h', '--help'):
+    print(_usage())
+    return 0 if argv else 2
+  name, rest = argv[0], argv[1:]
+  if name not in SUBCOMMANDS:
+    print(f'unknown subcommand {name!r}.\n\n{_usage()}', file=sys.stderr)
+    return 2
+  module = importlib.import_module(SUBCOMMANDS[name][0])
+  return module.main(rest) or 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
