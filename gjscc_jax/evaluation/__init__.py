@@ -1,0 +1,1 @@
+"""Evaluation of trained schemes: metric sweeps over SNR, reports and plots."""
