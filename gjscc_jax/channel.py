@@ -43,28 +43,32 @@ EQUALIZATIONS = ("zf", "mmse")
 
 def _check_choice(name, value, choices):
   if value not in choices:
-    raise ValueError(f"{name}={value!r} is not supported; use one of {choices}.")
+    raise ValueError(
+        f"{name}={value!r} is not supported; use one of {choices}.")
+
+
+def validate_options(channel="awgn", fading="slow", equalization="mmse"):
+  """Raises a ValueError naming the option if a channel setting is unknown."""
+  _check_choice("channel", channel, CHANNELS)
+  _check_choice("fading", fading, FADINGS)
+  _check_choice("equalization", equalization, EQUALIZATIONS)
 
 
 def _real_dtype(x):
   """The float dtype (at least float32) in which channel arithmetic runs."""
-  return jnp.promote_types(jnp.real(x).dtype if jnp.iscomplexobj(x) else x.dtype,
-                           jnp.float32)
-
-
-def _complex_dtype(real_dtype):
-  return jnp.complex128 if real_dtype == jnp.float64 else jnp.complex64
+  dtype = jnp.real(x).dtype if jnp.iscomplexobj(x) else x.dtype
+  return jnp.promote_types(dtype, jnp.float32)
 
 
 def _per_image(snr_db, batch, dtype):
-  """Broadcasts a scalar or `(B,)` SNR to shape `(B, 1)` for `(B, k)` symbols."""
+  """Broadcasts a scalar or `(B,)` SNR to `(B, 1)`, for `(B, k)` symbols."""
   snr_db = jnp.asarray(snr_db, dtype)
   if snr_db.ndim == 0:
     snr_db = jnp.broadcast_to(snr_db, (batch,))
   if snr_db.shape != (batch,):
     raise ValueError(
-        f"snr_db must be a scalar or have one value per image, shape ({batch},);"
-        f" got shape {snr_db.shape}.")
+        "snr_db must be a scalar or have one value per image, shape "
+        f"({batch},); got shape {snr_db.shape}.")
   return snr_db[:, None]
 
 
@@ -120,7 +124,8 @@ def unpair_symbols(symbols, latent_shape):
 
   Args:
     symbols: complex array of shape `(B, k)`.
-    latent_shape: the `(B, h, w, C)` shape to restore, `h * w * C == 2 k`.
+    latent_shape: the `(B, h, w, C)` tuple to restore, `h * w * C == 2 k`
+      (static).
 
   Returns:
     A real array of shape `latent_shape` (dtype of the symbols' real part).
@@ -303,9 +308,7 @@ def transmit(key, latents, snr_db, *, channel="awgn", fading="slow",
     Received (equalised) real latents of the same shape and dtype as
     `latents`; arithmetic runs in at least float32.
   """
-  _check_choice("channel", channel, CHANNELS)
-  _check_choice("fading", fading, FADINGS)
-  _check_choice("equalization", equalization, EQUALIZATIONS)
+  validate_options(channel, fading, equalization)
   z = power_normalize(pair_symbols(latents), power)
   if channel == "awgn":
     y = awgn(key, z, snr_db, power)
@@ -315,11 +318,11 @@ def transmit(key, latents, snr_db, *, channel="awgn", fading="slow",
   return unpair_symbols(y, latents.shape).astype(latents.dtype)
 
 
-# --- Bandwidth compression ratio ------------------------------------------------
+# --- Bandwidth compression ratio ---------------------------------------------
 
 
 def parse_ratio(ratio: Ratio) -> fractions.Fraction:
-  """Parses a bandwidth ratio given as `'1/192'`, `'0.25'`, a number or Fraction.
+  """Parses a bandwidth ratio: `'1/192'`, `'0.25'`, a number or a Fraction.
 
   Numbers are converted to the closest fraction with a denominator of at most
   10^6, so the float `1/192` parses to `Fraction(1, 192)`.
@@ -342,7 +345,7 @@ def parse_ratio(ratio: Ratio) -> fractions.Fraction:
 
 
 def bandwidth_ratio(image_shape, latent_shape) -> float:
-  """Bandwidth compression ratio `rho = k / n` (complex channel uses per pixel value).
+  """Bandwidth ratio `rho = k / n`: complex channel uses per source value.
 
   Args:
     image_shape: `(H, W, 3)` or `(B, H, W, 3)`; `n = H * W * 3`.
@@ -361,7 +364,7 @@ def bandwidth_ratio(image_shape, latent_shape) -> float:
 
 def latent_channels_for_bcr(rho: Ratio, downsampling: int = 16,
                             image_channels: int = 3) -> int:
-  """Latent channels `C` that give bandwidth ratio `rho` at a downsampling factor.
+  """Latent channels `C` giving bandwidth ratio `rho` at a downsampling factor.
 
   With `d`-times spatial downsampling, `rho = C / (2 * image_channels * d^2)`
   independently of the resolution; at `d = 16`: `1/768 -> 2`, `1/384 -> 4`,

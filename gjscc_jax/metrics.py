@@ -157,7 +157,10 @@ def ssim(x, y):
 
 
 def ms_ssim_min_size(num_scales=5):
-  """Smallest image side MS-SSIM accepts: `11 * 2^(num_scales - 1)` (176 for 5)."""
+  """Smallest image side MS-SSIM accepts: `11 * 2^(num_scales - 1)`.
+
+  176 pixels for the standard 5 scales.
+  """
   return WINDOW_SIZE * 2 ** (num_scales - 1)
 
 

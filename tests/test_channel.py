@@ -183,25 +183,22 @@ _TRANSMIT_OPTIONS = [
 
 
 @pytest.mark.parametrize("kwargs", _TRANSMIT_OPTIONS)
-def test_transmit_shape_and_jit(kwargs):
+def test_transmit_shape_and_dtype(kwargs):
   latents = jax.random.normal(jax.random.key(18), (3, 2, 2, 4))
-  key, snr = jax.random.key(19), jnp.array([0.0, 5.0, 10.0])
-  out = channel.transmit(key, latents, snr, **kwargs)
+  out = channel.transmit(jax.random.key(19), latents,
+                         jnp.array([0.0, 5.0, 10.0]), **kwargs)
   assert out.shape == latents.shape and out.dtype == latents.dtype
-  jitted = jax.jit(lambda k, x, s: channel.transmit(k, x, s, **kwargs))
-  np.testing.assert_allclose(jitted(key, latents, snr), out, rtol=1e-5,
-                             atol=1e-5)
+  assert np.all(np.isfinite(out))
 
 
-def test_transmit_vmap_and_grad():
+def test_transmit_under_jit_vmap_and_grad():
   kwargs = dict(channel="rayleigh", fading="fast", equalization="mmse")
   latents = jax.random.normal(jax.random.key(18), (3, 2, 2, 4))
   key, snr = jax.random.key(19), jnp.array([0.0, 5.0, 10.0])
-  # vmap over single-image calls equals the per-image loop.
+  # jit(vmap) over single-image calls equals the per-image loop.
   keys = jax.random.split(key, 3)
-  single = jax.jit(
-      lambda k, x, s: channel.transmit(k, x[None], s, **kwargs)[0])
-  batched = jax.vmap(single)(keys, latents, snr)
+  single = lambda k, x, s: channel.transmit(k, x[None], s, **kwargs)[0]
+  batched = jax.jit(jax.vmap(single))(keys, latents, snr)
   looped = [single(keys[i], latents[i], snr[i]) for i in range(3)]
   np.testing.assert_allclose(batched, np.stack(looped), rtol=1e-5, atol=1e-5)
   grad = jax.grad(lambda x: jnp.sum(channel.transmit(key, x, snr, **kwargs)))(

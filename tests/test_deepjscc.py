@@ -36,16 +36,51 @@ def _init(model, images, snr=_SNR):
   return _compile(model.init, *args)(*args)
 
 
+def _random_params(model, images, seed=0):
+  """Generic random parameters with `model`'s structure, in one RNG call.
+
+  Compiling `model.init` of the Tung network costs ~10 s of CPU (one threefry
+  program per kernel), too much for this suite; the tests that use these
+  parameters only need generic weights. Kernels are N(0, 1/fan_in) (the scale
+  of flax's default lecun_normal), biases 0, and GDN parameters take the
+  documented initial values (beta = 1, gamma = 0.1 I). `small` below uses the
+  real `model.init`.
+  """
+  shapes = jax.eval_shape(model.init, jax.random.key(0), images, _SNR,
+                          jax.random.key(0))
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(shapes)
+  total = sum(int(np.prod(leaf.shape)) for _, leaf in leaves)
+  noise = np.random.default_rng(seed).standard_normal(total).astype(np.float32)
+  values, start = [], 0
+  for path, leaf in leaves:
+    name, size = path[-1].key, int(np.prod(leaf.shape))
+    if name == "kernel":
+      fan_in = size // leaf.shape[-1]
+      value = noise[start:start + size].reshape(leaf.shape) / np.sqrt(fan_in)
+      start += size
+    elif name == "bias":
+      value = np.zeros(leaf.shape, np.float32)
+    elif name == "beta":
+      value = gdn_lib.nonnegative_init(jnp.ones(leaf.shape), 1e-6)
+    elif name == "gamma":
+      value = gdn_lib.nonnegative_init(0.1 * jnp.eye(leaf.shape[0]))
+    else:
+      raise AssertionError(f"unexpected parameter {jax.tree_util.keystr(path)}")
+    values.append(jnp.asarray(value, jnp.float32))
+  return jax.tree_util.tree_unflatten(treedef, values)
+
+
 @pytest.fixture(scope="module")
 def tung():
-  """A small SNR-adaptive Tung model and its parameters (compiled once)."""
+  """A small SNR-adaptive Tung model and generic random parameters."""
   model = DeepJSCC(arch="tung", num_filters=16, latent_channels=4,
                    snr_adaptive=True)
-  return model, _init(model, _images())
+  return model, _random_params(model, _images())
 
 
 @pytest.fixture(scope="module")
 def small():
+  """A small-arch model over fast Rayleigh fading, with its real init."""
   model = DeepJSCC(arch="small", num_filters=16, latent_channels=8,
                    downsampling=4, channel="rayleigh", fading="fast")
   return model, _init(model, _images())
@@ -55,7 +90,7 @@ def small():
 
 
 def _gdn_reference(x, beta, gamma, inverse):
-  """y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2) (times, for the inverse)."""
+  """y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2); times for the inverse."""
   x = np.asarray(x, np.float64)
   norm = beta + np.einsum("...j,ij->...i", x**2, gamma)
   return x * np.sqrt(norm) if inverse else x / np.sqrt(norm)
@@ -65,10 +100,11 @@ def _gdn_reference(x, beta, gamma, inverse):
 def test_gdn_matches_definition(inverse):
   x = 2.0 * jax.random.normal(jax.random.key(0), (2, 3, 5, 6))
   layer = gdn_lib.GDN(inverse=inverse)
-  params = layer.init(jax.random.key(1), x)
+  params = jax.jit(layer.init)(jax.random.key(1), x)
+  apply = jax.jit(layer.apply)
   # At initialisation beta = 1 and gamma = 0.1 I.
   np.testing.assert_allclose(
-      layer.apply(params, x),
+      apply(params, x),
       _gdn_reference(x, np.ones(6), 0.1 * np.eye(6), inverse), rtol=1e-5)
   # Random trained-like parameters, some stored values below the bounds.
   rng = np.random.default_rng(2)
@@ -83,7 +119,7 @@ def test_gdn_matches_definition(inverse):
   np.testing.assert_allclose(eff_beta, beta, rtol=1e-6)
   np.testing.assert_allclose(eff_gamma, gamma, rtol=1e-6, atol=1e-12)
   np.testing.assert_allclose(
-      layer.apply({"params": stored}, x),
+      apply({"params": stored}, x),
       _gdn_reference(x, beta, gamma, inverse), rtol=1e-5, atol=1e-6)
 
 
@@ -112,9 +148,10 @@ def test_pixel_shuffle_matches_torch():
 def test_af_module_scales_channels_by_a_function_of_the_snr():
   x = jax.random.normal(jax.random.key(4), (2, 4, 4, 5))
   af = jscc_blocks.AFModule()
-  params = af.init(jax.random.key(5), x, jnp.zeros(2))
-  out_a = af.apply(params, x, jnp.array([0.0, 0.0]))
-  out_b = af.apply(params, x, jnp.array([0.0, 10.0]))
+  params = jax.jit(af.init)(jax.random.key(5), x, jnp.zeros(2))
+  apply = jax.jit(af.apply)
+  out_a = apply(params, x, jnp.array([0.0, 0.0]))
+  out_b = apply(params, x, jnp.array([0.0, 10.0]))
   scale = np.asarray(out_a / x)
   # One scale per (image, channel) in (0, 1), constant over positions.
   np.testing.assert_allclose(scale, scale[:, :1, :1, :] * np.ones_like(scale),
@@ -124,7 +161,7 @@ def test_af_module_scales_channels_by_a_function_of_the_snr():
   assert not np.allclose(out_a[1], out_b[1])
 
 
-# --- DeepJSCC shapes and ratios ------------------------------------------------
+# --- DeepJSCC shapes and ratios ----------------------------------------------
 
 
 @pytest.mark.parametrize("arch", ["tung", "small"])
@@ -158,7 +195,7 @@ def test_small_arch_other_downsampling():
   assert channel.bandwidth_ratio(images.shape, latents.shape) == 6 / 96
 
 
-# --- DeepJSCC behaviour ------------------------------------------------------------
+# --- DeepJSCC behaviour ------------------------------------------------------
 
 
 def _loss(model):

@@ -1,4 +1,4 @@
-"""Tests for gjscc_jax.metrics against closed forms, skimage and a SciPy reference."""
+"""Tests for gjscc_jax.metrics: closed forms, skimage and a SciPy reference."""
 
 import jax
 import jax.numpy as jnp
@@ -189,4 +189,5 @@ def test_ms_ssim_size_and_scale_errors():
     metrics.ms_ssim(small, small)
   with pytest.raises(ValueError, match="num_scales must be"):
     metrics.ms_ssim(small, small, num_scales=6)
-  assert metrics.ms_ssim_min_size(5) == 176 and metrics.ms_ssim_min_size(3) == 44
+  assert metrics.ms_ssim_min_size(5) == 176
+  assert metrics.ms_ssim_min_size(3) == 44

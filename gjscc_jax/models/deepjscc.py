@@ -54,13 +54,8 @@ Dtype = Any
 ARCHS = ("tung", "small")
 
 
-def _check_choice(name, value, choices):
-  if value not in choices:
-    raise ValueError(f"{name}={value!r} is not supported; use one of {choices}.")
-
-
 def _squash(x):
-  """Maps decoder pre-activations to [-1, 1] as `2 sigmoid(x) - 1` in float32."""
+  """Maps decoder pre-activations to [-1, 1]: `2 sigmoid(x) - 1`, float32."""
   return 2.0 * jax.nn.sigmoid(x.astype(jnp.float32)) - 1.0
 
 
@@ -215,11 +210,10 @@ class DeepJSCC(nn.Module):
                                   self.dtype)
 
   def _validate(self):
-    _check_choice("arch", self.arch, ARCHS)
-    _check_choice("channel", self.channel, channel_lib.CHANNELS)
-    _check_choice("fading", self.fading, channel_lib.FADINGS)
-    _check_choice("equalization", self.equalization,
-                              channel_lib.EQUALIZATIONS)
+    if self.arch not in ARCHS:
+      raise ValueError(
+          f"arch={self.arch!r} is not supported; use one of {ARCHS}.")
+    channel_lib.validate_options(self.channel, self.fading, self.equalization)
     if self.latent_channels < 2 or self.latent_channels % 2:
       raise ValueError(
           f"latent_channels={self.latent_channels}: pairs of latent channels "

@@ -27,7 +27,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-#: Offset of the squared reparametrisation (tensorflow_compression: 2^-18 squared).
+#: Offset of the squared reparametrisation (2^-18 squared, as in
+#: tensorflow_compression and compressai).
 PEDESTAL = 2.0**-36
 
 
@@ -61,7 +62,7 @@ def nonnegative_init(value, minimum=0.0):
 
 
 def nonnegative(stored, minimum=0.0):
-  """Effective non-negative value `max(stored, bound)^2 - pedestal` (>= minimum)."""
+  """Effective value `max(stored, bound)^2 - pedestal`, always >= `minimum`."""
   bound = (minimum + PEDESTAL) ** 0.5
   return jnp.square(lower_bound(stored, bound)) - PEDESTAL
 
