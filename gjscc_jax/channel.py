@@ -178,12 +178,14 @@ def sample_snr_db(key, batch, low, high):
     key: PRNG key.
     batch: number of images `B` (static).
     low: lower end of the range in dB.
-    high: upper end of the range in dB (`high >= low`; equal gives a constant).
+    high: upper end of the range in dB (`high >= low`; equal gives a
+      constant). Either end may also be a traced scalar.
 
   Returns:
     float32 array of shape `(B,)`.
   """
-  if high < low:
+  if isinstance(low, (int, float)) and isinstance(high, (int, float)) and (
+      high < low):
     raise ValueError(f"SNR range is empty: low={low} dB > high={high} dB.")
   return jax.random.uniform(key, (batch,), jnp.float32, low, high)
 
