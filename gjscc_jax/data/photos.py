@@ -1,0 +1,94 @@
+"""Decoding, cropping, resizing and PNG-encoding photographs.
+
+The dataset builders turn source photos of any size and mode into square RGB
+PNGs of one resolution. Resizing uses Pillow's Lanczos filter, whose kernel is
+stretched by the scale factor when downsampling, so it low-pass filters before
+subsampling (antialiased, no moiré) rather than picking pixels; the crop box may
+have fractional corners, which the filter honours exactly. Everything here is
+deterministic: the same input bytes give the same output bytes.
+"""
+
+import io
+import os
+
+from PIL import Image
+from PIL import ImageOps
+
+#: Exceptions Pillow raises for a missing, truncated, corrupt or absurdly large
+#: file (`UnidentifiedImageError` is an `OSError`). Builders skip such files.
+UNREADABLE_IMAGE_ERRORS = (
+    OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+Box = tuple[float, float, float, float]
+
+
+def open_rgb(path: str | os.PathLike) -> Image.Image:
+  """Decodes an image file to an RGB `PIL.Image`, upright.
+
+  Applies the EXIF orientation tag, replicates grey levels to three channels and
+  drops an alpha channel (source photos are opaque).
+
+  Args:
+    path: An image file Pillow can decode (PNG, JPEG, WebP, BMP, TIFF, ...).
+
+  Returns:
+    The fully decoded RGB image.
+
+  Raises:
+    One of `UNREADABLE_IMAGE_ERRORS` if the file cannot be decoded in full
+    (for example a truncated JPEG).
+  """
+  with Image.open(path) as image:
+    image.load()
+    upright = ImageOps.exif_transpose(image)
+    return upright.convert("RGB")
+
+
+def center_square(width: int, height: int) -> Box:
+  """Returns the largest centred square (left, upper, right, lower) box."""
+  side = min(width, height)
+  left = (width - side) / 2
+  upper = (height - side) / 2
+  return (left, upper, left + side, upper + side)
+
+
+def resize_square(image: Image.Image, resolution: int,
+                  box: Box | None = None) -> Image.Image:
+  """Resamples a square region of `image` to `resolution` x `resolution`.
+
+  Args:
+    image: The source image.
+    resolution: Side of the output, in pixels.
+    box: (left, upper, right, lower) region of `image`, possibly fractional;
+      defaults to the largest centred square.
+
+  Returns:
+    The antialiased (Lanczos) resized crop.
+  """
+  if box is None:
+    box = center_square(*image.size)
+  return image.resize((resolution, resolution), Image.Resampling.LANCZOS,
+                      box=box)
+
+
+def encode_png(image: Image.Image) -> bytes:
+  """Returns the lossless PNG encoding of `image` (deterministic bytes)."""
+  buffer = io.BytesIO()
+  image.save(buffer, format="PNG")
+  return buffer.getvalue()
+
+
+def square_png(path: str | os.PathLike, resolution: int) -> bytes:
+  """Decodes `path`, centre-crops it square, resizes it and encodes a PNG.
+
+  Args:
+    path: The source image file.
+    resolution: Side of the output, in pixels.
+
+  Returns:
+    PNG bytes of a `resolution` x `resolution` RGB image.
+
+  Raises:
+    One of `UNREADABLE_IMAGE_ERRORS` if the file cannot be decoded.
+  """
+  return encode_png(resize_square(open_rgb(path), resolution))

@@ -1,0 +1,170 @@
+"""grain input pipelines: the shuffled training stream and ordered eval batches.
+
+Training (`train_loader`) is a `grain.DataLoader` over the 'train' split: an
+`IndexSampler` draws a fresh seeded permutation of this process's shard every
+epoch, forever; each image is flipped left-right with probability 1/2 by a
+`RandomMap` whose generator grain derives from (seed, position in the stream);
+images are batched to the per-process batch size. Everything that decides a
+batch is a function of (seed, shard, position), so the iterator's state is
+just its position: `it.get_state()` / `it.set_state(state)` (JSON bytes), or
+Orbax with `grain.checkpoint.CheckpointSave(it)` /
+`grain.checkpoint.CheckpointRestore(it)` (handler
+`grain.checkpoint.CheckpointHandler`), resume the exact same batches.
+
+Evaluation (`eval_batches`) walks a split in order, once, in fixed-size batches
+whose padding is marked by `mask`, so a jitted eval step sees one shape.
+"""
+
+from typing import Any, Iterator
+
+import grain
+import jax
+import numpy as np
+
+from gjscc_jax.data import sources
+
+
+class SelectImage(grain.transforms.Map):
+  """Keeps only the uint8 'image' of a decoded record (drops its file name)."""
+
+  def map(self, element: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {"image": element["image"]}
+
+
+class RandomHorizontalFlip(grain.transforms.RandomMap):
+  """Mirrors the image left-right with probability 1/2."""
+
+  def random_map(self, element: dict[str, np.ndarray],
+                 rng: np.random.Generator) -> dict[str, np.ndarray]:
+    if rng.random() < 0.5:
+      return {**element, "image": element["image"][:, ::-1]}
+    return element
+
+
+def _read_options(data_config) -> grain.ReadOptions:
+  return grain.ReadOptions(
+      num_threads=data_config.read_threads,
+      prefetch_buffer_size=data_config.prefetch_buffer_size)
+
+
+def per_process_batch_size(global_batch_size: int, shard_count: int) -> int:
+  """`global_batch_size // shard_count`, or a `ValueError` if not exact."""
+  if global_batch_size < 1:
+    raise ValueError(
+        f"global_batch_size must be positive, got {global_batch_size}.")
+  if global_batch_size % shard_count:
+    raise ValueError(
+        f"global_batch_size={global_batch_size} is not divisible by the "
+        f"{shard_count} data shards (processes); choose a multiple of "
+        f"{shard_count}.")
+  return global_batch_size // shard_count
+
+
+def train_loader(data_config, *, global_batch_size: int, seed: int,
+                 shard_index: int | None = None,
+                 shard_count: int | None = None) -> grain.DataLoader:
+  """Returns the infinite, shuffled, sharded training `grain.DataLoader`.
+
+  Each process reads its own contiguous shard (`len // shard_count` images; a
+  remainder is dropped so every process has the same epoch length) and
+  reshuffles it every epoch.
+
+  Args:
+    data_config: A config like `default_data_config()`; reads `name` and the
+      dataset fields, `random_flip`, `num_workers`, `read_threads` and
+      `prefetch_buffer_size`.
+    global_batch_size: Batch size summed over all processes.
+    seed: Seed of the shuffle and of the flips, in [0, 2**32).
+    shard_index: This process's shard; default `jax.process_index()`.
+    shard_count: Number of shards; default `jax.process_count()`.
+
+  Returns:
+    A `grain.DataLoader`; `iter(loader)` gives a checkpointable iterator of
+    `{'image': uint8 (global_batch_size // shard_count, H, W, 3)}`.
+
+  Raises:
+    ValueError: For a batch size not divisible by `shard_count`, a bad shard or
+      seed, or fewer training images than shards.
+  """
+  shard_index = jax.process_index() if shard_index is None else shard_index
+  shard_count = jax.process_count() if shard_count is None else shard_count
+  if not 0 <= shard_index < shard_count:
+    raise ValueError(f"shard_index={shard_index} must lie in "
+                     f"[0, shard_count={shard_count}).")
+  if not (isinstance(seed, int) and 0 <= seed < 2**32):
+    raise ValueError(f"seed must be an int in [0, 2**32), got {seed!r}.")
+  batch_size = per_process_batch_size(global_batch_size, shard_count)
+  source = sources.get_data_source(data_config, "train")
+  if len(source) < shard_count:
+    raise ValueError(f"{len(source)} training images cannot be split into "
+                     f"{shard_count} shards.")
+  shard_options = grain.sharding.ShardOptions(
+      shard_index=shard_index, shard_count=shard_count, drop_remainder=True)
+  sampler = grain.samplers.IndexSampler(
+      num_records=len(source), shard_options=shard_options, shuffle=True,
+      num_epochs=None, seed=seed)
+  operations = [SelectImage()]
+  if data_config.random_flip:
+    operations.append(RandomHorizontalFlip())
+  operations.append(grain.transforms.Batch(batch_size, drop_remainder=True))
+  return grain.DataLoader(
+      data_source=source, sampler=sampler, operations=operations,
+      worker_count=data_config.num_workers, shard_options=shard_options,
+      read_options=_read_options(data_config))
+
+
+def _indexed_image(index: int, element: dict[str, Any]) -> dict[str, Any]:
+  return {"image": element["image"], "index": np.int32(index),
+          "mask": np.bool_(True)}
+
+
+class PadBatch(grain.transforms.Map):
+  """Pads a final short batch to `batch_size` with masked-out zero images."""
+
+  def __init__(self, batch_size: int):
+    self.batch_size = batch_size
+
+  def map(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    missing = self.batch_size - len(batch["index"])
+    if not missing:
+      return batch
+    pad = {"image": np.zeros((missing,) + batch["image"].shape[1:], np.uint8),
+           "index": np.full((missing,), -1, np.int32),
+           "mask": np.zeros((missing,), bool)}
+    return {key: np.concatenate([batch[key], pad[key]]) for key in batch}
+
+
+def eval_batches(data_config, split: str, batch_size: int,
+                 num_images: int | None = None) -> Iterator[dict[str, Any]]:
+  """Returns an iterator over the first `num_images` of `split`, in order.
+
+  Args:
+    data_config: A config like `default_data_config()`.
+    split: 'train' or 'test'.
+    batch_size: Images per batch; the last batch is padded to it.
+    num_images: How many images from the start of the split; None for all.
+
+  Returns:
+    A finite, deterministic iterator of dicts: 'image' uint8
+    (batch_size, H, W, 3); 'index' int32 (batch_size,), the position in the
+    split (-1 for padding); 'mask' bool (batch_size,), False for padding
+    (whose image is all zeros). Every index in [0, num_images) appears once.
+
+  Raises:
+    ValueError: For a bad split, batch size or `num_images`.
+  """
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be positive, got {batch_size}.")
+  source = sources.get_data_source(data_config, split)
+  if num_images is None:
+    num_images = len(source)
+  if not 0 < num_images <= len(source):
+    raise ValueError(
+        f"num_images={num_images} must lie in [1, {len(source)}] (the size of "
+        f"the {split!r} split); pass None to evaluate the whole split.")
+  dataset = (grain.MapDataset.source(source)[:num_images]
+             .map_with_index(_indexed_image)
+             .to_iter_dataset(_read_options(data_config))
+             .batch(batch_size, drop_remainder=False)
+             .map(PadBatch(batch_size)))
+  return iter(dataset)
