@@ -3,7 +3,7 @@
 The dataset builders turn source photos of any size and mode into square RGB
 PNGs of one resolution. Resizing uses Pillow's Lanczos filter, whose kernel is
 stretched by the scale factor when downsampling, so it low-pass filters before
-subsampling (antialiased, no moiré) rather than picking pixels; the crop box may
+subsampling (antialiased, no moiré) rather than picking pixels; a crop box may
 have fractional corners, which the filter honours exactly. Everything here is
 deterministic: the same input bytes give the same output bytes.
 """
@@ -44,29 +44,29 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
     return upright.convert("RGB")
 
 
-def center_square(width: int, height: int) -> Box:
-  """Returns the largest centred square (left, upper, right, lower) box."""
+def center_crop_square(image: Image.Image) -> Image.Image:
+  """Returns the largest centred square of `image` (an exact pixel crop)."""
+  width, height = image.size
   side = min(width, height)
-  left = (width - side) / 2
-  upper = (height - side) / 2
-  return (left, upper, left + side, upper + side)
+  left, upper = (width - side) // 2, (height - side) // 2
+  return image.crop((left, upper, left + side, upper + side))
 
 
 def resize_square(image: Image.Image, resolution: int,
                   box: Box | None = None) -> Image.Image:
-  """Resamples a square region of `image` to `resolution` x `resolution`.
+  """Resamples `image`, or a square region of it, to a square.
 
   Args:
     image: The source image.
     resolution: Side of the output, in pixels.
     box: (left, upper, right, lower) region of `image`, possibly fractional;
-      defaults to the largest centred square.
+      None for the whole image. The filter treats the region as a window on a
+      continuous image, so its taps near the border read the pixels just
+      outside the box (crop first with `center_crop_square` for a hard cut).
 
   Returns:
-    The antialiased (Lanczos) resized crop.
+    The antialiased (Lanczos) `resolution` x `resolution` image.
   """
-  if box is None:
-    box = center_square(*image.size)
   return image.resize((resolution, resolution), Image.Resampling.LANCZOS,
                       box=box)
 
@@ -91,4 +91,5 @@ def square_png(path: str | os.PathLike, resolution: int) -> bytes:
   Raises:
     One of `UNREADABLE_IMAGE_ERRORS` if the file cannot be decoded.
   """
-  return encode_png(resize_square(open_rgb(path), resolution))
+  return encode_png(
+      resize_square(center_crop_square(open_rgb(path)), resolution))

@@ -9,7 +9,9 @@ batch is a function of (seed, shard, position), so the iterator's state is
 just its position: `it.get_state()` / `it.set_state(state)` (JSON bytes), or
 Orbax with `grain.checkpoint.CheckpointSave(it)` /
 `grain.checkpoint.CheckpointRestore(it)` (handler
-`grain.checkpoint.CheckpointHandler`), resume the exact same batches.
+`grain.checkpoint.CheckpointHandler`), resume the exact same batches. The
+batches do not depend on `num_workers`, but a saved state can only be restored
+into a loader with the same `num_workers` (grain checks it).
 
 Evaluation (`eval_batches`) walks a split in order, once, in fixed-size batches
 whose padding is marked by `mask`, so a jitted eval step sees one shape.
@@ -17,6 +19,8 @@ whose padding is marked by `mask`, so a jitted eval step sees one shape.
 
 from typing import Any, Iterator
 
+from absl import flags
+from absl import logging
 import grain
 import jax
 import numpy as np
@@ -103,6 +107,11 @@ def train_loader(data_config, *, global_batch_size: int, seed: int,
   sampler = grain.samplers.IndexSampler(
       num_records=len(source), shard_options=shard_options, shuffle=True,
       num_epochs=None, seed=seed)
+  if data_config.num_workers > 0 and not flags.FLAGS.is_parsed():
+    # grain's worker processes read absl flags; outside `absl.app.run` (a
+    # notebook, a plain script) nothing has parsed them yet.
+    logging.info("Marking absl flags as parsed (defaults) for grain workers.")
+    flags.FLAGS.mark_as_parsed()
   operations = [SelectImage()]
   if data_config.random_flip:
     operations.append(RandomHorizontalFlip())
