@@ -157,7 +157,8 @@ def test_bad_batch_size_shard_and_seed_raise_clear_errors(config):
   with pytest.raises(ValueError, match="shard_index=2 must lie in"):
     data.train_loader(config, global_batch_size=4, seed=0, shard_index=2,
                       shard_count=2)
-  with pytest.raises(ValueError, match=r"seed must be an int in \[0, 2\*\*32\)"):
+  with pytest.raises(ValueError,
+                     match=r"seed must be an int in \[0, 2\*\*32\)"):
     data.train_loader(config, global_batch_size=4, seed=-1)
 
 

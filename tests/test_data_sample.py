@@ -138,3 +138,11 @@ def test_bad_sizes_and_names_raise_clear_errors(tmp_path):
     data.get_data_source(config, "train")
   with pytest.raises(ValueError, match="valid splits are 'train', 'test'"):
     data.get_data_source(_config(tmp_path), "validation")
+
+
+def test_incomplete_config_names_the_missing_fields():
+  config = data.default_data_config()
+  del config["sample_test_size"]
+  with pytest.raises(ValueError, match="lacks the field.* sample_test_size.*"
+                     "default_data_config"):
+    data.get_data_source(config, "test")

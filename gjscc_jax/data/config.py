@@ -55,6 +55,11 @@ def default_data_config() -> ml_collections.ConfigDict:
 
 def validate_data_config(data_config) -> None:
   """Raises a `ValueError` naming the field and the fix for a bad config."""
+  missing = sorted(set(default_data_config()) - set(data_config))
+  if missing:
+    raise ValueError(
+        f"data_config lacks the field(s) {', '.join(missing)}; build it with "
+        "gjscc_jax.data.default_data_config() and override fields.")
   if data_config.name not in DATASET_NAMES:
     raise ValueError(
         f"Unknown dataset name {data_config.name!r} (data_config.name); "

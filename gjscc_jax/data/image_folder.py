@@ -154,7 +154,8 @@ def list_images(image_dir: str | os.PathLike | None,
   files = sorted(
       path for path in root.rglob("*")
       if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
-      and not any(part.startswith(".") for part in path.relative_to(root).parts))
+      and not any(part.startswith(".")
+                  for part in path.relative_to(root).parts))
   if not files:
     raise FileNotFoundError(f"Image folder {root} holds no image files. {how}")
   return files
@@ -215,8 +216,8 @@ class _FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _split_generators(self, dl_manager):
     del dl_manager  # The images are on the user's disk.
-    root = pathlib.Path(self._image_dir).expanduser() if self._image_dir else None
-    files = list_images(root, self.DATASET)
+    files = list_images(self._image_dir, self.DATASET)
+    root = pathlib.Path(self._image_dir).expanduser()
     self.info.metadata["image_dir"] = str(root.resolve())
     self.info.metadata["skipped_files"] = {}
     splits = self.builder_config.split.assign(root, files)

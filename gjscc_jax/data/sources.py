@@ -17,6 +17,12 @@ from gjscc_jax.data import sample
 
 #: The storage format: random access without TensorFlow.
 FILE_FORMAT = "array_record"
+#: The config fields that identify a prepared dataset.
+_IDENTITY_FIELDS = ("name", "image_dir", "resolution", "tfds_dir",
+                    "test_fraction", "sample_train_size", "sample_test_size")
+#: Prepared builders of this process, by identity (each is looked up on disk
+#: once, not at every evaluation).
+_PREPARED: dict[tuple, tfds.core.DatasetBuilder] = {}
 
 
 def get_builder(data_config) -> tfds.core.DatasetBuilder:
@@ -51,6 +57,10 @@ def prepare(data_config) -> tfds.core.DatasetBuilder:
       `data_config.image_dir` is unset, missing or empty (the message gives the
       expected layout and the config key to set).
   """
+  config_lib.validate_data_config(data_config)
+  key = tuple(data_config[field] for field in _IDENTITY_FIELDS)
+  if key in _PREPARED:
+    return _PREPARED[key]
   builder = get_builder(data_config)
   if not builder.is_prepared():
     if data_config.name != "sample":
@@ -59,6 +69,7 @@ def prepare(data_config) -> tfds.core.DatasetBuilder:
     logging.info("Preparing %s/%s in %s", builder.name,
                  builder.builder_config.name, builder.data_dir)
     builder.download_and_prepare(file_format=FILE_FORMAT)
+  _PREPARED[key] = builder
   return builder
 
 
