@@ -74,6 +74,7 @@ def mse(x: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def _range_error(lo, hi, name):
+  lo, hi = np.min(lo), np.max(hi)  # batched under vmap
   bound = 1.0 + RANGE_SLACK
   if lo < -bound or hi > bound:
     raise ValueError(
@@ -93,7 +94,7 @@ def check_image_range(images: jax.Array, name: str = 'perceptual loss'):
   finite = jnp.isfinite(images)
   lo = jnp.min(jnp.where(finite, images, 0.0))
   hi = jnp.max(jnp.where(finite, images, 0.0))
-  if isinstance(images, jax.core.Tracer):
+  if isinstance(lo, jax.core.Tracer):  # inside jit/grad/vmap (even for consts)
     jax.debug.callback(lambda a, b: _range_error(a, b, name), lo, hi)
   else:
     _range_error(np.asarray(lo), np.asarray(hi), name)
