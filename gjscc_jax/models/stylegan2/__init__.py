@@ -1,0 +1,25 @@
+"""StyleGAN2 (Karras et al. 2020) in Flax, numerically matching NVIDIA's code.
+
+Modules: `resampling` (FIR up-sampling), `layers` (equalised-lr dense,
+modulated conv, ToRGB), `mapping`, `synthesis` (block/layer indexing and
+partial runs), `generator`, `loading` (converted-weights directories).
+"""
+
+from gjscc_jax.models.stylegan2.generator import (CONFIG_FIELDS, Generator,
+                                                  generator_from_config, w_avg)
+from gjscc_jax.models.stylegan2.layers import (FullyConnected, SynthesisLayer,
+                                               ToRGB, bias_act,
+                                               modulated_conv2d)
+from gjscc_jax.models.stylegan2.loading import load_stylegan2, save_stylegan2
+from gjscc_jax.models.stylegan2.mapping import (MappingNetwork,
+                                                normalize_2nd_moment, truncate)
+from gjscc_jax.models.stylegan2.synthesis import (SynthesisBlock,
+                                                  SynthesisNetwork)
+
+__all__ = [
+    'CONFIG_FIELDS', 'FullyConnected', 'Generator', 'MappingNetwork',
+    'SynthesisBlock', 'SynthesisLayer', 'SynthesisNetwork', 'ToRGB',
+    'bias_act', 'generator_from_config', 'load_stylegan2',
+    'modulated_conv2d', 'normalize_2nd_moment', 'save_stylegan2', 'truncate',
+    'w_avg',
+]

@@ -1,0 +1,132 @@
+"""2x upsampling with StyleGAN2's [1, 3, 3, 1] FIR filter, written for XLA.
+
+StyleGAN2 upsamples twice per block, both times with the separable low-pass
+filter ``f = outer(a, a) / 64``, ``a = [1, 3, 3, 1]``, scaled by a gain of 4
+(= up^2) so that the mean is preserved:
+
+* the skip image: ``upfirdn2d(img, f, up=2, padding=(2, 1))`` -- insert a zero
+  after every pixel, pad 2 before and 1 after, filter;
+* the first convolution of each block (``conv0``): a stride-2 *transposed*
+  convolution with the stored 3x3 kernel (output ``2H + 1``), followed by
+  ``upfirdn2d(t, f, padding=(1, 1))`` (output ``2H``).
+
+Both are written here without zero insertion (which would multiply the
+arithmetic by four) and without depthwise convolutions (slow on XLA:CPU):
+
+* Along one axis the skip upsampling is, with ``x[-1] = x[n] = 0``::
+
+    y[2j]     = (x[j - 1] + 3 x[j]) / 4
+    y[2j + 1] = (3 x[j] + x[j + 1]) / 4
+
+* The transposed convolution ``t[n] = sum_j x[j] w[n - 2j]`` splits into an
+  even phase ``t[2m] = x[m - 1] w[2] + x[m] w[0]`` (``m = 0..H``) and an odd
+  phase ``t[2m + 1] = x[m] w[1]`` (``m = 0..H-1``): per 2-D output phase an
+  ordinary, small stride-1 convolution of the *input*, 9 taps in total, i.e.
+  the arithmetic of one 3x3 convolution at the input resolution. The FIR step
+  ``y[n] = (t[n-1] + 3 t[n] + 3 t[n+1] + t[n+2]) / 4`` is then evaluated on the
+  phases with shifted, weighted adds (`_fir_on_phases`) and the four output
+  phases are interleaved once.
+
+All functions take NHWC arrays and are exact re-orderings of the official
+arithmetic (agreement to float rounding, borders included).
+"""
+
+import jax.numpy as jnp
+from jax import lax
+
+_DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _shift(x, axis, offset):
+  """Returns ``x[i + offset]`` along `axis`, zero outside (same length)."""
+  n = x.shape[axis]
+  pad = [(0, 0)] * x.ndim
+  pad[axis] = (max(-offset, 0), max(offset, 0))
+  return lax.slice_in_dim(jnp.pad(x, pad), max(offset, 0),
+                          max(offset, 0) + n, axis=axis)
+
+
+def interleave_2x2(y00, y01, y10, y11):
+  """Interleaves four (B, H, W, C) phases into ``y[:, 2i + r, 2j + s] = y_rs``."""
+  b, h, w, c = y00.shape
+  rows0 = jnp.stack([y00, y01], axis=3).reshape(b, h, 2 * w, c)
+  rows1 = jnp.stack([y10, y11], axis=3).reshape(b, h, 2 * w, c)
+  return jnp.stack([rows0, rows1], axis=2).reshape(b, 2 * h, 2 * w, c)
+
+
+def upsample_2x(x):
+  """Official ``upfirdn2d.upsample2d(x, [1, 3, 3, 1])`` for NHWC `x`.
+
+  Args:
+    x: array of shape (B, H, W, C).
+
+  Returns:
+    Array of shape (B, 2H, 2W, C).
+  """
+
+  def along(v, axis):
+    even = (_shift(v, axis, -1) + 3 * v) * 0.25
+    odd = (3 * v + _shift(v, axis, 1)) * 0.25
+    return even, odd
+
+  even, odd = along(x, 1)
+  y00, y01 = along(even, 2)
+  y10, y11 = along(odd, 2)
+  return interleave_2x2(y00, y01, y10, y11)
+
+
+def _fir_on_phases(t_even, t_odd, axis):
+  """Applies ``y[n] = (t[n-1] + 3t[n] + 3t[n+1] + t[n+2]) / 4`` on phases.
+
+  Args:
+    t_even: ``t[2m]`` for ``m = 0..n`` (length n + 1 along `axis`).
+    t_odd: ``t[2m + 1]`` for ``m = 0..n-1`` (length n).
+    axis: the axis to filter.
+
+  Returns:
+    ``(y[2j], y[2j + 1])`` for ``j = 0..n-1``, each of length n.
+  """
+  n = t_odd.shape[axis]
+  e0 = lax.slice_in_dim(t_even, 0, n, axis=axis)       # t[2j]
+  e1 = lax.slice_in_dim(t_even, 1, n + 1, axis=axis)   # t[2j + 2]
+  y_even = (_shift(t_odd, axis, -1) + 3 * e0 + 3 * t_odd + e1) * 0.25
+  y_odd = (e0 + 3 * t_odd + 3 * e1 + _shift(t_odd, axis, 1)) * 0.25
+  return y_even, y_odd
+
+
+def upsample_conv_2x(x, kernel, *, precision=None):
+  """Official ``conv2d_resample(x, w, f=[1,3,3,1], up=2, padding=1)``.
+
+  The stride-2 transposed convolution of `x` with the 3x3 `kernel` (applied
+  as a true convolution, as the official code does), then the FIR filter.
+
+  Args:
+    x: input of shape (B, H, W, I).
+    kernel: (3, 3, I, O) kernel in HWIO layout, in the official orientation
+      (official OIHW ``weight.transpose(2, 3, 1, 0)``, *not* flipped).
+    precision: passed to `lax.conv_general_dilated`.
+
+  Returns:
+    Array of shape (B, 2H, 2W, O).
+  """
+  if kernel.shape[:2] != (3, 3):
+    raise ValueError(f'upsample_conv_2x needs a 3x3 kernel, got {kernel.shape}')
+
+  def conv(taps_h, taps_w, pad_h, pad_w):
+    k = kernel[taps_h][:, taps_w]
+    return lax.conv_general_dilated(
+        x, k, (1, 1), ((pad_h, pad_h), (pad_w, pad_w)),
+        dimension_numbers=_DIMENSION_NUMBERS, precision=precision)
+
+  even_taps, odd_taps = slice(None, None, -2), slice(1, 2)  # [w2, w0], [w1]
+  t_ee = conv(even_taps, even_taps, 1, 1)   # (H + 1, W + 1)
+  t_eo = conv(even_taps, odd_taps, 1, 0)    # (H + 1, W)
+  t_oe = conv(odd_taps, even_taps, 0, 1)    # (H, W + 1)
+  t_oo = conv(odd_taps, odd_taps, 0, 0)     # (H, W)
+  # FIR along H, separately for the even and odd W phases of t.
+  y_e_we, y_o_we = _fir_on_phases(t_ee, t_oe, axis=1)
+  y_e_wo, y_o_wo = _fir_on_phases(t_eo, t_oo, axis=1)
+  # FIR along W.
+  y00, y01 = _fir_on_phases(y_e_we, y_e_wo, axis=2)
+  y10, y11 = _fir_on_phases(y_o_we, y_o_wo, axis=2)
+  return interleave_2x2(y00, y01, y10, y11)

@@ -1,0 +1,264 @@
+"""StyleGAN2 synthesis network ('skip' architecture), with entry/exit points.
+
+Indexing used throughout (R = output resolution, L = log2(R) - 1 blocks):
+
+* block ``k`` (``k = 0..L-1``) works at resolution ``4 * 2**k`` and is named
+  ``b{4 * 2**k}`` (``b4``, ``b8``, ...) as in the official code. Block 0 starts
+  from the learned 4x4 constant and has ``conv1`` and ``torgb``; every other
+  block has ``conv0`` (2x upsampling), ``conv1`` and ``torgb``.
+* noise/conv *layer* ``l`` (``l = 0..2L-2``): layer 0 is ``b4.conv1``; for
+  block ``k >= 1`` layer ``2k - 1`` is its ``conv0`` and layer ``2k`` its
+  ``conv1``. Layer ``l`` consumes ``ws[:, l]``; the ``torgb`` of block ``k``
+  consumes ``ws[:, 2k + 1]`` (shared with the next block's ``conv0``). So
+  ``num_ws = 2L`` (14 at 256x256, 18 at 1024x1024) and there are
+  ``num_ws - 1`` noise inputs, layer ``l`` at resolution ``4 * 2**((l+1)//2)``.
+
+Channels per resolution: ``min(channel_base // r, channel_max)``.
+"""
+
+from typing import Any, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gjscc_jax.models.stylegan2 import layers, resampling
+
+
+def block_resolution(block):
+  """Resolution of block `block` (0 -> 4, 1 -> 8, ...)."""
+  return 4 * 2**block
+
+
+def layer_resolution(layer):
+  """Output resolution of conv layer `layer` (0 -> 4, 1 and 2 -> 8, ...)."""
+  return 4 * 2**((layer + 1) // 2)
+
+
+def block_layers(block):
+  """The conv layer indices of block `block` (``(0,)`` or ``(2k-1, 2k)``)."""
+  return (0,) if block == 0 else (2 * block - 1, 2 * block)
+
+
+def num_blocks(img_resolution):
+  """Number of blocks for an output resolution: log2(R) - 1."""
+  res = img_resolution
+  if not isinstance(res, int) or res < 4 or res & (res - 1):
+    raise ValueError(f'img_resolution must be a power of two >= 4, got {res}')
+  return int(np.log2(res)) - 1
+
+
+def channels(resolution, channel_base, channel_max):
+  """Feature channels at `resolution`: min(channel_base // r, channel_max)."""
+  return min(channel_base // resolution, channel_max)
+
+
+def noise_shapes(img_resolution):
+  """Per conv layer, the (H, W) of its noise input (and output)."""
+  return tuple((layer_resolution(l),) * 2
+               for l in range(2 * num_blocks(img_resolution) - 1))
+
+
+def feature_shapes(img_resolution, channel_base, channel_max):
+  """Per block, the (H, W, C) of the feature map it outputs."""
+  return tuple((r, r, channels(r, channel_base, channel_max)) for r in
+               map(block_resolution, range(num_blocks(img_resolution))))
+
+
+def _noise_by_layer(noise, num_layers):
+  """Normalises `noise` (None, sequence or mapping) to a dict layer -> map."""
+  if noise is None:
+    return {}
+  if isinstance(noise, Mapping):
+    items = dict(noise)
+  elif isinstance(noise, Sequence):
+    if len(noise) != num_layers:
+      raise ValueError(f'noise as a sequence needs one entry (or None) per '
+                       f'layer: {num_layers}, got {len(noise)}')
+    items = dict(enumerate(noise))
+  else:
+    raise TypeError('noise must be a sequence or a dict {layer: map}, got '
+                    f'{type(noise).__name__}')
+  bad = [l for l in items if not 0 <= l < num_layers]
+  if bad:
+    raise ValueError(f'noise layers {bad} out of range 0..{num_layers - 1}')
+  return {l: n for l, n in items.items() if n is not None}
+
+
+class SynthesisBlock(nn.Module):
+  """One resolution of the skip generator: [const] conv0? conv1 torgb.
+
+  Attributes:
+    out_channels: channels of this block.
+    resolution: output resolution.
+    is_first: the 4x4 block (learned constant input, no conv0).
+    img_channels: image channels.
+    conv_clamp: activation clipping (None: none).
+    dtype: compute dtype of feature maps (the skip image is float32).
+    precision: convolution precision.
+  """
+  out_channels: int
+  resolution: int
+  is_first: bool = False
+  img_channels: int = 3
+  conv_clamp: float | None = None
+  dtype: Any = jnp.float32
+  precision: Any = None
+
+  @nn.compact
+  def __call__(self, x, img, ws, *, noise_mode='const', key=None,
+               noise=(None, None)):
+    """Applies the block.
+
+    Args:
+      x: (B, r/2, r/2, C_in) features, or None for the first block.
+      img: (B, r/2, r/2, img_channels) skip image or None (= zeros).
+      ws: (B, n, w_dim) latents: n = 2 (conv1, torgb) for the first block,
+        else 3 (conv0, conv1, torgb).
+      noise_mode: see `layers.SynthesisLayer`.
+      key: PRNG key for random noise.
+      noise: per conv layer of this block, an external noise map or None.
+
+    Returns:
+      ``(x, img)``: (B, r, r, out_channels) features in `dtype` and the
+      (B, r, r, img_channels) float32 image.
+    """
+    kw = dict(conv_clamp=self.conv_clamp, dtype=self.dtype,
+              precision=self.precision)
+    num_conv = 1 if self.is_first else 2
+    if ws.shape[1] != num_conv + 1:
+      raise ValueError(f'{self.name} needs {num_conv + 1} ws, got {ws.shape}')
+    keys = (None, None) if key is None else jax.random.split(key)
+    if self.is_first:
+      const = self.param('const', nn.initializers.normal(1.0),
+                         (self.resolution, self.resolution, self.out_channels))
+      x = jnp.broadcast_to(const.astype(self.dtype),
+                           (ws.shape[0],) + const.shape)
+    else:
+      x = layers.SynthesisLayer(self.out_channels, self.resolution, up=True,
+                                name='conv0', **kw)(
+                                    x, ws[:, 0], noise_mode=noise_mode,
+                                    key=keys[0], noise=noise[0])
+    x = layers.SynthesisLayer(self.out_channels, self.resolution, name='conv1',
+                              **kw)(x, ws[:, num_conv - 1],
+                                    noise_mode=noise_mode, key=keys[1],
+                                    noise=noise[num_conv - 1])
+    y = layers.ToRGB(self.img_channels, name='torgb', **kw)(x, ws[:, num_conv])
+    if img is not None:
+      img = resampling.upsample_2x(img.astype(jnp.float32)) + y
+    else:
+      img = y
+    return x, img
+
+
+class SynthesisNetwork(nn.Module):
+  """StyleGAN2 synthesis network, W+ -> image, runnable block range by range.
+
+  Attributes:
+    w_dim: latent size.
+    img_resolution: output resolution (power of two >= 4).
+    img_channels: image channels.
+    channel_base: channels at resolution r are min(channel_base // r,
+      channel_max).
+    channel_max: see `channel_base`.
+    conv_clamp: activation clipping in every layer (None: none; official
+      training configs use 256).
+    dtype: compute dtype of the feature maps (float32 or bfloat16).
+    precision: convolution precision (e.g. ``'highest'``).
+  """
+  w_dim: int = 512
+  img_resolution: int = 1024
+  img_channels: int = 3
+  channel_base: int = 32768
+  channel_max: int = 512
+  conv_clamp: float | None = None
+  dtype: Any = jnp.float32
+  precision: Any = None
+
+  @property
+  def num_blocks(self):
+    return num_blocks(self.img_resolution)
+
+  @property
+  def num_ws(self):
+    return 2 * self.num_blocks
+
+  @property
+  def num_layers(self):
+    """Number of conv layers (= noise inputs) = num_ws - 1."""
+    return self.num_ws - 1
+
+  def channels(self, resolution):
+    return channels(resolution, self.channel_base, self.channel_max)
+
+  @property
+  def noise_shapes(self):
+    """Per conv layer, the (H, W) of its noise input (and output)."""
+    return noise_shapes(self.img_resolution)
+
+  @property
+  def feature_shapes(self):
+    """Per block, the (H, W, C) of the feature map it outputs."""
+    return feature_shapes(self.img_resolution, self.channel_base,
+                          self.channel_max)
+
+  @nn.compact
+  def __call__(self, ws, *, noise_mode='const', key=None, noise=None,
+               start_block=0, end_block=None, x=None, img=None):
+    """Synthesises images, or runs blocks ``start_block .. end_block - 1``.
+
+    Args:
+      ws: (B, num_ws, w_dim) W+ latents (always the full set; blocks outside
+        the range ignore theirs).
+      noise_mode: ``'const'``, ``'random'`` or ``'none'`` (see module doc).
+      key: PRNG key, required for ``noise_mode='random'``.
+      noise: external noise/feature maps replacing the noise input of some
+        layers: a sequence of ``num_layers`` entries (None = use `noise_mode`)
+        or a dict ``{layer: map}``; a map is (B, H, W, 1) or (B, H, W, C) at
+        the layer's resolution and is scaled by the layer's noise_strength.
+      start_block: first block to run; if > 0, `x` must be the output
+        features of block ``start_block - 1`` (and `img` its skip image, or
+        None for a zero image).
+      end_block: stop before this block (default: run to the end).
+      x: input features for ``start_block > 0``.
+      img: input skip image for ``start_block > 0``.
+
+    Returns:
+      The (B, R, R, img_channels) float32 image when running to the end,
+      otherwise ``(x, img)`` after block ``end_block - 1``.
+    """
+    n_blocks = self.num_blocks
+    end = n_blocks if end_block is None else end_block
+    if not 0 <= start_block < end <= n_blocks:
+      raise ValueError(f'need 0 <= start_block < end_block <= {n_blocks}, '
+                       f'got start_block={start_block}, end_block={end_block}')
+    if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
+      raise ValueError(f'ws must have shape (B, {self.num_ws}, {self.w_dim}) '
+                       f'(W+), got {ws.shape}; broadcast a single w with '
+                       'jnp.repeat(w[:, None], num_ws, axis=1).')
+    if start_block > 0 and x is None:
+      raise ValueError(f'start_block={start_block} needs x, the features of '
+                       f'block {start_block - 1}: shape (B, '
+                       f'{self.feature_shapes[start_block - 1]}).')
+    if start_block == 0 and (x is not None or img is not None):
+      raise ValueError('x and img are only used with start_block > 0.')
+    ws = ws.astype(jnp.float32)
+    noise = _noise_by_layer(noise, self.num_layers)
+    for k in range(start_block, end):
+      res = block_resolution(k)
+      first_w = 0 if k == 0 else 2 * k - 1
+      num_w = 2 if k == 0 else 3
+      block_noise = tuple(noise.get(l) for l in block_layers(k))
+      if len(block_noise) == 1:
+        block_noise = block_noise + (None,)
+      block_key = None if key is None else jax.random.fold_in(key, k)
+      x, img = SynthesisBlock(
+          self.channels(res), res, is_first=(k == 0),
+          img_channels=self.img_channels, conv_clamp=self.conv_clamp,
+          dtype=self.dtype, precision=self.precision, name=f'b{res}')(
+              x, img, ws[:, first_w:first_w + num_w], noise_mode=noise_mode,
+              key=block_key, noise=block_noise)
+    if end == n_blocks:
+      return img
+    return x, img
