@@ -68,7 +68,8 @@ def backbone_from_state_dict(state: Mapping[str, np.ndarray], net: str,
   backbone = {}
   layers = lpips_lib.backbone_layers(net)
   for index, layer in zip(TORCHVISION_CONV_INDICES[net], layers, strict=True):
-    name, k, _, _, cin, cout, _, _ = layer
+    name, k, cin, cout = (layer.name, layer.kernel, layer.in_channels,
+                          layer.out_channels)
     try:
       weight = np.asarray(features[f'features.{index}.weight'])
       bias = np.asarray(features[f'features.{index}.bias'])

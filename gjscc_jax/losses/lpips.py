@@ -25,11 +25,12 @@ differences and every sum, so the distance is accumulated in float32.
 
 Speed (the loss is the inner loop of InverseJSCC): VGG's 2x2 max-pool is a
 reshape + max with a hand-written gradient (much cheaper than XLA's
-select-and-scatter, same tie-breaking), and the features of a fixed target can be computed once (`features`) and reused
-for every optimisation step (`distance`).
+select-and-scatter, same tie-breaking), and the features of a fixed target can
+be computed once (`LPIPS.features`) and reused for every optimisation step
+(`LPIPS.distance`).
 """
 
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -41,30 +42,42 @@ SCALE = (0.458, 0.448, 0.450)
 #: Added to the feature norm (outside the square root), as in ``lpips``.
 NORM_EPS = 1e-10
 
-#: Backbones by short name: (conv layers, tap channels). A conv layer is
-#: ``(name, kernel size, stride, padding, in channels, out channels,
-#: max-pool before it, is a tap)``.
+
+
+class ConvLayer(NamedTuple):
+  """One conv + ReLU of a backbone (torchvision's layout)."""
+  name: str
+  kernel: int
+  stride: int
+  padding: int
+  in_channels: int
+  out_channels: int
+  pool_before: bool  # a max-pool precedes the conv
+  tap: bool  # LPIPS reads the ReLU output
+
+
+#: The conv layers of each backbone up to its last tap, in order.
 VGG16_LAYERS = (
-    ('conv1_1', 3, 1, 1, 3, 64, False, False),
-    ('conv1_2', 3, 1, 1, 64, 64, False, True),
-    ('conv2_1', 3, 1, 1, 64, 128, True, False),
-    ('conv2_2', 3, 1, 1, 128, 128, False, True),
-    ('conv3_1', 3, 1, 1, 128, 256, True, False),
-    ('conv3_2', 3, 1, 1, 256, 256, False, False),
-    ('conv3_3', 3, 1, 1, 256, 256, False, True),
-    ('conv4_1', 3, 1, 1, 256, 512, True, False),
-    ('conv4_2', 3, 1, 1, 512, 512, False, False),
-    ('conv4_3', 3, 1, 1, 512, 512, False, True),
-    ('conv5_1', 3, 1, 1, 512, 512, True, False),
-    ('conv5_2', 3, 1, 1, 512, 512, False, False),
-    ('conv5_3', 3, 1, 1, 512, 512, False, True),
+    ConvLayer('conv1_1', 3, 1, 1, 3, 64, False, False),
+    ConvLayer('conv1_2', 3, 1, 1, 64, 64, False, True),
+    ConvLayer('conv2_1', 3, 1, 1, 64, 128, True, False),
+    ConvLayer('conv2_2', 3, 1, 1, 128, 128, False, True),
+    ConvLayer('conv3_1', 3, 1, 1, 128, 256, True, False),
+    ConvLayer('conv3_2', 3, 1, 1, 256, 256, False, False),
+    ConvLayer('conv3_3', 3, 1, 1, 256, 256, False, True),
+    ConvLayer('conv4_1', 3, 1, 1, 256, 512, True, False),
+    ConvLayer('conv4_2', 3, 1, 1, 512, 512, False, False),
+    ConvLayer('conv4_3', 3, 1, 1, 512, 512, False, True),
+    ConvLayer('conv5_1', 3, 1, 1, 512, 512, True, False),
+    ConvLayer('conv5_2', 3, 1, 1, 512, 512, False, False),
+    ConvLayer('conv5_3', 3, 1, 1, 512, 512, False, True),
 )
 ALEXNET_LAYERS = (
-    ('conv1', 11, 4, 2, 3, 64, False, True),
-    ('conv2', 5, 1, 2, 64, 192, True, True),
-    ('conv3', 3, 1, 1, 192, 384, True, True),
-    ('conv4', 3, 1, 1, 384, 256, False, True),
-    ('conv5', 3, 1, 1, 256, 256, False, True),
+    ConvLayer('conv1', 11, 4, 2, 3, 64, False, True),
+    ConvLayer('conv2', 5, 1, 2, 64, 192, True, True),
+    ConvLayer('conv3', 3, 1, 1, 192, 384, True, True),
+    ConvLayer('conv4', 3, 1, 1, 384, 256, False, True),
+    ConvLayer('conv5', 3, 1, 1, 256, 256, False, True),
 )
 BACKBONES = {'vgg': VGG16_LAYERS, 'alex': ALEXNET_LAYERS}
 
@@ -79,7 +92,7 @@ def backbone_layers(net: str):
 
 def tap_channels(net: str) -> tuple[int, ...]:
   """Channels of the five taps of ``net``, i.e. the lengths of its lin weights."""
-  return tuple(layer[5] for layer in backbone_layers(net) if layer[7])
+  return tuple(l.out_channels for l in backbone_layers(net) if l.tap)
 
 
 def param_shapes(net: str) -> dict[str, Any]:
@@ -88,8 +101,10 @@ def param_shapes(net: str) -> dict[str, Any]:
   ``{'backbone': {conv: {'kernel': (k, k, in, out), 'bias': (out,)}},
   'lin0': (C0,), ..., 'lin4': (C4,)}``; kernels are HWIO.
   """
-  backbone = {name: {'kernel': (k, k, cin, cout), 'bias': (cout,)}
-              for name, k, _, _, cin, cout, _, _ in backbone_layers(net)}
+  backbone = {l.name: {'kernel': (l.kernel, l.kernel, l.in_channels,
+                                  l.out_channels),
+                       'bias': (l.out_channels,)}
+              for l in backbone_layers(net)}
   shapes = {'backbone': backbone}
   for i, c in enumerate(tap_channels(net)):
     shapes[f'lin{i}'] = (c,)
@@ -107,10 +122,10 @@ def _conv_out(size: int, k: int, stride: int, pad: int) -> int:
 def min_image_size(net: str) -> int:
   """Smallest height/width for which every tap of ``net`` is non-empty."""
   def last_size(size):
-    for _, k, stride, pad, _, _, pool, _ in backbone_layers(net):
-      if pool:
+    for layer in backbone_layers(net):
+      if layer.pool_before:
         size = _pool_out(size, 2 if net == 'vgg' else 3)
-      size = _conv_out(size, k, stride, pad)
+      size = _conv_out(size, layer.kernel, layer.stride, layer.padding)
     return size
   size = 1
   while last_size(size) < 1:
@@ -200,15 +215,15 @@ class Backbone(nn.Module):
     pool = max_pool_2x2 if self.net == 'vgg' else max_pool_3x3_s2
     taps = []
     x = x.astype(self.dtype)
-    for name, k, stride, pad, _, cout, pool_before, is_tap in backbone_layers(
-        self.net):
-      if pool_before:
+    for layer in backbone_layers(self.net):
+      if layer.pool_before:
         x = pool(x)
-      x = nn.Conv(cout, (k, k), strides=(stride, stride),
-                  padding=((pad, pad), (pad, pad)), dtype=self.dtype,
-                  param_dtype=jnp.float32, name=name)(x)
+      pad = (layer.padding, layer.padding)
+      x = nn.Conv(layer.out_channels, (layer.kernel, layer.kernel),
+                  strides=(layer.stride, layer.stride), padding=(pad, pad),
+                  dtype=self.dtype, param_dtype=jnp.float32, name=layer.name)(x)
       x = nn.relu(x)
-      if is_tap:
+      if layer.tap:
         taps.append(x)
     return tuple(taps)
 

