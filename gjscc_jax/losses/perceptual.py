@@ -31,16 +31,20 @@ For a fixed target (InverseJSCC's many steps against one received image),
 pass the returned `PerceptualTarget` instead of ``y`` to skip a third of the
 work of every step.
 
-Input checks: shapes, dtype and image size are checked at trace time. Values
-are checked at run time (unless ``check_inputs=False``): an image with a
-finite value outside ``[-1 - RANGE_SLACK, 1 + RANGE_SLACK]`` raises an error
-naming the fix, which catches [0, 255] images passed by mistake. (Images in
-[0, 1] cannot be told apart from valid ones by their values: map them with
-``2 * x - 1``.) Inside ``jit`` the check is a ``jax.debug.callback`` of two
-scalars; the error then surfaces as a ``JaxRuntimeError`` with this message.
+Input checks: shapes, dtype and image size are checked at trace time and
+raise. Values are checked too (unless ``check_inputs=False``): a finite value
+outside ``[-1 - RANGE_SLACK, 1 + RANGE_SLACK]`` catches [0, 255] images passed
+by mistake. (Images in [0, 1] cannot be told apart from valid ones by their
+values: map them with ``2 * x - 1``.) On concrete arrays this raises a
+ValueError naming the fix. Inside ``jit``/``grad``/``vmap`` an exception would
+have to come from a host callback, which deadlocks multi-device programs and
+leaves JAX's effect tokens failed for the rest of the process; instead the
+affected values become NaN (so the trainer's non-finite-step guard stops the
+run) and the same message is logged from the host, only when it happens.
 """
 
 import dataclasses
+import logging
 import math
 from typing import Any, NamedTuple
 
@@ -73,31 +77,53 @@ def mse(x: jax.Array, y: jax.Array) -> jax.Array:
   return jnp.mean(jnp.square(diff), axis=tuple(range(1, diff.ndim)))
 
 
-def _range_error(lo, hi, name):
-  lo, hi = np.min(lo), np.max(hi)  # batched under vmap
-  bound = 1.0 + RANGE_SLACK
-  if lo < -bound or hi > bound:
-    raise ValueError(
-        f'{name}: images must be floats in [-1, 1] (the project pixel '
-        f'convention); got values in [{float(lo):.4g}, {float(hi):.4g}]. Map '
-        'uint8 images with gjscc_jax.pixels.from_uint8 and [0, 1] images with '
-        '2 * x - 1.')
+def _range_message(lo, hi, name):
+  return (f'{name}: images must be floats in [-1, 1] (the project pixel '
+          f'convention); got values in [{float(lo):.4g}, {float(hi):.4g}]. Map '
+          'uint8 images with gjscc_jax.pixels.from_uint8 and [0, 1] images '
+          'with 2 * x - 1.')
 
 
-def check_image_range(images: jax.Array, name: str = 'perceptual loss'):
-  """Raises if finite values of ``images`` lie far outside [-1, 1].
+def _log_range_error(bad, lo, hi, name):
+  bad, lo, hi = np.asarray(bad), np.asarray(lo), np.asarray(hi)
+  if np.any(bad):  # under vmap the callback also runs for good images
+    logging.error('%s (The results for these images are NaN.)',
+                  _range_message(np.min(lo[bad]), np.max(hi[bad]), name))
 
-  Concrete arrays are checked immediately (ValueError); traced ones through a
-  ``jax.debug.callback`` on their finite minimum and maximum. Non-finite values
-  are left to propagate (the trainer reports non-finite losses).
+
+def check_image_range(images: jax.Array, name: str = 'perceptual loss'
+                      ) -> jax.Array:
+  """Checks that the finite values of ``images`` are near [-1, 1].
+
+  Args:
+    images: Image batch in the project pixel convention.
+    name: Function name used in the message.
+
+  Returns:
+    A boolean scalar, True when the images are out of range (only possible for
+    traced images; use it to turn the results into NaN). Non-finite values are
+    not flagged: they propagate by themselves.
+
+  Raises:
+    ValueError: for concrete (not traced) images that are out of range.
   """
   finite = jnp.isfinite(images)
   lo = jnp.min(jnp.where(finite, images, 0.0))
   hi = jnp.max(jnp.where(finite, images, 0.0))
-  if isinstance(lo, jax.core.Tracer):  # inside jit/grad/vmap (even for consts)
-    jax.debug.callback(lambda a, b: _range_error(a, b, name), lo, hi)
-  else:
-    _range_error(np.asarray(lo), np.asarray(hi), name)
+  bound = 1.0 + RANGE_SLACK
+  bad = (lo < -bound) | (hi > bound)
+  if not isinstance(bad, jax.core.Tracer):
+    if bad:
+      raise ValueError(_range_message(lo, hi, name))
+    return bad
+  jax.lax.cond(bad,
+               lambda: jax.debug.callback(_log_range_error, bad, lo, hi, name),
+               lambda: None)
+  return bad
+
+
+def _nan_if(bad, value):
+  return value if bad is None else jnp.where(bad, jnp.nan, value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,13 +183,18 @@ class PerceptualLoss:
                         lpips_weights.load_lpips_params(self.net, path))
 
   def _check(self, x, target, name):
-    """Shape checks (trace time) and value checks (run time), once per call."""
+    """Shape checks (raise) and value checks, once per call.
+
+    Returns None or a boolean scalar that is True for out-of-range images.
+    """
     lpips_lib.check_image_shapes(x, None if target is None else target.images,
                                  net=self.net, name=name)
-    if self.check_inputs:
-      check_image_range(x, name)
-      if target is not None and target.features is None:  # else checked
-        check_image_range(target.images, name)
+    if not self.check_inputs:
+      return None
+    bad = check_image_range(x, name)
+    if target is not None and target.features is None:  # else checked
+      bad = bad | check_image_range(target.images, name)
+    return bad
 
   @staticmethod
   def _target(y):
@@ -192,7 +223,8 @@ class PerceptualLoss:
     The result can replace ``y`` in every other method; its features are
     reused instead of recomputed (None when ``lambda_lpips == 0``).
     """
-    self._check(y, None, 'PerceptualLoss.prepare_target')
+    bad = self._check(y, None, 'PerceptualLoss.prepare_target')
+    y = _nan_if(bad, y)
     if not self.uses_lpips:
       return PerceptualTarget(y, None)
     return PerceptualTarget(y, self._features(params, y))
@@ -206,8 +238,8 @@ class PerceptualLoss:
       y: Images of the same shape, or a `PerceptualTarget`.
     """
     target = self._target(y)
-    self._check(x, target, 'PerceptualLoss.lpips')
-    return self._lpips(params, x, target)
+    bad = self._check(x, target, 'PerceptualLoss.lpips')
+    return _nan_if(bad, self._lpips(params, x, target))
 
   def per_image(self, params, x: jax.Array, y) -> dict[str, jax.Array]:
     """The loss and its terms per image: ``{'loss', 'mse'[, 'lpips']}``, (B,).
@@ -216,13 +248,13 @@ class PerceptualLoss:
     only depends on its own variables.
     """
     target = self._target(y)
-    self._check(x, target, 'PerceptualLoss')
+    bad = self._check(x, target, 'PerceptualLoss')
     terms = {'mse': mse(x, target.images)}
     terms['loss'] = terms['mse']
     if self.uses_lpips:
       terms['lpips'] = self._lpips(params, x, target)
       terms['loss'] = terms['mse'] + self.lambda_lpips * terms['lpips']
-    return terms
+    return {k: _nan_if(bad, v) for k, v in terms.items()}
 
   def __call__(self, params, x: jax.Array, y) -> tuple[jax.Array, dict]:
     """Batch-mean loss and its terms.
