@@ -1,0 +1,268 @@
+"""StyleGAN2 synthesis throughput: gjscc-jax (Flax/XLA) vs the official code.
+
+Measures, in one run on one machine, for the same randomly initialised
+generator (default: 256x256, channel base 16384, batch 4):
+
+* forward (``noise_mode='const'``) and forward+backward (gradient of
+  ``sum(img**2)`` w.r.t. the W+ latents) images per second, for our jitted
+  Flax generator and for NVIDIA's official PyTorch code (``pip install
+  torch==2.13.0; pip install --no-deps draggan``) in both of its modulated
+  convolution modes (fused = grouped conv, the inference default; non-fused);
+* the ratios ours / official (against the faster official mode);
+* the compiled FLOP count per image from XLA's cost analysis, and the achieved
+  fraction of the machine's fp32 matmul peak, measured here with a jitted
+  square matmul.
+
+By default the script runs itself twice in subprocesses: with the default
+glibc allocator, and with::
+
+  GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:glibc.malloc.arena_max=1
+
+which keeps large scratch buffers mapped instead of returning them to the OS
+on every call (fewer page faults for both peers). Usage::
+
+  python benchmarks/stylegan2_throughput.py                # both allocators
+  python benchmarks/stylegan2_throughput.py --allocator default --repeats 5
+
+Both peers run in the same process, one after the other, with all cores.
+Report the load average printed at the start and end: the machine should be
+otherwise idle.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+TUNED_ALLOCATOR = ('glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold='
+                   '68719476736:glibc.malloc.arena_max=1')
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OFFICIAL_DIR = 'draggan/stylegan2'
+
+
+def _timeit(fn, repeats, warmup=1):
+  """Median and min wall time of `fn()` (which must block until done)."""
+  for _ in range(warmup):
+    fn()
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t)
+  return float(np.median(times)), float(np.min(times))
+
+
+def matmul_peak(n=2048, repeats=5):
+  """fp32 GFLOP/s of a jitted n x n matmul (best of `repeats`)."""
+  import jax
+  import jax.numpy as jnp
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  f = jax.jit(lambda a, b: a @ b)
+  _, best = _timeit(lambda: f(a, a).block_until_ready(), repeats, warmup=2)
+  return 2 * n**3 / best / 1e9
+
+
+def build_official(args):
+  """A random official Generator (eval mode) and its state dict as numpy."""
+  import torch
+  import draggan
+  sys.path.insert(0, os.path.join(os.path.dirname(draggan.__file__),
+                                  'stylegan2'))
+  from training.networks import Generator  # pylint: disable=import-error
+  torch.manual_seed(0)
+  g = Generator(z_dim=512, c_dim=0, w_dim=512,
+                img_resolution=args.resolution, img_channels=3,
+                mapping_kwargs=dict(num_layers=args.mapping_layers),
+                synthesis_kwargs=dict(channel_base=args.channel_base,
+                                      channel_max=512, num_fp16_res=0,
+                                      conv_clamp=None)).eval()
+  with torch.no_grad():
+    for _, p in g.named_parameters():
+      if p.ndim <= 1:
+        p.add_(torch.randn_like(p) * 0.1)
+  state = {k: v.detach().numpy() for k, v in g.state_dict().items()}
+  return g, state
+
+
+def bench_official(g, ws_np, repeats):
+  import torch
+  out = {}
+  ws = torch.from_numpy(ws_np)
+  for fused in (False, True):
+    mode = 'fused' if fused else 'nonfused'
+
+    def fwd():
+      with torch.no_grad():
+        g.synthesis(ws, noise_mode='const', fused_modconv=fused)
+
+    def fwd_bwd():
+      w = ws.clone().requires_grad_(True)
+      img = g.synthesis(w, noise_mode='const', fused_modconv=fused)
+      img.square().sum().backward()
+
+    out[f'official_{mode}_fwd'] = _timeit(fwd, repeats)
+    out[f'official_{mode}_fwdbwd'] = _timeit(fwd_bwd, repeats)
+  return out
+
+
+def bench_ours(state, ws_np, args):
+  import jax
+  import jax.numpy as jnp
+  from gjscc_jax.models.stylegan2 import Generator
+  from weights_convert.stylegan2 import official_to_variables
+  g = Generator(z_dim=512, w_dim=512, img_resolution=args.resolution,
+                mapping_layers=args.mapping_layers,
+                channel_base=args.channel_base, channel_max=512,
+                dtype=jnp.dtype(args.dtype))
+  variables = jax.tree.map(jnp.asarray, official_to_variables(state))
+  ws = jnp.asarray(ws_np)
+
+  def synth(v, ws):
+    return g.apply(v, ws, method=g.synthesize)
+
+  def loss(ws, v):
+    return jnp.sum(jnp.square(synth(v, ws)))
+
+  out = {}
+  for name, fn, fargs in (('fwd', synth, (variables, ws)),
+                          ('fwdbwd', jax.value_and_grad(loss),
+                           (ws, variables))):
+    t = time.perf_counter()
+    compiled = jax.jit(fn).lower(*fargs).compile()
+    out[f'ours_{name}_compile_s'] = time.perf_counter() - t
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    out[f'ours_{name}_gflop_per_image'] = cost['flops'] / ws.shape[0] / 1e9
+    out[f'ours_{name}'] = _timeit(
+        lambda: jax.block_until_ready(compiled(*fargs)), args.repeats)
+  return out
+
+
+def run_once(args):
+  """Measures everything in this process; prints and returns a dict."""
+  import jax
+  res = {'allocator': os.environ.get('GLIBC_TUNABLES', 'default'),
+         'load_before': os.getloadavg(), 'cpu_count': os.cpu_count(),
+         'python': platform.python_version(), 'jax': jax.__version__,
+         'config': vars(args)}
+  res['matmul_peak_gflops'] = matmul_peak()
+  ws = np.random.RandomState(0).randn(
+      args.batch, 2 * int(np.log2(args.resolution)) - 2, 512).astype(
+          np.float32)
+  state = None
+  if args.official:
+    try:
+      import torch
+      res['torch'] = torch.__version__
+      res['torch_threads'] = torch.get_num_threads()
+      g, state = build_official(args)
+      res.update(bench_official(g, ws, args.repeats))
+    except ImportError as e:
+      res['official_skipped'] = f'{e} (pip install torch==2.13.0 draggan)'
+  if state is None:
+    from weights_convert.stylegan2 import official_to_variables  # noqa
+    import jax.numpy as jnp
+    from gjscc_jax.models.stylegan2 import Generator
+    g = Generator(z_dim=512, w_dim=512, img_resolution=args.resolution,
+                  mapping_layers=args.mapping_layers,
+                  channel_base=args.channel_base)
+    v = g.init(jax.random.PRNGKey(0), jnp.zeros((1, 512)))
+    state = _variables_to_state(v)
+  res.update(bench_ours(state, ws, args))
+  res['load_after'] = os.getloadavg()
+  return res
+
+
+def _variables_to_state(variables):
+  """Inverse of official_to_variables (for runs without the official code)."""
+  from flax import traverse_util
+  state = {}
+  for path, v in traverse_util.flatten_dict(variables).items():
+    v = np.asarray(v)
+    leaf = path[-1]
+    if leaf == 'weight' and v.ndim == 2:
+      v = v.T
+    elif leaf == 'weight' and v.ndim == 4:
+      v = v.transpose(3, 2, 0, 1)
+    elif leaf == 'const':
+      v = v.transpose(2, 0, 1)
+    state['.'.join(path[1:])] = v
+  return state
+
+
+def report(results, batch):
+  lines = []
+  for r in results:
+    peak = r['matmul_peak_gflops']
+    lines.append(f"\n## allocator: {r['allocator']}  (load avg before "
+                 f"{r['load_before'][0]:.2f}, after {r['load_after'][0]:.2f}; "
+                 f"matmul peak {peak:.0f} GFLOP/s; jax {r['jax']}, torch "
+                 f"{r.get('torch', '-')} with {r.get('torch_threads', '-')} "
+                 'threads)')
+    lines.append('| pass | ours img/s | official non-fused img/s | official '
+                 'fused img/s | ours / best official | XLA GFLOP/img | '
+                 'ours GFLOP/s | % of matmul peak |')
+    lines.append('|---|---|---|---|---|---|---|---|')
+    for name in ('fwd', 'fwdbwd'):
+      ours = batch / r[f'ours_{name}'][0]
+      nf = r.get(f'official_nonfused_{name}')
+      fu = r.get(f'official_fused_{name}')
+      nf_ips = batch / nf[0] if nf else float('nan')
+      fu_ips = batch / fu[0] if fu else float('nan')
+      best = np.nanmax([nf_ips, fu_ips])
+      gflop = r[f'ours_{name}_gflop_per_image']
+      rate = gflop * ours
+      lines.append(f'| {name} | {ours:.2f} | {nf_ips:.2f} | {fu_ips:.2f} | '
+                   f'{ours / best:.2f}x | {gflop:.1f} | {rate:.0f} | '
+                   f'{100 * rate / peak:.0f}% |')
+  return '\n'.join(lines)
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--resolution', type=int, default=256)
+  p.add_argument('--channel-base', type=int, default=16384)
+  p.add_argument('--mapping-layers', type=int, default=8)
+  p.add_argument('--batch', type=int, default=4)
+  p.add_argument('--repeats', type=int, default=3)
+  p.add_argument('--dtype', default='float32')
+  p.add_argument('--allocator', choices=('both', 'default', 'tuned'),
+                 default='both')
+  p.add_argument('--no-official', dest='official', action='store_false')
+  p.add_argument('--json', action='store_true', help=argparse.SUPPRESS)
+  args = p.parse_args()
+  if args.allocator != 'both' or args.json:
+    result = run_once(args)
+    if args.json:
+      print('RESULT ' + json.dumps(result))
+    else:
+      print(json.dumps(result, indent=1))
+      print(report([result], args.batch))
+    return
+  results = []
+  for allocator in ('default', 'tuned'):
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep +
+               os.environ.get('PYTHONPATH', ''))
+    env.pop('GLIBC_TUNABLES', None)
+    if allocator == 'tuned':
+      env['GLIBC_TUNABLES'] = TUNED_ALLOCATOR
+    argv = [a for a in sys.argv[1:] if not a.startswith('--allocator')]
+    cmd = [sys.executable, os.path.abspath(__file__), *argv, '--json',
+           '--allocator', allocator]
+    print(f'running: {"GLIBC_TUNABLES=" + TUNED_ALLOCATOR + " " if allocator == "tuned" else ""}'
+          + ' '.join(cmd[1:]), flush=True)
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True,
+                         text=True).stdout
+    line = next(l for l in out.splitlines() if l.startswith('RESULT '))
+    results.append(json.loads(line[len('RESULT '):]))
+  print(report(results, args.batch))
+
+
+if __name__ == '__main__':
+  sys.path.insert(0, REPO)
+  main()
