@@ -106,7 +106,7 @@ def _from_nvlabs(data, network):
 
 
 def _rosinality_key(key):
-  """rosinality g_ema name -> (official name, reshape-to-official fn)."""
+  """rosinality g_ema parameter name -> official name (None if unknown)."""
   m = re.fullmatch(r'style\.(\d+)\.(weight|bias)', key)
   if m:
     return f'mapping.fc{int(m[1]) - 1}.{m[2]}'
@@ -140,6 +140,11 @@ def rosinality_to_official(g_ema, latent_avg=None):
   """Renames a rosinality ``g_ema`` state dict to official names and shapes."""
   out = {}
   for key, value in g_ema.items():
+    if key.endswith(('.blur.kernel', '.upsample.kernel')):
+      # The [1, 3, 3, 1] FIR filter times up^2 (a constant buffer).
+      if not np.allclose(np.asarray(value), _FIR * 4):
+        raise ConversionError(f'{key} is not the [1, 3, 3, 1] filter.')
+      continue
     name = _rosinality_key(key)
     if name is None:
       raise ConversionError(f'unexpected rosinality key {key!r}')
