@@ -24,8 +24,9 @@ arithmetic by four) and without depthwise convolutions (slow on XLA:CPU):
   ordinary, small stride-1 convolution of the *input*, 9 taps in total, i.e.
   the arithmetic of one 3x3 convolution at the input resolution. The FIR step
   ``y[n] = (t[n-1] + 3 t[n] + 3 t[n+1] + t[n+2]) / 4`` is then evaluated on the
-  phases with shifted, weighted adds (`_fir_on_phases`) and the four output
-  phases are interleaved once.
+  phases with shifted, weighted adds (`_fir_on_phases`; the phase
+  convolutions are zero-padded so that these are plain slices) and the four
+  output phases are interleaved once.
 
 All functions take NHWC arrays and are exact re-orderings of the official
 arithmetic (agreement to float rounding, borders included).
@@ -37,13 +38,9 @@ from jax import lax
 _DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
 
 
-def _shift(x, axis, offset):
-  """Returns ``x[i + offset]`` along `axis`, zero outside (same length)."""
-  n = x.shape[axis]
-  pad = [(0, 0)] * x.ndim
-  pad[axis] = (max(-offset, 0), max(offset, 0))
-  return lax.slice_in_dim(jnp.pad(x, pad), max(offset, 0),
-                          max(offset, 0) + n, axis=axis)
+def _taps(x, axis, n, offsets):
+  """``[x[o : o + n] for o in offsets]`` along `axis`."""
+  return [lax.slice_in_dim(x, o, o + n, axis=axis) for o in offsets]
 
 
 def interleave_2x2(y00, y01, y10, y11):
@@ -63,15 +60,16 @@ def upsample_2x(x):
   Returns:
     Array of shape (B, 2H, 2W, C).
   """
+  _, h, w, _ = x.shape
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))  # x[-1] = x[n] = 0.
 
-  def along(v, axis):
-    even = (_shift(v, axis, -1) + 3 * v) * 0.25
-    odd = (3 * v + _shift(v, axis, 1)) * 0.25
-    return even, odd
+  def along(v, axis, n):
+    before, here, after = _taps(v, axis, n, (0, 1, 2))
+    return (before + 3 * here) * 0.25, (3 * here + after) * 0.25
 
-  even, odd = along(x, 1)
-  y00, y01 = along(even, 2)
-  y10, y11 = along(odd, 2)
+  even, odd = along(xp, 1, h)          # (B, H, W + 2, C) each.
+  y00, y01 = along(even, 2, w)
+  y10, y11 = along(odd, 2, w)
   return interleave_2x2(y00, y01, y10, y11)
 
 
@@ -80,17 +78,18 @@ def _fir_on_phases(t_even, t_odd, axis):
 
   Args:
     t_even: ``t[2m]`` for ``m = 0..n`` (length n + 1 along `axis`).
-    t_odd: ``t[2m + 1]`` for ``m = 0..n-1`` (length n).
+    t_odd: ``t[2m + 1]`` for ``m = -1..n`` (length n + 2: zero-padded by
+      one on each side, as the padded phase convolution delivers it).
     axis: the axis to filter.
 
   Returns:
     ``(y[2j], y[2j + 1])`` for ``j = 0..n-1``, each of length n.
   """
-  n = t_odd.shape[axis]
-  e0 = lax.slice_in_dim(t_even, 0, n, axis=axis)       # t[2j]
-  e1 = lax.slice_in_dim(t_even, 1, n + 1, axis=axis)   # t[2j + 2]
-  y_even = (_shift(t_odd, axis, -1) + 3 * e0 + 3 * t_odd + e1) * 0.25
-  y_odd = (e0 + 3 * t_odd + 3 * e1 + _shift(t_odd, axis, 1)) * 0.25
+  n = t_even.shape[axis] - 1
+  e0, e1 = _taps(t_even, axis, n, (0, 1))          # t[2j], t[2j + 2]
+  o0, o1, o2 = _taps(t_odd, axis, n, (0, 1, 2))    # t[2j - 1], t[2j + 1], t[2j + 3]
+  y_even = (o0 + 3 * e0 + 3 * o1 + e1) * 0.25
+  y_odd = (e0 + 3 * o1 + 3 * e1 + o2) * 0.25
   return y_even, y_odd
 
 
@@ -112,17 +111,18 @@ def upsample_conv_2x(x, kernel, *, precision=None):
   if kernel.shape[:2] != (3, 3):
     raise ValueError(f'upsample_conv_2x needs a 3x3 kernel, got {kernel.shape}')
 
-  def conv(taps_h, taps_w, pad_h, pad_w):
-    k = kernel[taps_h][:, taps_w]
+  def conv(taps_h, taps_w):
+    # Padding 1 everywhere: the even phase (2 taps) gets its H + 1 outputs,
+    # the odd phase (1 tap) its H outputs plus one zero on each side.
     return lax.conv_general_dilated(
-        x, k, (1, 1), ((pad_h, pad_h), (pad_w, pad_w)),
+        x, kernel[taps_h][:, taps_w], (1, 1), ((1, 1), (1, 1)),
         dimension_numbers=_DIMENSION_NUMBERS, precision=precision)
 
   even_taps, odd_taps = slice(None, None, -2), slice(1, 2)  # [w2, w0], [w1]
-  t_ee = conv(even_taps, even_taps, 1, 1)   # (H + 1, W + 1)
-  t_eo = conv(even_taps, odd_taps, 1, 0)    # (H + 1, W)
-  t_oe = conv(odd_taps, even_taps, 0, 1)    # (H, W + 1)
-  t_oo = conv(odd_taps, odd_taps, 0, 0)     # (H, W)
+  t_ee = conv(even_taps, even_taps)   # (H + 1, W + 1)
+  t_eo = conv(even_taps, odd_taps)    # (H + 1, W + 2)
+  t_oe = conv(odd_taps, even_taps)    # (H + 2, W + 1)
+  t_oo = conv(odd_taps, odd_taps)     # (H + 2, W + 2)
   # FIR along H, separately for the even and odd W phases of t.
   y_e_we, y_o_we = _fir_on_phases(t_ee, t_oe, axis=1)
   y_e_wo, y_o_wo = _fir_on_phases(t_eo, t_oo, axis=1)
