@@ -36,7 +36,8 @@ def load_run(workdir, step=None):
       lambda k, x: step_lib.create_train_state(scheme.init(k, x), tx, k),
       jax.random.PRNGKey(0), dummy)
   repl = jax.sharding.NamedSharding(
-      jax.make_mesh((jax.device_count(),), ("d",)), jax.sharding.PartitionSpec())
+      jax.make_mesh((jax.device_count(),), ("d",),
+                    axis_types=(jax.sharding.AxisType.Auto,)), jax.sharding.PartitionSpec())
   abstract = checkpointing.abstract_with_shardings(
       abstract, jax.tree.map(lambda _: repl, abstract))
   try:

@@ -16,10 +16,6 @@ from gjscc_jax import metrics as metrics_lib
 from gjscc_jax import pixels
 from gjscc_jax.train import sharding as sharding_lib
 
-#: Smallest side for 5-scale MS-SSIM with an 11x11 window (11 * 2**4 = 176).
-MS_SSIM_MIN_SIZE = 176
-
-
 @dataclasses.dataclass
 class SweepResult:
   """Per-image metrics of one scheme.
@@ -49,7 +45,7 @@ def make_eval_fn(scheme, lpips_losses, mesh):
     recon = jnp.clip(recon, pixels.LOW, pixels.HIGH)
     out = dict(psnr=metrics_lib.psnr(recon, images),
                ssim=metrics_lib.ssim(recon, images))
-    if min(images.shape[1:3]) >= MS_SSIM_MIN_SIZE:
+    if min(images.shape[1:3]) >= metrics_lib.ms_ssim_min_size():
       out["ms_ssim"] = metrics_lib.ms_ssim(recon, images)
     for name, loss in lpips_losses.items():
       out[name] = loss.lpips(lpips_params[name], recon, images)

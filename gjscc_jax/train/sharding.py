@@ -58,7 +58,11 @@ def make_mesh(data=-1, fsdp=1, devices=None):
     raise ValueError(
         f"mesh data={data} x fsdp={fsdp} does not match the {n} devices; "
         "set --config.mesh.data=-1 to use all of them.")
-  return jax.make_mesh((data, fsdp), ("data", "fsdp"), devices=devices)
+  # Auto axes: XLA propagates shardings through the model (jit + NamedSharding
+  # on inputs and outputs), rather than every op spelling out its sharding.
+  auto = jax.sharding.AxisType.Auto
+  return jax.make_mesh((data, fsdp), ("data", "fsdp"), devices=devices,
+                       axis_types=(auto, auto))
 
 
 def replicated(mesh):

@@ -87,7 +87,7 @@ def make_train_step(scheme, loss, tx, train_snr_db, schedule=None):
         opt_state=keep(opt_state, state.opt_state),
         nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32))
     metrics = dict(aux, loss=value, psnr=psnr_from_mse(aux["mse"]),
-                   grad_norm=optax.global_norm(grads),
+                   grad_norm=optax.tree.norm(grads),
                    nonfinite_steps=state.nonfinite_steps)
     if schedule is not None:
       metrics["lr"] = schedule(state.step - 1)
