@@ -16,7 +16,8 @@ generator (default: 256x256, channel base 16384, batch 4):
 By default the script runs itself twice in subprocesses: with the default
 glibc allocator, and with::
 
-  GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:glibc.malloc.arena_max=1
+  GLIBC_TUNABLES=glibc.malloc.mmap_max=0:\
+glibc.malloc.trim_threshold=68719476736:glibc.malloc.arena_max=1
 
 which keeps large scratch buffers mapped instead of returning them to the OS
 on every call (fewer page faults for both peers). Usage::
@@ -45,26 +46,38 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OFFICIAL_DIR = 'draggan/stylegan2'
 
 
-def _timeit(fn, repeats, warmup=1):
-  """Median and min wall time of `fn()` (which must block until done)."""
-  for _ in range(warmup):
-    fn()
-  times = []
+def _time_interleaved(fns, repeats):
+  """Times each of `fns` (name -> blocking callable) `repeats` times.
+
+  The peers take turns (one call each per round), so a load burst on the
+  machine hits all of them alike. Returns name -> (best, median) seconds.
+  """
+  for fn in fns.values():
+    fn()  # Warm-up (compilation, allocator, caches).
+  times = {name: [] for name in fns}
   for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return float(np.median(times)), float(np.min(times))
+    for name, fn in fns.items():
+      t = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - t)
+  return {k: (float(np.min(v)), float(np.median(v))) for k, v in times.items()}
 
 
-def matmul_peak(n=2048, repeats=5):
-  """fp32 GFLOP/s of a jitted n x n matmul (best of `repeats`)."""
+def matmul_peaks(n=2048, repeats=5):
+  """fp32 GFLOP/s of an n x n matmul in jax (jitted) and torch (if present)."""
   import jax
   import jax.numpy as jnp
   a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
   f = jax.jit(lambda a, b: a @ b)
-  _, best = _timeit(lambda: f(a, a).block_until_ready(), repeats, warmup=2)
-  return 2 * n**3 / best / 1e9
+  fns = {'jax': lambda: f(a, a).block_until_ready()}
+  try:
+    import torch
+    t = torch.randn(n, n)
+    fns['torch'] = lambda: torch.mm(t, t)
+  except ImportError:
+    pass
+  best = _time_interleaved(fns, repeats)
+  return {k: 2 * n**3 / v[0] / 1e9 for k, v in best.items()}
 
 
 def build_official(args):
@@ -89,28 +102,30 @@ def build_official(args):
   return g, state
 
 
-def bench_official(g, ws_np, repeats):
+def official_peers(g, ws_np):
+  """Blocking callables for the official code, fused and non-fused."""
   import torch
-  out = {}
   ws = torch.from_numpy(ws_np)
+  peers = {}
   for fused in (False, True):
     mode = 'fused' if fused else 'nonfused'
 
-    def fwd():
+    def fwd(fused=fused):
       with torch.no_grad():
         g.synthesis(ws, noise_mode='const', fused_modconv=fused)
 
-    def fwd_bwd():
+    def fwd_bwd(fused=fused):
       w = ws.clone().requires_grad_(True)
       img = g.synthesis(w, noise_mode='const', fused_modconv=fused)
       img.square().sum().backward()
 
-    out[f'official_{mode}_fwd'] = _timeit(fwd, repeats)
-    out[f'official_{mode}_fwdbwd'] = _timeit(fwd_bwd, repeats)
-  return out
+    peers[f'official_{mode}_fwd'] = fwd
+    peers[f'official_{mode}_fwdbwd'] = fwd_bwd
+  return peers
 
 
-def bench_ours(state, ws_np, args):
+def our_peers(state, ws_np, args, info):
+  """Blocking callables for our jitted generator (+ compile facts in info)."""
   import jax
   import jax.numpy as jnp
   from gjscc_jax.models.stylegan2 import Generator
@@ -123,57 +138,57 @@ def bench_ours(state, ws_np, args):
   ws = jnp.asarray(ws_np)
 
   def synth(v, ws):
-    return g.apply(v, ws, method=g.synthesize)
+    return g.apply(v, ws, noise_mode='const', method=g.synthesize)
 
   def loss(ws, v):
     return jnp.sum(jnp.square(synth(v, ws)))
 
-  out = {}
+  peers = {}
   for name, fn, fargs in (('fwd', synth, (variables, ws)),
                           ('fwdbwd', jax.value_and_grad(loss),
                            (ws, variables))):
     t = time.perf_counter()
     compiled = jax.jit(fn).lower(*fargs).compile()
-    out[f'ours_{name}_compile_s'] = time.perf_counter() - t
+    info[f'ours_{name}_compile_s'] = time.perf_counter() - t
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    out[f'ours_{name}_gflop_per_image'] = cost['flops'] / ws.shape[0] / 1e9
-    out[f'ours_{name}'] = _timeit(
-        lambda: jax.block_until_ready(compiled(*fargs)), args.repeats)
-  return out
+    info[f'ours_{name}_gflop_per_image'] = cost['flops'] / ws.shape[0] / 1e9
+    peers[f'ours_{name}'] = (
+        lambda c=compiled, a=fargs: jax.block_until_ready(c(*a)))
+  return peers
 
 
 def run_once(args):
-  """Measures everything in this process; prints and returns a dict."""
+  """Measures everything in this process; returns a dict."""
   import jax
   res = {'allocator': os.environ.get('GLIBC_TUNABLES', 'default'),
          'load_before': os.getloadavg(), 'cpu_count': os.cpu_count(),
          'python': platform.python_version(), 'jax': jax.__version__,
          'config': vars(args)}
-  res['matmul_peak_gflops'] = matmul_peak()
+  res['matmul_peak_gflops'] = matmul_peaks()
   ws = np.random.RandomState(0).randn(
       args.batch, 2 * int(np.log2(args.resolution)) - 2, 512).astype(
           np.float32)
-  state = None
+  peers, state = {}, None
   if args.official:
     try:
       import torch
       res['torch'] = torch.__version__
       res['torch_threads'] = torch.get_num_threads()
       g, state = build_official(args)
-      res.update(bench_official(g, ws, args.repeats))
+      peers.update(official_peers(g, ws))
     except ImportError as e:
       res['official_skipped'] = f'{e} (pip install torch==2.13.0 draggan)'
   if state is None:
-    from weights_convert.stylegan2 import official_to_variables  # noqa
     import jax.numpy as jnp
     from gjscc_jax.models.stylegan2 import Generator
     g = Generator(z_dim=512, w_dim=512, img_resolution=args.resolution,
                   mapping_layers=args.mapping_layers,
                   channel_base=args.channel_base)
-    v = g.init(jax.random.PRNGKey(0), jnp.zeros((1, 512)))
-    state = _variables_to_state(v)
-  res.update(bench_ours(state, ws, args))
+    state = _variables_to_state(
+        g.init(jax.random.PRNGKey(0), jnp.zeros((1, 512))))
+  peers.update(our_peers(state, ws, args, res))
+  res['times'] = _time_interleaved(peers, args.repeats)
   res['load_after'] = os.getloadavg()
   return res
 
@@ -196,22 +211,26 @@ def _variables_to_state(variables):
 
 
 def report(results, batch):
+  """Markdown tables (images/s from the best of the repeats)."""
   lines = []
   for r in results:
-    peak = r['matmul_peak_gflops']
-    lines.append(f"\n## allocator: {r['allocator']}  (load avg before "
-                 f"{r['load_before'][0]:.2f}, after {r['load_after'][0]:.2f}; "
-                 f"matmul peak {peak:.0f} GFLOP/s; jax {r['jax']}, torch "
-                 f"{r.get('torch', '-')} with {r.get('torch_threads', '-')} "
-                 'threads)')
+    peaks = r['matmul_peak_gflops']
+    peak = max(peaks.values())
+    t = r['times']
+    lines.append(
+        f"\n## allocator: {r['allocator']}\n\nload average before "
+        f"{r['load_before'][0]:.2f}, after {r['load_after'][0]:.2f}; fp32 "
+        'matmul peak ' + ', '.join(f'{k} {v:.0f}' for k, v in peaks.items()) +
+        f" GFLOP/s; jax {r['jax']}, torch {r.get('torch', '-')} "
+        f"({r.get('torch_threads', '-')} threads); {r['cpu_count']} CPUs\n")
     lines.append('| pass | ours img/s | official non-fused img/s | official '
                  'fused img/s | ours / best official | XLA GFLOP/img | '
                  'ours GFLOP/s | % of matmul peak |')
     lines.append('|---|---|---|---|---|---|---|---|')
     for name in ('fwd', 'fwdbwd'):
-      ours = batch / r[f'ours_{name}'][0]
-      nf = r.get(f'official_nonfused_{name}')
-      fu = r.get(f'official_fused_{name}')
+      ours = batch / t[f'ours_{name}'][0]
+      nf = t.get(f'official_nonfused_{name}')
+      fu = t.get(f'official_fused_{name}')
       nf_ips = batch / nf[0] if nf else float('nan')
       fu_ips = batch / fu[0] if fu else float('nan')
       best = np.nanmax([nf_ips, fu_ips])
@@ -241,7 +260,6 @@ def main():
     if args.json:
       print('RESULT ' + json.dumps(result))
     else:
-      print(json.dumps(result, indent=1))
       print(report([result], args.batch))
     return
   results = []
@@ -254,13 +272,15 @@ def main():
     argv = [a for a in sys.argv[1:] if not a.startswith('--allocator')]
     cmd = [sys.executable, os.path.abspath(__file__), *argv, '--json',
            '--allocator', allocator]
-    print(f'running: {"GLIBC_TUNABLES=" + TUNED_ALLOCATOR + " " if allocator == "tuned" else ""}'
-          + ' '.join(cmd[1:]), flush=True)
+    prefix = f'GLIBC_TUNABLES={TUNED_ALLOCATOR} ' if allocator == 'tuned' else ''
+    print(f'running: {prefix}python {" ".join(cmd[1:])}', flush=True)
     out = subprocess.run(cmd, env=env, check=True, capture_output=True,
                          text=True).stdout
     line = next(l for l in out.splitlines() if l.startswith('RESULT '))
     results.append(json.loads(line[len('RESULT '):]))
   print(report(results, args.batch))
+  print('\n(best of --repeats interleaved rounds; medians and compile times '
+        'in the JSON below)\n' + json.dumps(results))
 
 
 if __name__ == '__main__':

@@ -26,10 +26,12 @@ def random_variables(g, seed=0):
 
   Built from the shapes alone, which is much faster than compiling `g.init`.
   """
-  shapes = jax.eval_shape(g.init, jax.random.PRNGKey(0), jnp.zeros((1, g.z_dim)))
+  shapes = jax.eval_shape(g.init, jax.random.PRNGKey(0),
+                          jnp.zeros((1, g.z_dim)))
   rng = np.random.RandomState(seed)
   return jax.tree.map(
-      lambda s: jnp.asarray(np.asarray(rng.randn(*s.shape), np.float32)), shapes)
+      lambda s: jnp.asarray(np.asarray(rng.randn(*s.shape), np.float32)),
+      shapes)
 
 
 @pytest.fixture(scope='module')

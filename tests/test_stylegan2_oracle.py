@@ -31,7 +31,7 @@ draggan = pytest.importorskip(
     'draggan')
 sys.path.insert(0, os.path.join(os.path.dirname(draggan.__file__),
                                 'stylegan2'))
-from training import networks as official  # noqa: E402  pylint: disable=g-import-not-at-top
+from training import networks as official  # noqa: E402  # pylint: disable=all
 
 from gjscc_jax.models.stylegan2 import load_stylegan2  # noqa: E402
 

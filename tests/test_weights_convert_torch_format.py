@@ -19,8 +19,9 @@ from weights_convert.torch_format import (ForbiddenGlobalError, TorchFileError,
 
 
 def _torch():
-  return pytest.importorskip('torch', reason='torch is the oracle for files '
-                             'written by torch.save (pip install torch==2.13.0)')
+  return pytest.importorskip(
+      'torch', reason='torch is the oracle for files written by torch.save '
+      '(pip install torch==2.13.0)')
 
 
 def _state_dict(torch):
@@ -78,7 +79,8 @@ def test_reader_never_imports_torch(tmp_path):
   torch = _torch()
   path = tmp_path / 'w.pt'
   torch.save({'w': torch.ones(2)}, path)
-  code = ('import sys; from weights_convert.torch_format import load_torch_file;'
+  code = ('import sys;'
+          'from weights_convert.torch_format import load_torch_file;'
           f'w = load_torch_file({str(path)!r})["w"]; assert w.sum() == 2;'
           'assert "torch" not in sys.modules, "torch was imported"')
   subprocess.run([sys.executable, '-c', code], check=True,
@@ -193,7 +195,8 @@ def _legacy_tensor_file(values, little_endian):
       {'protocol_version': 1001, 'little_endian': little_endian}))
   order = '<' if little_endian else '>'
   return (head + body + pickle.dumps(['k0'], protocol=2) +
-          struct.pack(order + 'q', n) + np.asarray(values, order + 'f4').tobytes())
+          struct.pack(order + 'q', n) +
+          np.asarray(values, order + 'f4').tobytes())
 
 
 @pytest.mark.parametrize('little_endian', [True, False])

@@ -21,7 +21,7 @@ def _usage() -> str:
   lines = ['usage: python -m weights_convert SUBCOMMAND [args...]', '',
            'subcommands:']
   lines += [f'  {name:<10} {help_}' for name, (_, help_) in SUBCOMMANDS.items()]
-  lines += ['', 'Run `python -m weights_convert SUBCOMMAND --help` for details.']
+  lines += ['', 'Details: python -m weights_convert SUBCOMMAND --help']
   return '\n'.join(lines)
 
 

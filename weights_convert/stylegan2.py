@@ -272,6 +272,7 @@ def read_generator(path, network='G_ema'):
 
 def convert(src, dst, *, network='G_ema'):
   """Converts SRC into the directory DST; returns the config."""
+  # Imported here: reading and checking a file needs no jax.
   from gjscc_jax.models.stylegan2 import loading  # pylint: disable=g-import-not-at-top
   config, variables, source = read_generator(src, network)
   with open(src, 'rb') as f:

@@ -27,8 +27,8 @@ Example:
   >>> state['lin0.model.1.weight'].shape            # doctest: +SKIP
   (1, 64, 1, 1)
 
-Callers with extra, known-harmless globals (e.g. NVlabs' ``dnnlib.util.EasyDict``)
-pass ``allowed_globals={**TORCH_GLOBALS, 'dnnlib.util.EasyDict': dict}``.
+Callers with extra, known-harmless globals (e.g. NVlabs'
+``dnnlib.util.EasyDict``) pass ``allowed_globals={**TORCH_GLOBALS, 'dnnlib.util.EasyDict': dict}``.
 """
 
 from __future__ import annotations
@@ -129,8 +129,8 @@ def _rebuild_tensor(storage, storage_offset, size, stride, dtype=None):
   return np.array(view, order='C')  # A contiguous copy owning its memory.
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
-                       backward_hooks=None, metadata=None):
+def _rebuild_tensor_v2(storage, storage_offset, size, stride,
+                       requires_grad=False, backward_hooks=None, metadata=None):
   del requires_grad, backward_hooks
   if metadata:
     raise TorchFileError(f'tensor metadata {metadata!r} (conjugate/negative '
@@ -198,20 +198,23 @@ _TORCH_DTYPES = {
     'int8': np.int8, 'uint8': np.uint8, 'uint16': np.uint16,
     'uint32': np.uint32, 'uint64': np.uint64, 'bool': np.bool_,
     'complex64': np.complex64, 'complex128': np.complex128,
-    'float8_e4m3fn': ml_dtypes.float8_e4m3fn, 'float8_e5m2': ml_dtypes.float8_e5m2,
+    'float8_e4m3fn': ml_dtypes.float8_e4m3fn,
+    'float8_e5m2': ml_dtypes.float8_e5m2,
 }
 
 
 def _numpy_globals() -> dict[str, Any]:
   """numpy's own array/scalar/dtype reconstructors (data only, no code)."""
   core = np._core.multiarray  # pylint: disable=protected-access
+  reconstruct = core._reconstruct  # pylint: disable=protected-access
   table = {'numpy.ndarray': np.ndarray, 'numpy.dtype': np.dtype}
   for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-    table[f'{module}._reconstruct'] = core._reconstruct  # pylint: disable=protected-access
+    table[f'{module}._reconstruct'] = reconstruct
     table[f'{module}.scalar'] = core.scalar
   for name in ('float16', 'float32', 'float64', 'int8', 'int16', 'int32',
                'int64', 'uint8', 'uint16', 'uint32', 'uint64', 'bool_'):
-    table[f'numpy.dtypes.{type(np.dtype(name)).__name__}'] = type(np.dtype(name))
+    dtype_class = type(np.dtype(name))
+    table[f'numpy.dtypes.{dtype_class.__name__}'] = dtype_class
   return table
 
 
@@ -246,7 +249,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
   """An unpickler that resolves globals only through an allow-list."""
 
   def __init__(self, file, allowed_globals: Mapping[str, Any],
-               storage_source: Callable[[StorageType, str, int], _Storage] | None):
+               storage_source: Callable[..., _Storage] | None):
     super().__init__(file, encoding='utf-8')
     self._allowed = allowed_globals
     self._storage_source = storage_source
@@ -284,7 +287,7 @@ def _unpickle(file, allowed_globals, storage_source=None):
 
 
 def _load_zip(archive: zipfile.ZipFile, allowed_globals, name):
-  """Reads the zip format: ``<prefix>/data.pkl`` plus ``<prefix>/data/<key>``."""
+  """Reads the zip format: ``<prefix>/data.pkl`` + ``<prefix>/data/<key>``."""
   pickles = [n for n in archive.namelist() if n.endswith('data.pkl')
              and n.count('/') <= 1]
   if len(pickles) != 1:

@@ -44,7 +44,7 @@ def _taps(x, axis, n, offsets):
 
 
 def interleave_2x2(y00, y01, y10, y11):
-  """Interleaves four (B, H, W, C) phases into ``y[:, 2i + r, 2j + s] = y_rs``."""
+  """Interleaves four (B, H, W, C) phases: ``y[:, 2i + r, 2j + s] = y_rs``."""
   b, h, w, c = y00.shape
   rows0 = jnp.stack([y00, y01], axis=3).reshape(b, h, 2 * w, c)
   rows1 = jnp.stack([y10, y11], axis=3).reshape(b, h, 2 * w, c)
@@ -86,8 +86,8 @@ def _fir_on_phases(t_even, t_odd, axis):
     ``(y[2j], y[2j + 1])`` for ``j = 0..n-1``, each of length n.
   """
   n = t_even.shape[axis] - 1
-  e0, e1 = _taps(t_even, axis, n, (0, 1))          # t[2j], t[2j + 2]
-  o0, o1, o2 = _taps(t_odd, axis, n, (0, 1, 2))    # t[2j - 1], t[2j + 1], t[2j + 3]
+  e0, e1 = _taps(t_even, axis, n, (0, 1))        # t[2j], t[2j+2]
+  o0, o1, o2 = _taps(t_odd, axis, n, (0, 1, 2))  # t[2j-1], t[2j+1], t[2j+3]
   y_even = (o0 + 3 * e0 + 3 * o1 + e1) * 0.25
   y_odd = (e0 + 3 * o1 + 3 * e1 + o2) * 0.25
   return y_even, y_odd
