@@ -76,7 +76,7 @@ class DataTerms:
   lpips_resolution: int = 256
   channel_noise: str = "fresh"
   reconstruct: Callable[..., Any] | None = dataclasses.field(
-      default=None, compare=False)
+      default=None, repr=False)
 
   def __post_init__(self):
     if self.operator not in OPERATORS:
@@ -122,9 +122,12 @@ class DataTerms:
         image (used when `channel_noise='fixed'`).
 
     Returns:
-      A pytree with a leading batch axis, as `objective` expects.
+      A pytree with a leading batch axis, as `__call__` expects. Concrete
+      `received` images are checked to lie in [-1, 1]; traced ones are not
+      (a check would sync with the host).
     """
-    perceptual.check_image_range(received, "InverseJSCC targets")
+    if not isinstance(received, jax.core.Tracer):  # No host sync when traced.
+      perceptual.check_image_range(received, "InverseJSCC targets")
     small = box_downsample(received, self._lpips_factor)
     prepared = self.loss.prepare_target(frozen.get("lpips"), small)
     return dict(received=received, snr_db=snr_db, channel_key=channel_keys,

@@ -2,7 +2,8 @@
 
 Intermediate Layer Optimization walks up a StyleGAN2 synthesis network block
 by block, so the optimiser needs a few facts and one function from the
-generator, collected in `LayeredGenerator`:
+generator, collected in `LayeredGenerator` (indexing as in
+`gjscc_jax.models.stylegan2.synthesis`):
 
 * Blocks are numbered from the input: block 0 works at 4x4, block `k` at
   `4 * 2**k`, the last block at the output resolution. Block `k` maps the
@@ -10,23 +11,27 @@ generator, collected in `LayeredGenerator`:
   learned constant) and the skip image `img` (the RGB image summed so far)
   to its own `(x, img)`.
 * Every synthesis layer adds a noise map of shape `(r, r, 1)` at its block's
-  resolution `r`; `noise_blocks[i]` is the block of noise layer `i`, in the
-  order the network consumes them.
-* `run_blocks(params, ws, noises, start_block, end_block, x, img)` runs
-  blocks `start_block..end_block` (inclusive) on a *batch*: `ws` is W+
+  resolution `r`, scaled by the layer's learned noise strength;
+  `noise_blocks[l]` is the block of noise layer `l`.
+* `apply(variables, ws, noises, start_block, end_block, x, img)` runs blocks
+  `start_block .. end_block - 1` on a *batch*: `ws` is W+
   `(B, num_ws, w_dim)`, `noises` a tuple of `(B, r, r, 1)` maps (one per
   noise layer, all of them), `x`/`img` the batch entering `start_block`
-  (None when it is 0). It returns `(x, img)` after `end_block`; after the
-  last block `img` is the generated image, NHWC in [-1, 1] (not clipped).
-  It must be a pure function of its arguments, traceable under `jit`/`vmap`/
-  `grad`.
+  (None when it is 0). It returns the image `(B, R, R, 3)` in [-1, 1]
+  (unclipped) when `end_block == num_blocks`, else `(x, img)` after block
+  `end_block - 1`. It is pure and traceable under `jit`/`vmap`/`grad`.
 
-`stylegan2_layers(generator, params)` builds one from the project's Flax
-StyleGAN2 (`gjscc_jax.models.stylegan2`).
+`from_stylegan2` builds one from the project's Flax StyleGAN2.
 """
 
 import dataclasses
 from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from gjscc_jax.models import stylegan2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,21 +43,20 @@ class LayeredGenerator:
     num_ws: Rows of W+.
     w_dim: Width of one W+ row.
     block_channels: Channels of the feature map each block outputs.
-    noise_blocks: Block index of every noise layer, in consumption order.
-    run_blocks: The batched block runner described in the module docstring.
-    w_avg: `params -> (w_dim,)`, the generator's average latent.
+    noise_blocks: Block index of every noise layer, in layer order.
+    apply: The batched block runner described in the module docstring.
+    w_avg: `variables -> (w_dim,)`, the generator's average latent.
   """
   resolution: int
   num_ws: int
   w_dim: int
   block_channels: tuple[int, ...]
   noise_blocks: tuple[int, ...]
-  run_blocks: Callable[..., tuple[Any, Any]] = dataclasses.field(
-      compare=False, repr=False)
-  w_avg: Callable[[Any], Any] = dataclasses.field(compare=False, repr=False)
+  apply: Callable[..., Any] = dataclasses.field(repr=False)
+  w_avg: Callable[[Any], Any] = dataclasses.field(repr=False)
 
   def __post_init__(self):
-    expected = 4 * 2 ** (self.num_blocks - 1)
+    expected = self.block_resolution(self.num_blocks - 1)
     if self.resolution != expected:
       raise ValueError(
           f"A generator with {self.num_blocks} blocks outputs "
@@ -65,7 +69,8 @@ class LayeredGenerator:
   def num_blocks(self) -> int:
     return len(self.block_channels)
 
-  def block_resolution(self, block: int) -> int:
+  @staticmethod
+  def block_resolution(block: int) -> int:
     """Side of block `block`'s feature map: `4 * 2**block`."""
     return 4 * 2 ** block
 
@@ -75,44 +80,110 @@ class LayeredGenerator:
     return (r, r, self.block_channels[block])
 
   def noise_shapes(self) -> tuple[tuple[int, int, int], ...]:
-    """`(r, r, 1)` of every noise map (one image), in consumption order."""
+    """`(r, r, 1)` of every noise map (one image), in layer order."""
     return tuple((self.block_resolution(b), self.block_resolution(b), 1)
                  for b in self.noise_blocks)
 
-  def synthesize_one(self, params, ws, noises, start_block=0, x=None,
+  def _apply_one(self, variables, ws, noises, start_block, end_block, x, img):
+    add = lambda a: None if a is None else a[None]
+    out = self.apply(variables, ws[None], tuple(n[None] for n in noises),
+                     start_block, end_block, add(x), add(img))
+    return _drop_batch(out)
+
+  def synthesize_one(self, variables, ws, noises, start_block=0, x=None,
                      img=None):
-    """The output image of ONE image's variables (no batch axis).
+    """The output image `(R, R, 3)` of ONE image's variables (no batch axis).
 
     Args:
-      params: Generator parameters.
+      variables: Generator variables.
       ws: `(num_ws, w_dim)`.
       noises: Tuple of `(r, r, 1)` maps, one per noise layer.
       start_block: First block to run; `x`/`img` enter it.
       x: `(H, W, C)` feature map entering `start_block` (None for block 0).
       img: `(H, W, 3)` skip image entering `start_block` (None for block 0).
-
-    Returns:
-      `(resolution, resolution, 3)`.
     """
-    return self.blocks_one(params, ws, noises, start_block,
-                           self.num_blocks - 1, x, img)[1]
+    return self._apply_one(variables, ws, noises, start_block,
+                           self.num_blocks, x, img)
 
-  def blocks_one(self, params, ws, noises, start_block, end_block, x=None,
+  def blocks_one(self, variables, ws, noises, start_block, end_block, x=None,
                  img=None):
-    """`run_blocks` for ONE image: adds and removes a batch axis of 1."""
-    add = lambda a: None if a is None else a[None]
-    x, img = self.run_blocks(params, ws[None], tuple(n[None] for n in noises),
-                             start_block, end_block, add(x), add(img))
-    return x[0], img[0]
+    """`(x, img)` of ONE image after blocks `start_block .. end_block - 1`
+    (`end_block < num_blocks`)."""
+    if not start_block < end_block < self.num_blocks:
+      raise ValueError(
+          f"blocks_one runs blocks [{start_block}, {end_block}) and returns "
+          f"features, so it needs start_block < end_block < {self.num_blocks}"
+          "; use synthesize_one for the final image.")
+    return self._apply_one(variables, ws, noises, start_block, end_block, x,
+                           img)
 
 
-def stylegan2_layers(generator, params) -> LayeredGenerator:
-  """A `LayeredGenerator` view of a `gjscc_jax.models.stylegan2` generator.
+def _drop_batch(tree):
+  """Drops the leading axis of every array of a (possibly tuple) output."""
+  if isinstance(tree, tuple):
+    return tuple(None if a is None else a[0] for a in tree)
+  return tree[0]
+
+
+def from_stylegan2(generator) -> LayeredGenerator:
+  """The `LayeredGenerator` view of a `gjscc_jax.models.stylegan2.Generator`.
 
   Args:
-    generator: The Flax generator module returned by `load_stylegan2`.
-    params: Its variables (used only to read static shapes here).
+    generator: The Flax module, e.g. from `load_stylegan2(path)`; its
+      variables are passed at call time (`frozen['generator']`).
   """
-  from gjscc_jax.models import stylegan2  # pylint: disable=import-outside-toplevel
-  return stylegan2.layered_view(generator, params, LayeredGenerator)
+  def apply(variables, ws, noises, start_block, end_block, x, img):
+    return generator.apply(
+        variables, ws, noise=list(noises), start_block=start_block,
+        end_block=end_block, x=x, img=img, method=generator.synthesize)
 
+  # Layer 0 is block 0's conv1; layers 2k - 1 and 2k belong to block k.
+  noise_blocks = tuple((layer + 1) // 2
+                       for layer in range(generator.num_layers))
+  return LayeredGenerator(
+      resolution=generator.img_resolution, num_ws=generator.num_ws,
+      w_dim=generator.w_dim,
+      block_channels=tuple(c for _, _, c in generator.feature_shapes),
+      noise_blocks=noise_blocks, apply=apply, w_avg=stylegan2.w_avg)
+
+
+def random_stylegan2(*, resolution=64, z_dim=64, w_dim=64, mapping_layers=2,
+                     channel_base=2048, channel_max=64, seed=0,
+                     w_avg_samples=4096, noise_strength=0.1, rgb_scale=0.25):
+  """A small randomly initialised StyleGAN2 and its variables (demo prior).
+
+  A random generator has no knowledge of faces: inverting with it only
+  demonstrates the mechanics (and makes fast tests). Its `w_avg` is set to
+  the mean of `w_avg_samples` mapped latents, as training would track it,
+  every layer's noise strength to `noise_strength` (official
+  initialisation: 0, which would make the noise maps inert), and the ToRGB
+  weights are scaled by `rgb_scale`, so that images fall roughly in [-1, 1]
+  as a trained generator's do (unscaled, they spread over about [-4, 4]).
+
+  Returns:
+    `(generator_module, variables)` like `load_stylegan2`.
+  """
+  g = stylegan2.Generator(
+      z_dim=z_dim, w_dim=w_dim, img_resolution=resolution,
+      mapping_layers=mapping_layers, channel_base=channel_base,
+      channel_max=channel_max)
+
+  @jax.jit
+  def init(key):
+    init_key, z_key = jax.random.split(key)
+    variables = g.init(init_key, jnp.zeros((1, z_dim), jnp.float32))
+    z = jax.random.normal(z_key, (w_avg_samples, z_dim), jnp.float32)
+    ws = g.apply(variables, z, method=g.map)
+    buffers = dict(variables["buffers"])
+    buffers["mapping"] = dict(buffers["mapping"], w_avg=jnp.mean(ws[:, 0], 0))
+    def adjust(path, x):
+      if path[-1] == "noise_strength":
+        return jnp.full_like(x, noise_strength)
+      if path[-2:] == ("torgb", "weight"):
+        return x * rgb_scale
+      return x
+
+    params = flax.traverse_util.path_aware_map(adjust, variables["params"])
+    return dict(variables, params=params, buffers=buffers)
+
+  return g, init(jax.random.PRNGKey(seed))

@@ -347,7 +347,7 @@ def invert_one(generator, config: ILOConfig, objective: Objective, frozen,
     history.append(terms)
     if r + 1 < config.num_rounds:
       x, img = generator.blocks_one(
-          frozen["generator"], variables.ws, variables.noises, r, r,
+          frozen["generator"], variables.ws, variables.noises, r, r + 1,
           variables.x, variables.img)
       variables = variables._replace(x=x, img=img)
   terms = jax.tree.map(lambda *t: jnp.concatenate(t), *history)

@@ -1,0 +1,86 @@
+r"""InverseJSCC: restore DeepJSCC reconstructions with a pretrained StyleGAN2.
+
+  python -m experiments.invert --config=inverse_ffhq \
+      --config.deepjscc_checkpoint=runs/deepjscc_192 \
+      --config.generator_weights=weights/stylegan2_ffhq256 \
+      --config.data.name=celebahq --config.data.image_dir=/data/celebahq \
+      --config.output_dir=results/inverse_192
+
+Arguments (`--config=inverse_ffhq:ARG`, comma separated):
+  operator=deepjscc  the forward operator A: 'deepjscc' (the frozen
+                encoder -> channel -> decoder chain) or 'identity' (denoise
+                the DeepJSCC output directly).
+  demo          embedded sample data at 64x64, a small randomly initialised
+                StyleGAN2 (a random prior only demonstrates the mechanics)
+                and, unless --config.deepjscc_checkpoint is given, a tiny
+                DeepJSCC trained on the spot (`deepjscc_ffhq:demo` for
+                `demo_deepjscc_steps` steps, kept in OUTPUT_DIR/deepjscc_demo
+                and reused by reruns). A few minutes on 2 CPU cores.
+
+The ILO defaults (`config.ilo`) are those of the official ILO code: rounds of
+[50, 50, 25, 25] Adam steps at lr 0.1 with warm-up and cosine ramp-down,
+MSE + 1.0 * LPIPS(VGG, at most 256x256) + 0.01 * geocross, noise maps kept at
+their norms, best iterate by MSE. Latents start at the generator's w_avg in
+W+. The L1-ball radii are off (None); set a scalar or one value per round,
+e.g. --config.ilo.latent_radius='(100.,1000.,6000.,6000.)'.
+
+The images (config.data, split `split`, or every image in `input_dir`) must
+have the DeepJSCC run's resolution; the generator's resolution must be that
+times a power of two (its output is area-downsampled).
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+from experiments.configs import common
+from gjscc_jax import data
+
+
+def get_config(arg=None):
+  arg = common.parse_arg(arg, operator="deepjscc", demo=False)
+  config = ml_collections.ConfigDict()
+  config.scheme = "inversejscc"
+  config.seed = 0
+  config.deepjscc_checkpoint = config_dict.placeholder(str)
+  config.deepjscc_step = config_dict.placeholder(int)
+  config.generator_weights = config_dict.placeholder(str)
+  config.output_dir = config_dict.placeholder(str)
+
+  config.data = data.default_data_config()
+  config.data.name = "ffhq"
+  config.data.resolution = 256
+  config.split = "test"
+  config.input_dir = config_dict.placeholder(str)
+  config.num_images = config_dict.placeholder(int)
+  config.snrs_db = (-5.0, -3.0, -1.0, 0.0, 1.0, 3.0, 5.0)
+  # Images per process per step; a multiple of the process's devices.
+  config.batch_size = 8
+
+  config.operator = ml_collections.ConfigDict(dict(
+      kind=arg.operator,       # 'deepjscc' | 'identity'
+      channel_noise="fresh",   # 'fresh' every step | 'fixed' per image
+      lpips_net="vgg",
+      lpips_resolution=256,
+      lpips_dtype="float32"))
+  config.ilo = ml_collections.ConfigDict(dict(
+      steps=(50, 50, 25, 25), learning_rates=0.1, warmup=0.05, rampdown=0.75,
+      mse_weight=1.0, lambda_lpips=1.0, geocross_weight=0.01,
+      noise_blocks_ahead=2, project_noises=True, project_latents=False,
+      latent_radius=None, noise_radius=None, feature_radius=None,
+      best_by="mse"))
+  config.metrics = ml_collections.ConfigDict(dict(
+      lpips_nets=("vgg", "alex"), num_grid_images=8))
+
+  config.demo = arg.demo
+  config.demo_deepjscc_steps = 300
+  config.demo_generator = ml_collections.ConfigDict(dict(
+      resolution=64, z_dim=64, w_dim=64, mapping_layers=2, channel_base=2048,
+      channel_max=64, seed=0))
+
+  if arg.demo:
+    config.data.name = "sample"
+    config.data.resolution = 64
+    config.num_images = 8
+    config.snrs_db = (0.0, 10.0)
+    config.ilo.steps = (30, 20, 20)
+  return config
