@@ -96,6 +96,14 @@ def test_embedded_module_source_is_never_executed(tmp_path, marker):
   assert not (tmp_path / 'out').exists()
 
 
+def test_tensorflow_pickles_get_a_pointer_to_the_pytorch_ones(tmp_path):
+  src = tmp_path / 'tf.pkl'
+  src.write_bytes(b'\x80\x02' + _global('dnnlib.tflib.network', 'Network') +
+                  b')\x81.')                                # NEWOBJ, STOP
+  with pytest.raises(convert_lib.ConversionError, match='TensorFlow'):
+    convert_lib.convert(src, tmp_path / 'out')
+
+
 def test_pickle_without_a_generator(tmp_path):
   src = tmp_path / 'other.pkl'
   src.write_bytes(pickle.dumps({'D': None, 'epoch': 3}))

@@ -244,7 +244,15 @@ def official_to_variables(tensors):
 
 def read_generator(path, network='G_ema'):
   """Reads SRC; returns (config, variables, description of the source)."""
-  data = torch_format.load_torch_file(path, allowed_globals=NVLABS_GLOBALS)
+  try:
+    data = torch_format.load_torch_file(path, allowed_globals=NVLABS_GLOBALS)
+  except torch_format.ForbiddenGlobalError as e:
+    if e.global_name.startswith('dnnlib.tflib'):
+      raise ConversionError(
+          f'{path} is a TensorFlow StyleGAN2 pickle (NVlabs/stylegan2), which '
+          'is not supported; use the PyTorch pickles of stylegan2-ada-pytorch '
+          'or stylegan3 (the same FFHQ weights).') from e
+    raise
   if not isinstance(data, dict):
     raise ConversionError(f'{path} holds a {type(data).__name__}, not a '
                           'StyleGAN2 checkpoint.')

@@ -62,7 +62,19 @@ class TorchFileError(ValueError):
 
 
 class ForbiddenGlobalError(pickle.UnpicklingError):
-  """The pickle names a global that is not on the allow-list (not executed)."""
+  """The pickle names a global that is not on the allow-list (not executed).
+
+  Attributes:
+    global_name: the refused ``'module.name'``.
+  """
+
+  def __init__(self, global_name):
+    super().__init__(
+        f"the pickle refers to '{global_name}', which is not on the "
+        'allow-list of harmless globals; it was refused and nothing was '
+        'executed. If the file is trusted and the global is harmless, pass '
+        'it in allowed_globals.')
+    self.global_name = global_name
 
 
 class StorageType:
@@ -257,11 +269,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
   def find_class(self, module, name):
     key = f'{module}.{name}'
     if key not in self._allowed:
-      raise ForbiddenGlobalError(
-          f"the pickle refers to '{key}', which is not on the allow-list of "
-          'harmless globals; it was refused and nothing was executed. If the '
-          'file is trusted and the global is harmless, pass it in '
-          'allowed_globals.')
+      raise ForbiddenGlobalError(key)
     return self._allowed[key]
 
   def persistent_load(self, pid):
