@@ -25,7 +25,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A tiny variant of the demo: 32x32 images, a narrow network, few images.
 TINY_OVERRIDES = {
     "data.resolution": 32, "data.sample_train_size": 32, "data.sample_test_size": 8,
-    "model.num_filters": 16, "batch_size": 8, "log_every": 1,
+    "model.arch": "small", "model.num_filters": 16, "batch_size": 8, "log_every": 1,
     "eval.batch_size": 8, "eval.snrs_db": (-5.0, 5.0), "eval.num_examples": 4,
 }
 

@@ -53,7 +53,7 @@ def lpips_metrics(nets):
   """{'lpips_vgg': (loss, params), ...} for the requested LPIPS backbones."""
   from gjscc_jax.losses import PerceptualLoss
   losses, params = {}, {}
-  for net in nets:
+  for net in filter(None, nets):  # `--config.eval.lpips_nets=` gives ('',).
     loss = PerceptualLoss(lambda_lpips=1.0, net=net)
     losses[f"lpips_{net}"] = loss
     params[f"lpips_{net}"] = loss.load_params()
