@@ -100,7 +100,12 @@ def train(config, workdir, eval_at_end=True):
     logging.info("Resumed from step %d of %s", int(state.step), ckpt.directory)
     print(f"Resumed from step {int(state.step)}", flush=True)
   else:
-    state = jax.jit(init_state, out_shardings=state_sh)(init_key)
+    params = jax.jit(lambda k: scheme.init(k, dummy),
+                     out_shardings=state_sh.params)(init_key)
+    if scheme.load_pretrained is not None:
+      params = scheme.load_pretrained(params)
+    state = jax.jit(lambda p: step_lib.create_train_state(p, tx, run_key),
+                    out_shardings=state_sh, donate_argnums=0)(params)
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
     logging.info("Initialised %s: %.2fM parameters, bcr %.5f", scheme.name,
                  n_params / 1e6, scheme.bandwidth_ratio)

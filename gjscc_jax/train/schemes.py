@@ -42,6 +42,15 @@ class Scheme:
   dtype: Any = jnp.float32
   #: Complex channel uses per image divided by pixels x 3, for reports.
   bandwidth_ratio: float = float("nan")
+  #: Optional `params -> params`, applied on the host to the freshly
+  #: initialised (sharded) params of a new run, before the optimiser state
+  #: is created; not applied when resuming. E.g. grafting converted
+  #: pretrained weights.
+  load_pretrained: Callable | None = None
+  #: Optional `(params, images, reconstruction, key, step) -> (value, aux)`
+  #: added to the training objective inside the gradient, e.g. an
+  #: adversarial term with a discriminator whose parameters live in `params`.
+  extra_loss: Callable | None = None
 
 
 def _deepjscc(config):
@@ -92,3 +101,7 @@ def build_scheme(config):
         f"config.scheme={name!r} is not a known scheme; choose one of "
         f"{sorted(_BUILDERS)}.")
   return _BUILDERS[name](config)
+
+
+# Schemes defined outside this module register themselves on import.
+from gjscc_jax import schemes_generative  # noqa: E402,F401  pylint: disable=g-import-not-at-top

@@ -73,6 +73,10 @@ def make_train_step(scheme, loss, tx, train_snr_db, schedule=None):
     def objective(params):
       recon = scheme.reconstruct(params, images, snr_db, channel_key)
       value, aux = loss(frozen.get("lpips"), recon.astype(jnp.float32), images)
+      if scheme.extra_loss is not None:
+        extra, extra_aux = scheme.extra_loss(
+            params, images, recon, jax.random.fold_in(key, 2), state.step)
+        value, aux = value + extra, {**aux, **extra_aux}
       return value, aux
 
     (value, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.params)

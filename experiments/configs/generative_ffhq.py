@@ -1,0 +1,112 @@
+r"""GenerativeJSCC: DeepJSCC encoder + GPEN-style StyleGAN2 decoder, MSE + lambda*LPIPS.
+
+Arguments (`--config=generative_ffhq:ARG`, comma separated):
+  bcr=1/192     bandwidth ratio rho = k/n; 1/768, 1/384, 1/192 give C = 2, 4, 8
+                latent channels at 16x downsampling (rho = C/1536).
+  data=ffhq     'ffhq' or 'celebahq' (set --config.data.image_dir to its folder).
+  lpips=0.1     lambda of MSE + lambda * LPIPS(VGG).
+  weights=DIR   a converted StyleGAN2 generator (`python -m weights_convert
+                stylegan2 ffhq-256.pkl DIR`) for the synthesis network;
+                without it the generator starts from random weights.
+  generator=finetune   'finetune' or 'frozen' (the synthesis network).
+  injection=concat     'concat' (GPEN), 'add' (maps replace the noise
+                inputs) or 'none' (W+ only).
+  adversarial   add the non-saturating GAN term with a StyleGAN2
+                discriminator and R1 (an ablation; off by default).
+  demo          the embedded sample data at 64x64 with a small generator and
+                encoder: training, SNR sweep and plots in ~5 minutes on 2 CPU
+                cores, no download.
+
+Paper scale: 256x256 FFHQ (or CelebA-HQ) images, the Tung et al. encoder,
+the FFHQ-256 StyleGAN2 (stylegan2-ada-pytorch's `ffhq256` config: channel
+base 16384, channel max 512, conv clamp 256) fine-tuned at a tenth of the
+learning rate, training SNR uniform in [-5, 5] dB per image, Adam 1e-4,
+batch 32. Settings the paper does not state (see
+../shared/reference/paper-notes.md §5) are plain config fields.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+from experiments.configs import common
+from gjscc_jax import channel
+from gjscc_jax import data
+
+
+def get_config(arg=None):
+  arg = common.parse_arg(
+      arg, bcr="1/192", data="ffhq", lpips=0.1, weights="", generator="finetune",
+      injection="concat", adversarial=False, demo=False)
+  config = ml_collections.ConfigDict()
+  config.scheme = "generative"
+  config.seed = 0
+  config.dtype = "float32"  # or 'bfloat16' (params and optimiser stay float32)
+
+  config.data = data.default_data_config()
+  config.data.name = arg.data
+  config.data.resolution = 256
+
+  config.model = ml_collections.ConfigDict(dict(
+      encoder_arch="tung", num_filters=256, downsampling=16,
+      latent_channels=channel.latent_channels_for_bcr(
+          channel.parse_ratio(arg.bcr), downsampling=16),
+      encoder_snr_adaptive=False,
+      injection=arg.injection,   # 'concat' | 'add' | 'none'
+      inject_max_resolution=config_dict.placeholder(int),  # None: every layer
+      w_mode="per_layer",        # 'per_layer' (W+) | 'shared' (one w)
+      noise_mode="const",        # noise of layers without injection
+      receiver_channel_base=8192, receiver_channel_max=512,
+      receiver_res_blocks=2, receiver_snr_adaptive=True))
+  config.generator = ml_collections.ConfigDict(dict(
+      weights=arg.weights,       # converted generator directory ('' = random)
+      train=arg.generator,       # 'finetune' | 'frozen'
+      lr=1e-5,                   # own learning rate when fine-tuned (None: optimizer.lr)
+      # Architecture for random initialisation (read from `weights` if set):
+      w_dim=512, channel_base=16384, channel_max=512, conv_clamp=256.0))
+  config.channel = ml_collections.ConfigDict(dict(
+      kind="awgn",          # 'awgn' | 'rayleigh'
+      fading="slow",        # rayleigh: 'slow' (one h per image) | 'fast' (per symbol)
+      equalization="mmse",  # rayleigh: 'zf' | 'mmse' (perfect CSI)
+      power=1.0))
+  config.train_snr_db = (-5.0, 5.0)
+  config.loss = ml_collections.ConfigDict(dict(lambda_lpips=arg.lpips, lpips_net="vgg"))
+  config.adversarial = ml_collections.ConfigDict(dict(
+      enabled=arg.adversarial, weight=0.01, r1_gamma=10.0, r1_interval=16,
+      lr=2e-3, b1=0.0, b2=0.99, channel_base=16384, channel_max=512))
+
+  config.batch_size = 32
+  config.total_steps = 200_000
+  config.optimizer = ml_collections.ConfigDict(dict(
+      name="adam", lr=1e-4, b1=0.9, b2=0.999, eps=1e-8, schedule="cosine",
+      warmup_steps=1000, final_lr_fraction=0.1, grad_clip_norm=0.0))
+  config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
+  config.log_every = 100
+  config.checkpoint_every = 5000
+  config.keep_checkpoints = 3
+
+  config.eval = ml_collections.ConfigDict(dict(
+      split="test", snrs_db=(-5.0, -3.0, -1.0, 0.0, 1.0, 3.0, 5.0),
+      realisations=2, num_images=config_dict.placeholder(int),
+      batch_size=32, lpips_nets=("vgg", "alex"), num_examples=8, seed=1))
+
+  if arg.demo:
+    config.data.name = "sample"
+    config.data.resolution = 64
+    m = config.model
+    m.encoder_arch, m.num_filters = "small", 64
+    m.receiver_channel_base, m.receiver_channel_max = 1024, 64
+    m.receiver_res_blocks = 1
+    g = config.generator
+    g.w_dim, g.channel_base, g.channel_max = 128, 1024, 64
+    g.lr = None  # A random generator trains at the full learning rate.
+    config.adversarial.channel_base, config.adversarial.channel_max = 1024, 64
+    config.batch_size = 16
+    config.total_steps = 600
+    config.optimizer.lr = 1e-3
+    config.optimizer.warmup_steps = 50
+    config.log_every = 25
+    config.checkpoint_every = 200
+    config.eval.realisations = 1
+    config.eval.batch_size = 32
+    config.eval.lpips_nets = ("alex",)
+  return config

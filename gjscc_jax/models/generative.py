@@ -1,0 +1,211 @@
+"""GenerativeJSCC: a DeepJSCC encoder and a StyleGAN2-based decoder, end to end.
+
+The scheme of Erdemir et al. (IEEE JSAC 2023) that trains the encoder and a
+StyleGAN-based decoder together with MSE + lambda * LPIPS:
+
+    image (R x R) -> DeepJSCC encoder -> latents (R/d x R/d x C)
+      -> power normalisation -> channel (AWGN / Rayleigh, one SNR per image)
+      -> receiver trunk -> W+ latents + per-layer feature maps
+      -> StyleGAN2 synthesis with GPEN-style injection -> image (R x R)
+      -> clip to [-1, 1] (straight-through gradient)
+
+* Transmitter: `deepjscc.TungEncoder` (or the small Bourtsoulatze encoder for
+  CPU demos), `rho = C / (6 d^2)` (`C / 1536` at `d = 16`).
+* Channel: `gjscc_jax.channel.transmit`.
+* Receiver: `generative_receiver.GenerativeReceiver` (trunk, W+ head,
+  injection heads) and `generative_synthesis.InjectedSynthesis` (the
+  synthesis network; converted official weights graft onto it with
+  `generative_synthesis.graft_synthesis`). The mapping network is not used:
+  the trunk predicts W+ directly, starting from the generator's `w_avg`.
+
+Variables of `GenerativeJSCC.init`::
+
+  {'params':  {'encoder': ..., 'receiver': ..., 'synthesis': {'b4': ...}},
+   'buffers': {'synthesis': {'b4': {'conv1': {'noise_const'}}, ...}}}
+
+Usage::
+
+  model = build_generative_jscc(img_resolution=64, latent_channels=8,
+                                encoder_arch='small', num_filters=32,
+                                synthesis_channel_base=1024,
+                                synthesis_channel_max=64)
+  variables = model.init(init_key, images, snr_db, key)
+  recon = model.apply(variables, images, snr_db, key)   # (B, 64, 64, 3)
+"""
+
+import fractions
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gjscc_jax import channel as channel_lib
+from gjscc_jax.models import deepjscc
+from gjscc_jax.models import generative_receiver as receiver_lib
+from gjscc_jax.models import generative_synthesis as synthesis_lib
+
+Dtype = Any
+
+ENCODER_ARCHS = ("tung", "small")
+
+
+def straight_through_clip(images):
+  """Clips to [-1, 1] in the forward pass; identity gradient.
+
+  StyleGAN2 images are unbounded (a randomly initialised generator's reach
+  +-7). The loss and the metrics see the displayed, clipped image, while the
+  gradient still pulls out-of-range pixels back (plain clipping would zero
+  it). In-range pixels, i.e. a pretrained generator's images, are unchanged.
+  """
+  return images + jax.lax.stop_gradient(jnp.clip(images, -1.0, 1.0) - images)
+
+
+class GenerativeJSCC(nn.Module):
+  """Encoder -> channel -> GPEN-style StyleGAN2 receiver (module docstring).
+
+  Attributes:
+    encoder: the transmitter network, `encoder(images, snr_db) -> latents`
+      `(B, R/d, R/d, C)` (a `deepjscc.TungEncoder` or `SmallEncoder`).
+    receiver: the `GenerativeReceiver` trunk.
+    synthesis: the `InjectedSynthesis` decoder.
+    downsampling: the encoder's spatial factor `d`.
+    latent_channels: the encoder's `C` (even).
+    channel: 'awgn' or 'rayleigh' (see `channel.transmit`).
+    fading: 'slow' or 'fast' Rayleigh fading.
+    equalization: 'zf' or 'mmse'.
+    power: average transmit power per complex symbol.
+    noise_mode: StyleGAN2 noise of layers without an injected map:
+      'const' (the stored maps; deterministic), 'random' or 'none'.
+  """
+  encoder: nn.Module
+  receiver: receiver_lib.GenerativeReceiver
+  synthesis: synthesis_lib.InjectedSynthesis
+  downsampling: int = 16
+  latent_channels: int = 8
+  channel: str = "awgn"
+  fading: str = "slow"
+  equalization: str = "mmse"
+  power: float = 1.0
+  noise_mode: str = "const"
+
+  @property
+  def bandwidth_ratio(self) -> fractions.Fraction:
+    """`rho = C / (6 d^2)` complex channel uses per source dimension."""
+    return fractions.Fraction(self.latent_channels, 6 * self.downsampling**2)
+
+  def _snr(self, snr_db, batch):
+    snr_db = jnp.asarray(snr_db, jnp.float32)
+    if snr_db.ndim == 0:
+      return jnp.broadcast_to(snr_db, (batch,))
+    if snr_db.shape != (batch,):
+      raise ValueError(f"snr_db must be a scalar or shape ({batch},); got "
+                       f"{snr_db.shape}.")
+    return snr_db
+
+  def encode(self, images, snr_db):
+    """Images `(B, R, R, 3)` in [-1, 1] -> real latents `(B, R/d, R/d, C)`."""
+    res = self.synthesis.img_resolution
+    if images.ndim != 4 or images.shape[1:] != (res, res, 3):
+      raise ValueError(
+          f"images must be (B, {res}, {res}, 3) in [-1, 1] (the decoder's "
+          f"resolution); got {images.shape}.")
+    latents = self.encoder(images, self._snr(snr_db, images.shape[0]))
+    want = (res // self.downsampling,) * 2 + (self.latent_channels,)
+    if latents.shape[1:] != want:
+      raise ValueError(f"the encoder produced {latents.shape[1:]}, expected "
+                       f"{want}: check downsampling and latent_channels.")
+    return latents
+
+  def decode(self, received, snr_db, key=None):
+    """Received latents -> images `(B, R, R, 3)` in [-1, 1], float32.
+
+    The synthesis image is clipped to [-1, 1] with a straight-through
+    gradient (`straight_through_clip`). `key` is needed only for
+    `noise_mode='random'`.
+    """
+    ws, maps = self.receiver(received, self._snr(snr_db, received.shape[0]))
+    return straight_through_clip(
+        self.synthesis(ws, maps, noise_mode=self.noise_mode, key=key))
+
+  def __call__(self, images, snr_db, key):
+    """Encode, transmit over the channel with `key`, decode.
+
+    Args:
+      images: `(B, R, R, 3)` in [-1, 1].
+      snr_db: channel SNR in dB, scalar or `(B,)`.
+      key: PRNG key of the channel realisation (and of random noise maps).
+
+    Returns:
+      Reconstructions `(B, R, R, 3)`, float32.
+    """
+    channel_key, noise_key = jax.random.split(key)
+    latents = self.encode(images, snr_db)
+    received = channel_lib.transmit(
+        channel_key, latents, snr_db, channel=self.channel, fading=self.fading,
+        equalization=self.equalization, power=self.power)
+    return self.decode(received, snr_db, noise_key)
+
+
+def build_generative_jscc(
+    *, img_resolution, latent_channels, encoder_arch="tung", num_filters=256,
+    downsampling=16, encoder_snr_adaptive=False, channel="awgn",
+    fading="slow", equalization="mmse", power=1.0, w_dim=512,
+    synthesis_channel_base=16384, synthesis_channel_max=512, conv_clamp=256,
+    injection="concat", inject_max_resolution=None, w_mode="per_layer",
+    receiver_channel_base=16384, receiver_channel_max=512,
+    receiver_res_blocks=2, receiver_snr_adaptive=False, noise_mode="const",
+    dtype=jnp.float32, precision=None):
+  """Builds a consistent `GenerativeJSCC` (argument names as in the config).
+
+  The receiver's injection widths follow the synthesis network: each layer's
+  own width for 'add' and for 'concat' (GPEN concatenates as many channels
+  as the layer has).
+
+  Raises:
+    ValueError: naming the argument when a choice is unknown or the sizes do
+      not fit together.
+  """
+  if encoder_arch not in ENCODER_ARCHS:
+    raise ValueError(f"encoder_arch={encoder_arch!r} must be one of {ENCODER_ARCHS}.")
+  channel_lib.validate_options(channel, fading, equalization)
+  if latent_channels < 2 or latent_channels % 2:
+    raise ValueError(f"latent_channels={latent_channels} must be a positive even "
+                     "number (pairs of channels form complex symbols).")
+  if downsampling < 2 or downsampling & (downsampling - 1):
+    raise ValueError(f"downsampling={downsampling} must be a power of two >= 2.")
+  if encoder_arch == "tung" and downsampling != 16:
+    raise ValueError("encoder_arch='tung' downsamples by 16; set downsampling=16 "
+                     "or use encoder_arch='small'.")
+  if img_resolution % downsampling or img_resolution < downsampling:
+    raise ValueError(f"img_resolution={img_resolution} must be a multiple of "
+                     f"downsampling={downsampling}.")
+  if injection not in receiver_lib.INJECTIONS:
+    raise ValueError(f"injection={injection!r} must be one of "
+                     f"{receiver_lib.INJECTIONS}.")
+  if noise_mode not in ("const", "random", "none"):
+    raise ValueError(f"noise_mode={noise_mode!r} must be 'const', 'random' or 'none'.")
+  synthesis = synthesis_lib.InjectedSynthesis(
+      w_dim=w_dim, img_resolution=img_resolution,
+      channel_base=synthesis_channel_base, channel_max=synthesis_channel_max,
+      conv_clamp=conv_clamp, injection=injection, dtype=dtype,
+      precision=precision)
+  receiver = receiver_lib.GenerativeReceiver(
+      img_resolution=img_resolution, num_ws=synthesis.num_ws, w_dim=w_dim,
+      injection=injection, injection_channels=synthesis.layer_channels(),
+      inject_max_resolution=inject_max_resolution, w_mode=w_mode,
+      channel_base=receiver_channel_base, channel_max=receiver_channel_max,
+      num_res_blocks=receiver_res_blocks, snr_adaptive=receiver_snr_adaptive,
+      dtype=dtype)
+  if encoder_arch == "tung":
+    encoder = deepjscc.TungEncoder(num_filters, latent_channels,
+                                   encoder_snr_adaptive, dtype)
+  else:
+    encoder = deepjscc.SmallEncoder(num_filters, latent_channels,
+                                    downsampling.bit_length() - 1,
+                                    encoder_snr_adaptive, dtype)
+  return GenerativeJSCC(
+      encoder=encoder, receiver=receiver, synthesis=synthesis,
+      downsampling=downsampling, latent_channels=latent_channels,
+      channel=channel, fading=fading, equalization=equalization, power=power,
+      noise_mode=noise_mode)

@@ -1,0 +1,230 @@
+"""The 'generative' scheme: GenerativeJSCC for the project's trainer.
+
+Registers `build_generative_scheme` under `config.scheme = 'generative'`
+(`gjscc_jax.train.schemes` imports this module). It maps the config onto
+`gjscc_jax.models.generative.build_generative_jscc` and supplies what the
+trainer asks of a scheme:
+
+* `init` / `reconstruct`: the model's variables are the trained pytree,
+  `{'params': {encoder, receiver, synthesis}, 'buffers': {...},
+  ['discriminator': ...]}`. Buffers (StyleGAN2's stored noise) never train.
+* `load_pretrained`: for a fresh run, grafts the converted StyleGAN2 weights
+  named by `config.generator.weights` onto the synthesis network and sets
+  the W+ offset to the generator's `w_avg`; without weights it says loudly
+  that the generator starts from random weights.
+* `make_optimizer`: `optax.multi_transform` over parameter groups: the
+  encoder and receiver use `config.optimizer`; the synthesis network is
+  frozen (`generator.train='frozen'`: no update, no optimiser state, no
+  weight gradients) or fine-tuned with the same settings at its own learning
+  rate `generator.lr` (default: `optimizer.lr`); the discriminator of the
+  adversarial ablation uses Adam(`adversarial.lr`, b1, b2).
+* `extra_loss` (only with `adversarial.enabled`): the non-saturating GAN
+  term `weight * softplus(-D(x_hat))` for the model plus the discriminator's
+  own loss and lazy R1 (`r1_gamma / 2 * ||grad D(x)||^2` every
+  `r1_interval` steps, scaled by the interval). The terms are summed into
+  one objective with stop-gradients placed so that each part only moves its
+  own parameters: the model gets the gradient of the generator term, the
+  discriminator those of its loss and R1 (simultaneous updates).
+"""
+
+import ml_collections
+from absl import logging
+import jax
+import jax.numpy as jnp
+import optax
+
+from gjscc_jax.models import generative as generative_lib
+from gjscc_jax.models import generative_synthesis
+from gjscc_jax.models import stylegan2
+from gjscc_jax.models import stylegan2_discriminator as disc_lib
+from gjscc_jax.train import optimizer as optimizer_lib
+from gjscc_jax.train import schemes
+
+GENERATOR_TRAINING = ("finetune", "frozen")
+
+
+def _generator_architecture(config):
+  """StyleGAN2 synthesis fields, from the converted weights when given."""
+  g = config.generator
+  arch = dict(w_dim=g.w_dim, channel_base=g.channel_base,
+              channel_max=g.channel_max, conv_clamp=g.conv_clamp)
+  if not g.get("weights"):
+    return arch
+  saved = stylegan2.loading.read_config(g.weights)
+  res = config.data.resolution
+  if saved["img_resolution"] != res or saved["img_channels"] != 3:
+    raise ValueError(
+        f"generator.weights={g.weights!r} is a {saved['img_resolution']}x"
+        f"{saved['img_resolution']} generator with {saved['img_channels']} "
+        f"channels, but data.resolution={res} (RGB): convert a generator of "
+        "the training resolution, or set data.resolution to match.")
+  from_file = {k: saved[k] for k in arch}
+  differ = {k: (arch[k], v) for k, v in from_file.items() if arch[k] != v}
+  if differ:
+    logging.info("Generator architecture taken from %s (config values "
+                 "overridden: %s)", g.weights, differ)
+  return from_file
+
+
+def build_model(config):
+  """The `GenerativeJSCC` module described by `config`."""
+  m, ch = config.model, config.channel
+  arch = _generator_architecture(config)
+  return generative_lib.build_generative_jscc(
+      img_resolution=config.data.resolution,
+      latent_channels=m.latent_channels, encoder_arch=m.encoder_arch,
+      num_filters=m.num_filters, downsampling=m.downsampling,
+      encoder_snr_adaptive=m.encoder_snr_adaptive, channel=ch.kind,
+      fading=ch.fading, equalization=ch.equalization, power=ch.power,
+      w_dim=arch["w_dim"], synthesis_channel_base=arch["channel_base"],
+      synthesis_channel_max=arch["channel_max"], conv_clamp=arch["conv_clamp"],
+      injection=m.injection, inject_max_resolution=m.inject_max_resolution,
+      w_mode=m.w_mode, receiver_channel_base=m.receiver_channel_base,
+      receiver_channel_max=m.receiver_channel_max,
+      receiver_res_blocks=m.receiver_res_blocks,
+      receiver_snr_adaptive=m.receiver_snr_adaptive, noise_mode=m.noise_mode,
+      dtype=schemes.compute_dtype(config))
+
+
+def graft_pretrained(params, generator_variables):
+  """Puts converted StyleGAN2 variables into GenerativeJSCC's variables.
+
+  Args:
+    params: the scheme's variables (`{'params', 'buffers', ...}`).
+    generator_variables: `load_stylegan2(path)[1]`.
+
+  Returns:
+    `params` with the synthesis network's parameters and noise buffers
+    grafted (`generative_synthesis.graft_synthesis`) and the receiver's W+
+    offset set to the generator's `w_avg`.
+  """
+  p, b = dict(params["params"]), dict(params["buffers"])
+  p["synthesis"] = generative_synthesis.graft_synthesis(
+      p["synthesis"], generator_variables["params"]["synthesis"])
+  b["synthesis"] = generative_synthesis.graft_synthesis(
+      b["synthesis"], generator_variables["buffers"]["synthesis"])
+  receiver = dict(p["receiver"])
+  receiver["w_offset"] = jnp.asarray(stylegan2.w_avg(generator_variables),
+                                     receiver["w_offset"].dtype)
+  p["receiver"] = receiver
+  return {**params, "params": p, "buffers": b}
+
+
+def _labels(params, generator_label):
+  """Optimiser group of every leaf: 'default', 'generator', 'frozen', 'discriminator'."""
+
+  def label(path, _):
+    top = path[0].key
+    if top == "buffers":
+      return "frozen"
+    if top == "discriminator":
+      return "discriminator"
+    if top == "params" and path[1].key == "synthesis":
+      return generator_label
+    return "default"
+
+  return jax.tree_util.tree_map_with_path(label, params)
+
+
+def make_optimizer(config, total_steps):
+  """`(tx, schedule)`: multi_transform over the groups (module docstring)."""
+  mode = config.generator.train
+  if mode not in GENERATOR_TRAINING:
+    raise ValueError(f"generator.train={mode!r} must be one of {GENERATOR_TRAINING}.")
+  tx, schedule = optimizer_lib.make_optimizer(config.optimizer, total_steps)
+  transforms = {"default": tx, "frozen": optax.set_to_zero()}
+  if mode == "finetune":
+    g_opt = ml_collections.ConfigDict(config.optimizer.to_dict())
+    if config.generator.get("lr") is not None:
+      g_opt.lr = config.generator.lr
+    transforms["generator"] = optimizer_lib.make_optimizer(g_opt, total_steps)[0]
+  adv = config.get("adversarial")
+  if adv is not None and adv.enabled:
+    transforms["discriminator"] = optax.adam(adv.lr, b1=adv.b1, b2=adv.b2)
+  generator_label = "generator" if mode == "finetune" else "frozen"
+  return optax.multi_transform(
+      transforms, lambda params: _labels(params, generator_label)), schedule
+
+
+def _adversarial_loss(config, discriminator):
+  """The `extra_loss` of the adversarial ablation (module docstring)."""
+  adv = config.adversarial
+  sg = jax.lax.stop_gradient
+
+  def logits(d_params, images):
+    return discriminator.apply({"params": d_params}, images)
+
+  def extra_loss(params, images, recon, key, step):
+    del key
+    d_params = params["discriminator"]
+    g_term = disc_lib.generator_loss(logits(sg(d_params), recon))
+    d_term = disc_lib.discriminator_loss(logits(d_params, images),
+                                         logits(d_params, sg(recon)))
+    r1 = jax.lax.cond(
+        step % adv.r1_interval == 0,
+        lambda: disc_lib.r1_penalty(lambda x: logits(d_params, x), images),
+        lambda: jnp.zeros((), jnp.float32))
+    total = (adv.weight * g_term + d_term +
+             0.5 * adv.r1_gamma * adv.r1_interval * r1)
+    return total, dict(adv_generator=g_term, adv_discriminator=d_term, r1=r1)
+
+  return extra_loss
+
+
+def build_generative_scheme(config):
+  """Builds the GenerativeJSCC `Scheme` from `config` (module docstring)."""
+  model = build_model(config)
+  dtype = schemes.compute_dtype(config)
+  res = config.data.resolution
+  frozen = config.generator.train == "frozen"
+  adv = config.get("adversarial")
+  adversarial = adv is not None and adv.enabled
+  discriminator = None
+  if adversarial:
+    discriminator = disc_lib.Discriminator(
+        img_resolution=res, channel_base=adv.channel_base,
+        channel_max=adv.channel_max, dtype=dtype)
+  sg = jax.lax.stop_gradient
+
+  def init(key, images):
+    model_key, d_key, channel_key = jax.random.split(key, 3)
+    snr = jnp.zeros(images.shape[:1], jnp.float32)
+    variables = dict(model.init(model_key, images, snr, channel_key))
+    if adversarial:
+      variables["discriminator"] = discriminator.init(d_key, images)["params"]
+    return variables
+
+  def reconstruct(params, images, snr_db, key):
+    p = params["params"]
+    if frozen:  # No weight gradients for a frozen generator (saves compute).
+      p = {**p, "synthesis": sg(p["synthesis"])}
+    variables = {"params": p, "buffers": sg(params["buffers"])}
+    return model.apply(variables, images, snr_db, key)
+
+  def load_pretrained(params):
+    path = config.generator.get("weights")
+    if not path:
+      logging.warning(
+          "generator.weights is not set: the StyleGAN2 synthesis network of "
+          "GenerativeJSCC starts from RANDOM weights (fine for the CPU demo; "
+          "for paper-scale runs convert the official FFHQ generator with "
+          "`python -m weights_convert stylegan2 SRC DST` and pass "
+          "--config.generator.weights=DST).")
+      return params
+    _, generator_variables = stylegan2.load_stylegan2(path)
+    grafted = graft_pretrained(params, generator_variables)
+    logging.info("Synthesis network initialised from %s (%s)", path,
+                 config.generator.train)
+    shardings = jax.tree.map(lambda x: x.sharding, params)
+    return jax.device_put(grafted, shardings)
+
+  def make(total_steps):
+    return make_optimizer(config, total_steps)
+
+  return schemes.Scheme(
+      "generative", model, init, reconstruct, make, dtype,
+      float(model.bandwidth_ratio), load_pretrained=load_pretrained,
+      extra_loss=_adversarial_loss(config, discriminator) if adversarial else None)
+
+
+schemes.register_scheme("generative", build_generative_scheme)

@@ -1,0 +1,254 @@
+"""GenerativeJSCC: shapes and rho, gradients, frozen/fine-tuned generator groups,
+converted official StyleGAN2 weights in the decoder (oracle: NVIDIA's code).
+"""
+
+import copy
+import os
+import pickle
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import train
+from experiments.configs import generative_ffhq
+from gjscc_jax.models import generative_synthesis
+from gjscc_jax.models.stylegan2 import synthesis as stylegan2_synthesis
+from gjscc_jax.train import schemes
+from gjscc_jax.train import step as step_lib
+
+# A tiny variant of the demo: 32x32 images, 8x downsampling (4x4 latents),
+# narrow networks; compiles and runs in seconds on a CPU.
+TINY = {
+    "data.resolution": 32, "data.sample_train_size": 16,
+    "data.sample_test_size": 8, "model.num_filters": 8,
+    "model.downsampling": 8, "model.latent_channels": 4,
+    "model.receiver_channel_base": 64, "model.receiver_channel_max": 8,
+    "model.receiver_res_blocks": 1, "generator.w_dim": 16,
+    "generator.channel_base": 128, "generator.channel_max": 16,
+    "adversarial.channel_base": 64, "adversarial.channel_max": 8,
+    "loss.lambda_lpips": 0.0, "batch_size": 8, "log_every": 1,
+    "eval.batch_size": 8, "eval.snrs_db": (-5.0, 5.0), "eval.num_examples": 4,
+}
+
+
+def tiny_config(arg="demo", **overrides):
+  """The demo config with `TINY` and `overrides` ('a.b' keys) applied."""
+  config = generative_ffhq.get_config(arg)
+  for key, value in {**TINY, **overrides}.items():
+    node = config
+    *path, leaf = key.split(".")
+    for name in path:
+      node = node[name]
+    node[leaf] = value
+  return config
+
+
+def images(batch, res, seed=0):
+  return jax.random.uniform(jax.random.PRNGKey(seed), (batch, res, res, 3),
+                            minval=-1.0, maxval=1.0)
+
+
+@pytest.mark.parametrize("bcr,channels", [("1/768", 2), ("1/384", 4), ("1/192", 8)])
+def test_paper_scale_shapes_and_bandwidth_ratio(bcr, channels):
+  """rho = k / n = C / 1536 at 256x256 with the 16x Tung encoder."""
+  config = generative_ffhq.get_config(f"bcr={bcr}")
+  scheme = schemes.build_scheme(config)
+  x = jax.ShapeDtypeStruct((2, 256, 256, 3), jnp.float32)
+  snr = jax.ShapeDtypeStruct((2,), jnp.float32)
+  params = jax.eval_shape(scheme.init, jax.random.PRNGKey(0), x)
+  recon = jax.eval_shape(scheme.reconstruct, params, x, snr, jax.random.PRNGKey(0))
+  latents = jax.eval_shape(
+      lambda p, x: scheme.model.apply(p, x, jnp.zeros(2), method="encode"), params, x)
+  assert recon.shape == (2, 256, 256, 3) and recon.dtype == jnp.float32
+  assert latents.shape == (2, 16, 16, channels)
+  k = np.prod(latents.shape[1:]) // 2  # complex channel uses per image
+  assert scheme.bandwidth_ratio == pytest.approx(k / (256 * 256 * 3))
+  assert scheme.bandwidth_ratio == pytest.approx(channels / 1536)
+  # The decoder is the 256x256 StyleGAN2 (14 W+ rows) fed by the receiver.
+  synthesis = params["params"]["synthesis"]
+  assert sorted(synthesis, key=lambda b: int(b[1:])) == [
+      f"b{4 * 2**i}" for i in range(7)]
+  assert params["params"]["receiver"]["w_out"]["kernel"].shape == (512, 14 * 512)
+
+
+def init_key(seed=0):
+  """An 'rbg' key: its RNG compiles ~4x faster than threefry's on CPU."""
+  return jax.random.key(seed, impl="rbg")
+
+
+@pytest.fixture(scope="module")
+def tiny_params():
+  """Initial variables of the tiny config (concat injection), 8 images."""
+  scheme = schemes.build_scheme(tiny_config())
+  return jax.jit(scheme.init)(init_key(), jnp.zeros((8, 32, 32, 3)))
+
+
+def _steps(config, params, n):
+  """Params after `n` jitted train steps of `config` from `params`."""
+  scheme = schemes.build_scheme(config)
+  loss, frozen = train.build_loss(config)
+  tx, _ = scheme.make_optimizer(config.total_steps)
+  state = step_lib.create_train_state(params, tx, jax.random.PRNGKey(1))
+  fn = jax.jit(step_lib.make_train_step(scheme, loss, tx, (-5.0, 5.0)))
+  rng = np.random.default_rng(0)
+  res = config.data.resolution
+  for i in range(n):
+    batch = {"image": rng.integers(0, 256, (8, res, res, 3), dtype=np.uint8)}
+    state, metrics = fn(state, batch, jax.random.PRNGKey(10 + i), frozen)
+    assert np.isfinite(float(metrics["loss"]))
+  return jax.device_get(state.params)
+
+
+def _changes(before, after):
+  """Per leaf, the largest absolute change."""
+  return jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))),
+                      after, before)
+
+
+def test_gradients_reach_every_parameter_with_its_group_learning_rate(tiny_params):
+  """Adam's first step moves a weight by ~lr where its gradient is non-zero.
+
+  So every leaf of the encoder, the receiver and the fine-tuned synthesis
+  network moving by ~lr shows that gradients reach all of them, at the
+  learning rate of their group: 1e-3 for encoder and receiver, 1e-5 for the
+  generator (`generator.lr`); the noise buffers never move.
+  """
+  config = tiny_config(**{"generator.lr": 1e-5, "optimizer.lr": 1e-3,
+                          "optimizer.warmup_steps": 0,
+                          "optimizer.schedule": "constant"})
+  after = _steps(config, tiny_params, 1)
+  changes = _changes(tiny_params, after)
+  for group, lr in (("encoder", 1e-3), ("receiver", 1e-3), ("synthesis", 1e-5)):
+    leaves = jax.tree_util.tree_leaves_with_path(changes["params"][group])
+    assert leaves
+    for path, change in leaves:
+      assert change == pytest.approx(lr, rel=0.01), (group, jax.tree_util.keystr(path))
+  assert max(jax.tree.leaves(changes["buffers"])) == 0
+
+
+def test_frozen_generator_is_bit_identical_after_training_steps(tiny_params):
+  after = _steps(tiny_config(**{"generator.train": "frozen"}), tiny_params, 2)
+  for name in ("params", "buffers"):
+    before_g = jax.tree.leaves(tiny_params[name]["synthesis"])
+    after_g = jax.tree.leaves(after[name]["synthesis"])
+    assert len(before_g) == len(after_g) > 0
+    for a, b in zip(before_g, after_g):
+      np.testing.assert_array_equal(a, b)
+  changes = _changes(tiny_params, after)
+  for group in ("encoder", "receiver"):
+    assert min(jax.tree.leaves(changes["params"][group])) > 0
+
+
+def test_config_arguments_and_errors():
+  assert generative_ffhq.get_config("bcr=1/768").model.latent_channels == 2
+  assert generative_ffhq.get_config("bcr=1/384").model.latent_channels == 4
+  config = generative_ffhq.get_config("generator=frozen,injection=add,lpips=0.5")
+  assert (config.generator.train, config.model.injection,
+          config.loss.lambda_lpips) == ("frozen", "add", 0.5)
+  with pytest.raises(ValueError, match="valid arguments are"):
+    generative_ffhq.get_config("demo,injecton=add")
+  with pytest.raises(ValueError, match="generator.train"):
+    schemes.build_scheme(tiny_config(**{"generator.train": "thaw"})).make_optimizer(10)
+  with pytest.raises(ValueError, match="injection"):
+    schemes.build_scheme(tiny_config(**{"model.injection": "mul"}))
+  with pytest.raises(ValueError, match="multiple of downsampling"):
+    schemes.build_scheme(tiny_config(**{"data.resolution": 36}))
+  with pytest.raises(FileNotFoundError, match="weights_convert stylegan2"):
+    schemes.build_scheme(tiny_config(**{"generator.weights": "/nonexistent"}))
+
+
+# --- Converted official weights (oracle: NVIDIA's StyleGAN2) ------------------
+
+def _official_generator(res, seed=0):
+  torch = pytest.importorskip("torch")
+  draggan = pytest.importorskip("draggan")
+  sys.path.insert(0, os.path.join(os.path.dirname(draggan.__file__), "stylegan2"))
+  from training import networks as official  # pylint: disable=import-outside-toplevel
+  torch.manual_seed(seed)
+  g = official.Generator(
+      z_dim=16, c_dim=0, w_dim=16, img_resolution=res, img_channels=3,
+      mapping_kwargs=dict(num_layers=2),
+      synthesis_kwargs=dict(channel_base=128, channel_max=16, num_fp16_res=0,
+                            conv_clamp=256))
+  with torch.no_grad():  # Every parameter matters: non-zero biases/strengths.
+    for name, p in g.named_parameters():
+      if name.endswith(("bias", "noise_strength")):
+        p.add_(torch.randn_like(p) * 0.5)
+    g.mapping.w_avg.copy_(torch.randn_like(g.mapping.w_avg))
+  return g.eval()
+
+
+@pytest.fixture(scope="module")
+def official_weights(tmp_path_factory):
+  """An official 32x32 generator, pickled as a training snapshot and converted."""
+  from weights_convert import stylegan2 as convert_lib
+  g = _official_generator(32)
+  tmp = tmp_path_factory.mktemp("official")
+  with open(tmp / "snapshot.pkl", "wb") as f:
+    pickle.dump(dict(G=None, D=None, G_ema=copy.deepcopy(g).requires_grad_(False),
+                     augment_pipe=None), f)
+  convert_lib.convert(str(tmp / "snapshot.pkl"), str(tmp / "converted"))
+  return g, str(tmp / "converted")
+
+
+def _pretrained(path, injection, params=None):
+  """Scheme with `path` grafted by `load_pretrained` onto fresh `params`."""
+  config = tiny_config(**{"generator.weights": path, "model.injection": injection})
+  scheme = schemes.build_scheme(config)
+  if params is None:
+    params = jax.jit(scheme.init)(init_key(), jnp.zeros((8, 32, 32, 3)))
+  return scheme, scheme.load_pretrained(params)
+
+
+def _synthesis(scheme, params, ws, maps):
+  return jax.jit(lambda p, ws, maps: scheme.model.apply(
+      p, ws, maps, method=lambda m, w, mp: m.synthesis(w, mp, noise_mode="const")))(
+          params, ws, maps)
+
+
+def test_converted_official_weights_reproduce_the_generator(official_weights,
+                                                           tiny_params):
+  import torch  # pylint: disable=import-outside-toplevel
+  g_official, path = official_weights
+  ws = np.random.RandomState(0).randn(2, 8, 16).astype(np.float32)
+  with torch.no_grad():
+    expected = g_official.synthesis(torch.from_numpy(ws), noise_mode="const")
+  expected = expected.numpy().transpose(0, 2, 3, 1)
+
+  with jax.default_matmul_precision("highest"):
+    # Injection off: the decoder is the plain generator.
+    scheme, params = _pretrained(path, "none")
+    ours = _synthesis(scheme, params, ws, None)
+    np.testing.assert_allclose(ours, expected, atol=1e-5 * np.abs(expected).max())
+    np.testing.assert_allclose(params["params"]["receiver"]["w_offset"],
+                               g_official.mapping.w_avg.numpy())
+    # 'concat' injection: the grafted decoder's extra input slices are zero,
+    # so it starts as the plain generator whatever the injected maps are.
+    scheme, params = _pretrained(path, "concat", tiny_params)
+    channels = scheme.model.synthesis.layer_channels()
+    shapes = stylegan2_synthesis.noise_shapes(32)
+    maps = [jax.random.normal(jax.random.PRNGKey(l), (2, h, w, c))
+            for l, ((h, w), c) in enumerate(zip(shapes, channels))]
+    ours = _synthesis(scheme, params, ws, maps)
+    np.testing.assert_allclose(ours, expected, atol=1e-5 * np.abs(expected).max())
+    torgb = params["params"]["synthesis"]["b8"]["torgb"]["weight"]
+    assert torgb.shape[2] == 2 * 16 and not np.any(np.asarray(torgb[:, :, 16:]))
+
+
+def test_weights_of_another_resolution_are_refused(official_weights):
+  _, path = official_weights
+  config = tiny_config(**{"generator.weights": path, "data.resolution": 64})
+  with pytest.raises(ValueError, match="data.resolution=64"):
+    schemes.build_scheme(config)
+
+
+def test_graft_names_what_does_not_fit():
+  target = {"b4": {"conv1": {"weight": jnp.zeros((3, 3, 8, 8))}}}
+  with pytest.raises(ValueError, match="missing.*b4/conv1/weight"):
+    generative_synthesis.graft_synthesis(target, {"b4": {}})
+  with pytest.raises(ValueError, match="incompatible shapes"):
+    generative_synthesis.graft_synthesis(
+        target, {"b4": {"conv1": {"weight": jnp.zeros((3, 3, 16, 8))}}})
