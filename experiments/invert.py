@@ -22,75 +22,34 @@ flight. Multi-host: start the same command once per host (JAX auto-detects
 TPU pods and SLURM; or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
 JAX_PROCESS_ID). Each process restores its own images on its own devices and
 writes them; the summary is gathered to process 0 with a collective.
+
+The demo without --config.deepjscc_checkpoint first trains a tiny DeepJSCC
+(`deepjscc_ffhq:demo`, `demo_deepjscc_steps` steps) with
+`python -m experiments.train` into OUTPUT_DIR/deepjscc_demo; reruns reuse it.
 """
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
 from absl import app
-from absl import flags
-from absl import logging
 import jax
-import jax.numpy as jnp
-import numpy as np
 from ml_collections import config_flags
 
 from experiments import config_cli
-from gjscc_jax.inverse import forward_operators
-from gjscc_jax.inverse import generator as generator_lib
-from gjscc_jax.inverse import ilo
-from gjscc_jax.inverse import outputs
-from gjscc_jax.inverse import pipeline
-from gjscc_jax.inverse import report as inverse_report
-from gjscc_jax.inverse import work
-from gjscc_jax.losses import PerceptualLoss
+from gjscc_jax.inverse import batch_run
 from gjscc_jax.train import sharding
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config: NAME[:ARG] from experiments/configs/, or a path.",
     lock_config=True)
 
-#: Fault injection for the rerun tests: SIGKILL the process right after this
-#: many batches are written, as a pre-empted job would die.
-_KILL_ENV = "GJSCC_FAULT_KILL_AFTER_BATCHES"
-_RANDOM_PRIOR_WARNING = (
-    "No generator_weights: using a small RANDOMLY INITIALISED StyleGAN2. A "
-    "random prior knows nothing about images; this run only demonstrates the "
-    "mechanics of InverseJSCC. Pass --config.generator_weights=DIR (from "
-    "python -m weights_convert stylegan2) for real results.")
 
-
-def _local_replicated(tree, mesh):
-  """Puts a (possibly globally replicated) pytree on `mesh`, replicated."""
-  def local(x):
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-      x = x.addressable_shards[0].data
-    return np.asarray(x)
-  return jax.device_put(jax.tree.map(local, tree), sharding.replicated(mesh))
-
-
-def load_deepjscc(config):
-  """(run config, scheme, params) of the DeepJSCC run (trained if demo)."""
-  from gjscc_jax.evaluation import runner  # pylint: disable=import-outside-toplevel
-  workdir = config.deepjscc_checkpoint
-  if workdir is None:
-    if not config.demo:
-      raise ValueError(
-          "Set --config.deepjscc_checkpoint to the --workdir of a DeepJSCC "
-          "run (python -m experiments.train --config=deepjscc_ffhq ...).")
-    if jax.process_count() > 1:
-      raise ValueError("The demo trains its DeepJSCC in one process; pass "
-                       "--config.deepjscc_checkpoint for multi-process runs.")
-    workdir = os.path.join(config.output_dir, "deepjscc_demo")
-    _train_demo_deepjscc(config, workdir)
-  return runner.load_run(workdir, config.deepjscc_step)
-
-
-def _train_demo_deepjscc(config, workdir):
+def train_demo_deepjscc(config, workdir):
   """Trains `deepjscc_ffhq:demo` briefly with the project's trainer."""
+  if jax.process_count() > 1:
+    raise ValueError("The demo trains its DeepJSCC in one process; pass "
+                     "--config.deepjscc_checkpoint for multi-process runs.")
   steps = config.demo_deepjscc_steps
   command = [
       sys.executable, "-m", "experiments.train", "--config=deepjscc_ffhq:demo",
@@ -100,172 +59,25 @@ def _train_demo_deepjscc(config, workdir):
       f"--config.optimizer.warmup_steps={max(1, min(50, steps // 10))}",
       f"--config.data.name={config.data.name}",
       f"--config.data.resolution={config.data.resolution}"]
+  if config.data.tfds_dir:
+    command.append(f"--config.data.tfds_dir={config.data.tfds_dir}")
   print(f"Demo: training a tiny DeepJSCC for {steps} steps in {workdir} "
         "(reused by reruns).", flush=True)
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   subprocess.run(command, check=True, cwd=root)
 
 
-def load_generator(config):
-  """(LayeredGenerator, variables) of the StyleGAN2 prior."""
-  if config.generator_weights:
-    from gjscc_jax.models.stylegan2 import load_stylegan2  # pylint: disable=import-outside-toplevel
-    module, variables = load_stylegan2(config.generator_weights)
-  else:
-    if not config.demo:
-      raise ValueError(
-          "Set --config.generator_weights to a converted StyleGAN2 directory "
-          "(python -m weights_convert stylegan2 SRC DST), or use the "
-          "inverse_ffhq:demo config for a random demo prior.")
-    logging.warning(_RANDOM_PRIOR_WARNING)
-    print("WARNING: " + _RANDOM_PRIOR_WARNING, flush=True)
-    module, variables = generator_lib.random_stylegan2(
-        **config.demo_generator)
-  return generator_lib.from_stylegan2(module), variables
-
-
-def build(config, mesh):
-  """The jitted batch function, its replicated frozen inputs, and facts."""
-  dj_config, scheme, dj_params = load_deepjscc(config)
-  res = config.data.resolution
-  if dj_config.data.resolution != res:
-    raise ValueError(
-        f"The DeepJSCC run works at {dj_config.data.resolution}px but "
-        f"config.data.resolution={res}: set it to the run's resolution.")
-  generator, gen_variables = load_generator(config)
-  op = config.operator
-  search_loss = PerceptualLoss(
-      lambda_lpips=1.0 if max(_as_tuple(config.ilo.lambda_lpips)) > 0 else 0.0,
-      net=op.lpips_net, dtype=jnp.dtype(op.lpips_dtype), check_inputs=False)
-  terms = forward_operators.DataTerms(
-      operator=op.kind, loss=search_loss,
-      generator_resolution=generator.resolution, image_resolution=res,
-      lpips_resolution=op.lpips_resolution, channel_noise=op.channel_noise,
-      reconstruct=scheme.reconstruct)
-  metric_losses = tuple(
-      (f"lpips_{net}", PerceptualLoss(1.0, net=net, check_inputs=False))
-      for net in config.metrics.lpips_nets)
-  inverse = pipeline.InverseJSCC(
-      generator=generator, config=ilo.ILOConfig.from_config(config.ilo),
-      terms=terms, transmit=scheme.reconstruct, metric_losses=metric_losses,
-      seed=config.seed)
-  frozen = dict(
-      generator=gen_variables, deepjscc=dj_params,
-      lpips=search_loss.load_params() if search_loss.uses_lpips else None,
-      metrics={name: loss.load_params() for name, loss in metric_losses})
-  facts = dict(bcr=float(scheme.bandwidth_ratio),
-               generator_resolution=generator.resolution)
-  return (pipeline.make_batch_fn(inverse, mesh), _local_replicated(frozen, mesh),
-          facts)
-
-
-def _as_tuple(value):
-  return tuple(value) if isinstance(value, (tuple, list)) else (value,)
-
-
-def result_settings(config, facts):
-  """What the per-image results depend on (pinned in the output dir)."""
-  keep = ("seed", "deepjscc_checkpoint", "deepjscc_step", "generator_weights",
-          "split", "input_dir", "demo")
-  settings = {k: config.get(k) for k in keep}
-  settings.update(data=config.data.to_dict(), operator=config.operator.to_dict(),
-                  ilo=config.ilo.to_dict(), lpips_nets=list(
-                      config.metrics.lpips_nets), **facts)
-  if config.demo:
-    settings.update(demo_generator=config.demo_generator.to_dict(),
-                    demo_deepjscc_steps=config.demo_deepjscc_steps)
-  for name in ("num_workers", "read_threads", "prefetch_buffer_size"):
-    settings["data"].pop(name, None)
-  return settings
-
-
-def _record(item, name, out, k):
-  """The JSON record of row `k` of a batch output."""
-  rec = dict(image_index=item.index, name=name, snr_db=item.snr_db,
-             process_index=jax.process_index(), best=float(out["best"][k]))
-  for key, value in out.items():
-    prefix, _, metric = key.partition("/")
-    if prefix in ("inverse", "deepjscc"):
-      rec.setdefault(prefix, {})[metric] = float(value[k])
-    elif prefix == "terms":
-      rec.setdefault("history", {})[metric] = [
-          float(v) for v in np.asarray(value[k])]
-  return rec
-
-
-def _write_batch(store, source, chunk, mask, out):
-  out = jax.device_get(out)  # Waits for this batch (the only host sync).
-  for k, (item, valid) in enumerate(zip(chunk, mask)):
-    if valid:
-      _, name = source.load(item.index)
-      store.write(item.snr_db, item.index,
-                  dict(restored=out["restored"][k], received=out["received"][k]),
-                  _record(item, name, out, k))
-
-
-def run(config):
-  """Runs (or resumes) the batch inversion of `config`; returns summary rows."""
-  if not config.output_dir:
-    raise ValueError("Set --config.output_dir (results and resumable state).")
-  sharding.maybe_initialize_distributed()
-  mesh = sharding.make_mesh(devices=jax.local_devices())
-  local_devices = jax.local_device_count()
-  if config.batch_size % local_devices:
-    raise ValueError(
-        f"batch_size={config.batch_size} must be a multiple of this "
-        f"process's {local_devices} devices.")
-  source = work.ImageSource(config.data, config.split, config.input_dir)
-  num_images = len(source) if config.num_images is None else config.num_images
-  if not 0 < num_images <= len(source):
-    raise ValueError(f"num_images={num_images} must lie in [1, {len(source)}].")
-  batch_fn, frozen, facts = build(config, mesh)
-  store = outputs.OutputStore(config.output_dir)
-  store.check_run_config(result_settings(config, facts))
-
-  mine = work.items_for(work.process_images(
-      num_images, jax.process_index(), jax.process_count()), config.snrs_db)
-  todo = [it for it in mine if not store.is_done(it.snr_db, it.index)]
-  logging.info("Process %d: %d of its %d image-SNR pairs to do (%d done).",
-               jax.process_index(), len(todo), len(mine), len(mine) - len(todo))
-  if jax.process_index() == 0:
-    print(f"{len(mine) - len(todo)} of {len(mine)} image-SNR pairs already "
-          f"done; {len(todo)} to go on process 0 of {jax.process_count()}.",
-          flush=True)
-  kill_after = int(os.environ.get(_KILL_ENV, "-1"))
-  bar = inverse_report.progress_bar(len(todo))
-  pending, written = None, 0
-  t0 = time.perf_counter()
-  for chunk, mask in work.batches(todo, config.batch_size):
-    images = np.stack([source.load(it.index)[0] for it in chunk])
-    snrs = np.array([it.snr_db for it in chunk], np.float32)
-    indices = np.array([it.index for it in chunk], np.int32)
-    out = batch_fn(frozen, images, snrs, indices)  # Asynchronous.
-    if pending is not None:
-      _write_batch(store, source, *pending)
-      written += 1
-      bar.update(int(pending[1].sum()))
-      if written == kill_after:
-        os.kill(os.getpid(), signal.SIGKILL)
-    pending = (chunk, mask, out)
-  if pending is not None:
-    _write_batch(store, source, *pending)
-    bar.update(int(pending[1].sum()))
-  bar.close()
-  logging.info("Process %d finished %d pairs in %.1fs.", jax.process_index(),
-               len(todo), time.perf_counter() - t0)
-
-  records = [store.read_record(it.snr_db, it.index) for it in mine]
-  rows, curves = inverse_report.summarize(records, bcr=facts["bcr"])
-  if jax.process_index() == 0:
-    inverse_report.write_report(rows, curves, store, source, mine,
-                                config.metrics.num_grid_images)
-  return rows
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  run(_CONFIG.value)
+  config = _CONFIG.value
+  sharding.maybe_initialize_distributed()  # Before anything touches devices.
+  if config.demo and not config.deepjscc_checkpoint and config.output_dir:
+    workdir = os.path.join(config.output_dir, "deepjscc_demo")
+    train_demo_deepjscc(config, workdir)
+    with config.unlocked():
+      config.deepjscc_checkpoint = workdir
+  batch_run.run(config)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,239 @@
+"""Tests of the InverseJSCC batch runs: outputs, reruns, kills, two processes.
+
+Everything is tiny: 16x16 images of the embedded sample dataset, an
+untrained small DeepJSCC run directory (written with the trainer's own
+checkpointing, no training step), the random demo StyleGAN2 at 16x16, two
+ILO rounds of a few steps, no LPIPS. What is tested is the machinery: every
+output written once and atomically, finished images skipped, a killed run
+completed by a rerun with the same results, and two `jax.distributed`
+processes splitting the images and gathering one summary.
+"""
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import deepjscc_ffhq
+from experiments.configs import inverse_ffhq
+from gjscc_jax import metrics
+from gjscc_jax import pixels
+from gjscc_jax.inverse import batch_run
+from gjscc_jax.inverse import outputs
+from gjscc_jax.train import checkpointing
+from gjscc_jax.train import schemes
+from gjscc_jax.train import step as step_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RES, NUM_IMAGES, SNRS = 16, 6, (0.0, 10.0)
+
+#: Overrides of `inverse_ffhq:demo`, as (dotted key, value) pairs.
+_OVERRIDES = (
+    ("data.resolution", RES), ("num_images", NUM_IMAGES), ("snrs_db", SNRS),
+    ("batch_size", 8), ("ilo.steps", (3, 2)), ("ilo.lambda_lpips", 0.0),
+    ("metrics.lpips_nets", ()), ("demo_generator.resolution", RES),
+    ("demo_generator.z_dim", 16), ("demo_generator.w_dim", 16),
+    ("demo_generator.channel_base", 256), ("demo_generator.channel_max", 16))
+
+
+def _untrained_deepjscc_run(workdir, tfds_dir):
+  """A DeepJSCC run directory as the trainer writes it, at step 0."""
+  config = deepjscc_ffhq.get_config("demo")
+  config.data.resolution = RES
+  config.data.tfds_dir = tfds_dir
+  config.model.arch = "small"
+  config.model.downsampling = 4
+  config.model.num_filters = 8
+  scheme = schemes.build_scheme(config)
+  tx, _ = scheme.make_optimizer(config.total_steps)
+  key = jax.random.PRNGKey(0)
+  state = jax.jit(lambda k: step_lib.create_train_state(
+      scheme.init(k, jnp.zeros((1, RES, RES, 3))), tx, k))(key)
+  os.makedirs(workdir)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort())
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                    save_every=1, asynchronous=False)
+  ckpt.save(0, state, force=True)
+  ckpt.close()
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory):
+  root = tmp_path_factory.mktemp("inverse_run")
+  tfds_dir = str(root / "tfds")
+  deepjscc = str(root / "deepjscc")
+  _untrained_deepjscc_run(deepjscc, tfds_dir)
+  return root, tfds_dir, deepjscc
+
+
+def _config(setting, output_dir, **extra):
+  _, tfds_dir, deepjscc = setting
+  config = inverse_ffhq.get_config("demo")
+  for key, value in _OVERRIDES + tuple(extra.items()):
+    *path, name = key.split(".")
+    node = config
+    for part in path:
+      node = node[part]
+    node[name] = value
+  config.data.tfds_dir = tfds_dir
+  config.deepjscc_checkpoint = deepjscc
+  config.output_dir = str(output_dir)
+  return config
+
+
+def _flags(setting, output_dir):
+  """The command line that means `_config(setting, output_dir)`."""
+  _, tfds_dir, deepjscc = setting
+  flags = ["--config=inverse_ffhq:demo", f"--config.output_dir={output_dir}",
+           f"--config.deepjscc_checkpoint={deepjscc}",
+           f"--config.data.tfds_dir={tfds_dir}"]
+  for key, value in _OVERRIDES:
+    if isinstance(value, tuple):
+      value = "(" + "".join(f"{v!r}," for v in value) + ")"
+    flags.append(f"--config.{key}={value}")
+  return flags
+
+
+def _run_cli(flags, env_extra=None, devices=8):
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  env.update(env_extra or {})
+  return subprocess.Popen(
+      [sys.executable, "-m", "experiments.invert", *flags], cwd=REPO, env=env,
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _records(output_dir):
+  store = outputs.OutputStore(str(output_dir))
+  found = {}
+  for snr in SNRS:
+    folder = os.path.join(str(output_dir), outputs.snr_dirname(snr), "records")
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+      if name.endswith(".json"):
+        index = int(name[:-5])
+        found[(index, snr)] = store.read_record(snr, index)
+  return found
+
+
+def _mtimes(output_dir):
+  return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns
+          for d, _, files in os.walk(str(output_dir)) for f in files
+          if "/snr_" in d}
+
+
+@pytest.fixture(scope="module")
+def first_run(setting):
+  output_dir = setting[0] / "single"
+  rows = batch_run.run(_config(setting, output_dir))
+  return output_dir, rows
+
+
+def test_run_writes_every_output_once(setting, first_run):
+  output_dir, rows = first_run
+  records = _records(output_dir)
+  assert sorted(records) == sorted((i, s) for i in range(NUM_IMAGES)
+                                   for s in SNRS)
+  store = outputs.OutputStore(str(output_dir))
+  source_config = _config(setting, output_dir)
+  from gjscc_jax.inverse import work  # pylint: disable=import-outside-toplevel
+  source = work.ImageSource(source_config.data, "test")
+  for (index, snr), record in records.items():
+    assert record["image_index"] == index and record["snr_db"] == snr
+    assert len(record["history"]["objective"]) == 5
+    original = pixels.from_uint8(source.load(index)[0])[None]
+    for kind, scheme in (("restored", "inverse"), ("received", "deepjscc")):
+      image = pixels.from_uint8(store.read_image(snr, index, kind))[None]
+      # The PNG holds the scored image (up to 8-bit rounding).
+      assert float(metrics.psnr(image, original)[0]) == pytest.approx(
+          record[scheme]["psnr"], abs=0.1)
+  # No temporary files are left behind.
+  assert not [p for p in _mtimes(output_dir) if ".tmp" in p]
+  with open(os.path.join(str(output_dir), "summary.csv")) as f:
+    summary = list(csv.DictReader(f))
+  for scheme in ("inversejscc", "deepjscc"):
+    for snr in SNRS:
+      psnr = [r for r in summary if r["scheme"] == scheme and r["metric"] ==
+              "psnr" and float(r["snr_db"]) == snr]
+      assert len(psnr) == 1 and int(psnr[0]["n"]) == NUM_IMAGES
+      values = [rec["inverse" if scheme == "inversejscc" else "deepjscc"]
+                ["psnr"] for (i, s), rec in records.items() if s == snr]
+      assert float(psnr[0]["mean"]) == pytest.approx(np.mean(values))
+  for name in ("psnr_vs_snr.png", "convergence.png", "grid_snr_0dB.png"):
+    assert os.path.exists(os.path.join(str(output_dir), name))
+  assert rows == json.load(open(os.path.join(str(output_dir),
+                                             "summary.json")))
+
+
+def test_rerun_skips_finished_images(setting, first_run, capsys):
+  output_dir, rows = first_run
+  before = _mtimes(output_dir)
+  again = batch_run.run(_config(setting, output_dir))
+  assert "12 of 12 image-SNR pairs already done; 0 to go" in (
+      capsys.readouterr().out)
+  assert _mtimes(output_dir) == before
+  assert again == rows
+
+
+def test_rerun_with_other_settings_is_refused(setting, first_run):
+  output_dir, _ = first_run
+  with pytest.raises(ValueError, match="other settings.*seed"):
+    batch_run.run(_config(setting, output_dir, seed=1))
+
+
+def test_killed_run_is_completed_by_a_rerun(setting, first_run):
+  output_dir = setting[0] / "killed"
+  proc = _run_cli(_flags(setting, output_dir),
+                  {batch_run.KILL_ENV: "1"})
+  log, _ = proc.communicate(timeout=600)
+  assert proc.returncode == -9, log
+  done = _records(output_dir)
+  assert len(done) == 8  # The first batch; the second was in flight.
+  before = _mtimes(output_dir)
+  batch_run.run(_config(setting, output_dir))
+  after = _mtimes(output_dir)
+  assert all(after[p] == t for p, t in before.items())
+  records = _records(output_dir)
+  assert len(records) == 12
+  # Per-image keys: the same results as the uninterrupted run.
+  for key, record in _records(first_run[0]).items():
+    assert records[key]["inverse"] == record["inverse"]
+    assert records[key]["history"] == record["history"]
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_split_the_images(setting, first_run):
+  output_dir = setting[0] / "two_processes"
+  port = _free_port()
+  procs = [_run_cli(_flags(setting, output_dir), dict(
+      JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
+      JAX_PROCESS_ID=str(p))) for p in range(2)]
+  logs = [p.communicate(timeout=600)[0] for p in procs]
+  for proc, log in zip(procs, logs):
+    assert proc.returncode == 0, log
+  records = _records(output_dir)
+  assert sorted(records) == sorted((i, s) for i in range(NUM_IMAGES)
+                                   for s in SNRS)
+  for (index, _), record in records.items():
+    assert record["process_index"] == index % 2
+  # Process 0 wrote the summary of both processes' images (a collective).
+  with open(os.path.join(str(output_dir), "summary.csv")) as f:
+    summary = list(csv.DictReader(f))
+  assert {int(r["n"]) for r in summary} == {NUM_IMAGES}
+  # The same per-image results as one process (per-image keys; the batches
+  # differ, so up to float reassociation).
+  for key, record in _records(first_run[0]).items():
+    for metric, value in record["inverse"].items():
+      assert records[key]["inverse"][metric] == pytest.approx(value, rel=1e-3)
