@@ -19,19 +19,21 @@ from gjscc_jax.models.stylegan2 import synthesis as stylegan2_synthesis
 from gjscc_jax.train import schemes
 from gjscc_jax.train import step as step_lib
 
-# A tiny variant of the demo: 32x32 images, 8x downsampling (4x4 latents),
-# narrow networks; compiles and runs in seconds on a CPU.
+# A tiny variant of the demo: 16x16 images, 4x downsampling (4x4 latents),
+# narrow networks; every jitted function compiles in seconds on a CPU.
 TINY = {
-    "data.resolution": 32, "data.sample_train_size": 16,
-    "data.sample_test_size": 8, "model.num_filters": 8,
-    "model.downsampling": 8, "model.latent_channels": 4,
-    "model.receiver_channel_base": 64, "model.receiver_channel_max": 8,
-    "model.receiver_res_blocks": 1, "generator.w_dim": 16,
-    "generator.channel_base": 128, "generator.channel_max": 16,
-    "adversarial.channel_base": 64, "adversarial.channel_max": 8,
-    "loss.lambda_lpips": 0.0, "batch_size": 8, "log_every": 1,
-    "eval.batch_size": 8, "eval.snrs_db": (-5.0, 5.0), "eval.num_examples": 4,
+    "data.resolution": 16, "data.sample_train_size": 16,
+    "data.sample_test_size": 8, "model.encoder_arch": "small",
+    "model.num_filters": 8, "model.downsampling": 4,
+    "model.latent_channels": 4, "model.receiver_channel_base": 32,
+    "model.receiver_channel_max": 8, "model.receiver_res_blocks": 0,
+    "generator.w_dim": 16, "generator.channel_base": 64,
+    "generator.channel_max": 16, "adversarial.channel_base": 32,
+    "adversarial.channel_max": 8, "loss.lambda_lpips": 0.0, "batch_size": 8,
+    "log_every": 1, "eval.batch_size": 8, "eval.snrs_db": (-5.0, 5.0),
+    "eval.num_examples": 4, "eval.lpips_nets": (),
 }
+RES = 16
 
 
 def tiny_config(arg="demo", **overrides):
@@ -44,11 +46,6 @@ def tiny_config(arg="demo", **overrides):
       node = node[name]
     node[leaf] = value
   return config
-
-
-def images(batch, res, seed=0):
-  return jax.random.uniform(jax.random.PRNGKey(seed), (batch, res, res, 3),
-                            minval=-1.0, maxval=1.0)
 
 
 @pytest.mark.parametrize("bcr,channels", [("1/768", 2), ("1/384", 4), ("1/192", 8)])
@@ -83,7 +80,13 @@ def init_key(seed=0):
 def tiny_params():
   """Initial variables of the tiny config (concat injection), 8 images."""
   scheme = schemes.build_scheme(tiny_config())
-  return jax.jit(scheme.init)(init_key(), jnp.zeros((8, 32, 32, 3)))
+  return jax.jit(scheme.init)(init_key(), jnp.zeros((8, RES, RES, 3)))
+
+
+def changes(before, after):
+  """Per leaf, the largest absolute change."""
+  return jax.tree.map(
+      lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))), after, before)
 
 
 def _steps(config, params, n):
@@ -102,33 +105,6 @@ def _steps(config, params, n):
   return jax.device_get(state.params)
 
 
-def _changes(before, after):
-  """Per leaf, the largest absolute change."""
-  return jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))),
-                      after, before)
-
-
-def test_gradients_reach_every_parameter_with_its_group_learning_rate(tiny_params):
-  """Adam's first step moves a weight by ~lr where its gradient is non-zero.
-
-  So every leaf of the encoder, the receiver and the fine-tuned synthesis
-  network moving by ~lr shows that gradients reach all of them, at the
-  learning rate of their group: 1e-3 for encoder and receiver, 1e-5 for the
-  generator (`generator.lr`); the noise buffers never move.
-  """
-  config = tiny_config(**{"generator.lr": 1e-5, "optimizer.lr": 1e-3,
-                          "optimizer.warmup_steps": 0,
-                          "optimizer.schedule": "constant"})
-  after = _steps(config, tiny_params, 1)
-  changes = _changes(tiny_params, after)
-  for group, lr in (("encoder", 1e-3), ("receiver", 1e-3), ("synthesis", 1e-5)):
-    leaves = jax.tree_util.tree_leaves_with_path(changes["params"][group])
-    assert leaves
-    for path, change in leaves:
-      assert change == pytest.approx(lr, rel=0.01), (group, jax.tree_util.keystr(path))
-  assert max(jax.tree.leaves(changes["buffers"])) == 0
-
-
 def test_frozen_generator_is_bit_identical_after_training_steps(tiny_params):
   after = _steps(tiny_config(**{"generator.train": "frozen"}), tiny_params, 2)
   for name in ("params", "buffers"):
@@ -137,9 +113,9 @@ def test_frozen_generator_is_bit_identical_after_training_steps(tiny_params):
     assert len(before_g) == len(after_g) > 0
     for a, b in zip(before_g, after_g):
       np.testing.assert_array_equal(a, b)
-  changes = _changes(tiny_params, after)
+  moved = changes(tiny_params, after)
   for group in ("encoder", "receiver"):
-    assert min(jax.tree.leaves(changes["params"][group])) > 0
+    assert min(jax.tree.leaves(moved["params"][group])) > 0
 
 
 def test_config_arguments_and_errors():
@@ -155,7 +131,7 @@ def test_config_arguments_and_errors():
   with pytest.raises(ValueError, match="injection"):
     schemes.build_scheme(tiny_config(**{"model.injection": "mul"}))
   with pytest.raises(ValueError, match="multiple of downsampling"):
-    schemes.build_scheme(tiny_config(**{"data.resolution": 36}))
+    schemes.build_scheme(tiny_config(**{"data.resolution": 18}))
   with pytest.raises(FileNotFoundError, match="weights_convert stylegan2"):
     schemes.build_scheme(tiny_config(**{"generator.weights": "/nonexistent"}))
 
@@ -171,7 +147,7 @@ def _official_generator(res, seed=0):
   g = official.Generator(
       z_dim=16, c_dim=0, w_dim=16, img_resolution=res, img_channels=3,
       mapping_kwargs=dict(num_layers=2),
-      synthesis_kwargs=dict(channel_base=128, channel_max=16, num_fp16_res=0,
+      synthesis_kwargs=dict(channel_base=64, channel_max=16, num_fp16_res=0,
                             conv_clamp=256))
   with torch.no_grad():  # Every parameter matters: non-zero biases/strengths.
     for name, p in g.named_parameters():
@@ -183,9 +159,9 @@ def _official_generator(res, seed=0):
 
 @pytest.fixture(scope="module")
 def official_weights(tmp_path_factory):
-  """An official 32x32 generator, pickled as a training snapshot and converted."""
+  """An official 16x16 generator, pickled as a training snapshot and converted."""
   from weights_convert import stylegan2 as convert_lib
-  g = _official_generator(32)
+  g = _official_generator(RES)
   tmp = tmp_path_factory.mktemp("official")
   with open(tmp / "snapshot.pkl", "wb") as f:
     pickle.dump(dict(G=None, D=None, G_ema=copy.deepcopy(g).requires_grad_(False),
@@ -199,7 +175,7 @@ def _pretrained(path, injection, params=None):
   config = tiny_config(**{"generator.weights": path, "model.injection": injection})
   scheme = schemes.build_scheme(config)
   if params is None:
-    params = jax.jit(scheme.init)(init_key(), jnp.zeros((8, 32, 32, 3)))
+    params = jax.jit(scheme.init)(init_key(), jnp.zeros((8, RES, RES, 3)))
   return scheme, scheme.load_pretrained(params)
 
 
@@ -213,7 +189,7 @@ def test_converted_official_weights_reproduce_the_generator(official_weights,
                                                            tiny_params):
   import torch  # pylint: disable=import-outside-toplevel
   g_official, path = official_weights
-  ws = np.random.RandomState(0).randn(2, 8, 16).astype(np.float32)
+  ws = np.random.RandomState(0).randn(2, 6, 16).astype(np.float32)
   with torch.no_grad():
     expected = g_official.synthesis(torch.from_numpy(ws), noise_mode="const")
   expected = expected.numpy().transpose(0, 2, 3, 1)
@@ -229,19 +205,19 @@ def test_converted_official_weights_reproduce_the_generator(official_weights,
     # so it starts as the plain generator whatever the injected maps are.
     scheme, params = _pretrained(path, "concat", tiny_params)
     channels = scheme.model.synthesis.layer_channels()
-    shapes = stylegan2_synthesis.noise_shapes(32)
+    shapes = stylegan2_synthesis.noise_shapes(RES)
     maps = [jax.random.normal(jax.random.PRNGKey(l), (2, h, w, c))
             for l, ((h, w), c) in enumerate(zip(shapes, channels))]
     ours = _synthesis(scheme, params, ws, maps)
     np.testing.assert_allclose(ours, expected, atol=1e-5 * np.abs(expected).max())
-    torgb = params["params"]["synthesis"]["b8"]["torgb"]["weight"]
-    assert torgb.shape[2] == 2 * 16 and not np.any(np.asarray(torgb[:, :, 16:]))
+    torgb = params["params"]["synthesis"]["b16"]["torgb"]["weight"]
+    assert torgb.shape[2] == 2 * 4 and not np.any(np.asarray(torgb[:, :, 4:]))
 
 
 def test_weights_of_another_resolution_are_refused(official_weights):
   _, path = official_weights
-  config = tiny_config(**{"generator.weights": path, "data.resolution": 64})
-  with pytest.raises(ValueError, match="data.resolution=64"):
+  config = tiny_config(**{"generator.weights": path, "data.resolution": 32})
+  with pytest.raises(ValueError, match="data.resolution=32"):
     schemes.build_scheme(config)
 
 

@@ -4,7 +4,8 @@ Arguments (`--config=generative_ffhq:ARG`, comma separated):
   bcr=1/192     bandwidth ratio rho = k/n; 1/768, 1/384, 1/192 give C = 2, 4, 8
                 latent channels at 16x downsampling (rho = C/1536).
   data=ffhq     'ffhq' or 'celebahq' (set --config.data.image_dir to its folder).
-  lpips=0.1     lambda of MSE + lambda * LPIPS(VGG).
+  lpips=0.1     lambda of MSE + lambda * LPIPS(VGG); default 0.1, and 0 (MSE,
+                as the DeepJSCC demo) for the demo.
   weights=DIR   a converted StyleGAN2 generator (`python -m weights_convert
                 stylegan2 ffhq-256.pkl DIR`) for the synthesis network;
                 without it the generator starts from random weights.
@@ -13,9 +14,10 @@ Arguments (`--config=generative_ffhq:ARG`, comma separated):
                 inputs) or 'none' (W+ only).
   adversarial   add the non-saturating GAN term with a StyleGAN2
                 discriminator and R1 (an ablation; off by default).
-  demo          the embedded sample data at 64x64 with a small generator and
-                encoder: training, SNR sweep and plots in ~5 minutes on 2 CPU
-                cores, no download.
+  demo          the embedded sample data at 64x64 with a small, randomly
+                initialised generator and the narrow Tung encoder of the
+                DeepJSCC demo: training, SNR sweep and plots in ~5 minutes
+                on 2 CPU cores, no download.
 
 Paper scale: 256x256 FFHQ (or CelebA-HQ) images, the Tung et al. encoder,
 the FFHQ-256 StyleGAN2 (stylegan2-ada-pytorch's `ffhq256` config: channel
@@ -35,7 +37,7 @@ from gjscc_jax import data
 
 def get_config(arg=None):
   arg = common.parse_arg(
-      arg, bcr="1/192", data="ffhq", lpips=0.1, weights="", generator="finetune",
+      arg, bcr="1/192", data="ffhq", lpips="", weights="", generator="finetune",
       injection="concat", adversarial=False, demo=False)
   config = ml_collections.ConfigDict()
   config.scheme = "generative"
@@ -69,7 +71,10 @@ def get_config(arg=None):
       equalization="mmse",  # rayleigh: 'zf' | 'mmse' (perfect CSI)
       power=1.0))
   config.train_snr_db = (-5.0, 5.0)
-  config.loss = ml_collections.ConfigDict(dict(lambda_lpips=arg.lpips, lpips_net="vgg"))
+  # lambda of MSE + lambda * LPIPS: 0.1 (0 for the demo) unless given.
+  lambda_lpips = float(arg.lpips) if arg.lpips else (0.0 if arg.demo else 0.1)
+  config.loss = ml_collections.ConfigDict(dict(lambda_lpips=lambda_lpips,
+                                               lpips_net="vgg"))
   config.adversarial = ml_collections.ConfigDict(dict(
       enabled=arg.adversarial, weight=0.01, r1_gamma=10.0, r1_interval=16,
       lr=2e-3, b1=0.0, b2=0.99, channel_base=16384, channel_max=512))
@@ -93,7 +98,7 @@ def get_config(arg=None):
     config.data.name = "sample"
     config.data.resolution = 64
     m = config.model
-    m.encoder_arch, m.num_filters = "small", 64
+    m.num_filters = 32  # The Tung encoder, narrow (as the DeepJSCC demo's).
     m.receiver_channel_base, m.receiver_channel_max = 1024, 64
     m.receiver_res_blocks = 1
     g = config.generator
@@ -101,7 +106,7 @@ def get_config(arg=None):
     g.lr = None  # A random generator trains at the full learning rate.
     config.adversarial.channel_base, config.adversarial.channel_max = 1024, 64
     config.batch_size = 16
-    config.total_steps = 600
+    config.total_steps = 400
     config.optimizer.lr = 1e-3
     config.optimizer.warmup_steps = 50
     config.log_every = 25

@@ -133,15 +133,68 @@ def minibatch_std(x, group_size=4):
       [x, jnp.broadcast_to(y, (n, h, w, 1)).astype(x.dtype)], axis=-1)
 
 
+class DiscriminatorBlock(nn.Module):
+  """One resolution: [fromrgb] conv0 conv1(down) + skip(down), residual.
+
+  Attributes:
+    tmp_channels: channels of this resolution.
+    out_channels: channels of the next (half) resolution.
+    first: whether this block reads the image (has `fromrgb`).
+    conv_clamp: activation clipping.
+    dtype: compute dtype.
+  """
+  tmp_channels: int
+  out_channels: int
+  first: bool = False
+  conv_clamp: float | None = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kw = dict(conv_clamp=self.conv_clamp, dtype=self.dtype)
+    if self.first:
+      x = Conv(self.tmp_channels, 1, name="fromrgb", **kw)(x)
+    skip = Conv(self.out_channels, 1, activation="linear", down=True,
+                use_bias=False, dtype=self.dtype, name="skip")(x, SQRT_HALF)
+    x = Conv(self.tmp_channels, 3, name="conv0", **kw)(x)
+    x = Conv(self.out_channels, 3, down=True, name="conv1", **kw)(x, SQRT_HALF)
+    return skip + x
+
+
+class DiscriminatorEpilogue(nn.Module):
+  """The 4x4 head: minibatch std, conv, fc, out (float32).
+
+  Attributes:
+    channels: channels at 4x4.
+    mbstd_group_size: minibatch-std group size.
+    conv_clamp: activation clipping of the conv.
+  """
+  channels: int
+  mbstd_group_size: int = 4
+  conv_clamp: float | None = None
+
+  @nn.compact
+  def __call__(self, x):
+    x = minibatch_std(x.astype(jnp.float32), self.mbstd_group_size)
+    x = Conv(self.channels, 3, conv_clamp=self.conv_clamp, name="conv")(x)
+    x = x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)  # Official NCHW order.
+    x = sg_layers.FullyConnected(self.channels, activation="lrelu", name="fc")(x)
+    return sg_layers.FullyConnected(1, name="out")(x)[:, 0]
+
+
 class Discriminator(nn.Module):
   """StyleGAN2 residual discriminator: images in [-1, 1] -> logits (B,).
+
+  Submodules are named as the official ones (`b{r}` blocks with `fromrgb`,
+  `conv0`, `conv1`, `skip`; `b4` with `conv`, `fc`, `out`).
 
   Attributes:
     img_resolution: input resolution (power of two >= 8).
     channel_base: channels at r: min(channel_base // r, channel_max).
     channel_max: see `channel_base`.
     conv_clamp: activation clipping (256 in the official configs).
-    mbstd_group_size: minibatch-std group size.
+    mbstd_group_size: minibatch-std group size (the batch must be a
+      multiple of it, or smaller).
     dtype: compute dtype of the blocks (the epilogue runs in float32).
   """
   img_resolution: int = 256
@@ -161,25 +214,14 @@ class Discriminator(nn.Module):
       raise ValueError(f"img_resolution={res} must be a power of two >= 8.")
     if images.ndim != 4 or images.shape[1:3] != (res, res):
       raise ValueError(f"images must be (B, {res}, {res}, C); got {images.shape}.")
-    clamp, d = self.conv_clamp, self.dtype
-    x = Conv(self.channels(res), 1, conv_clamp=clamp, dtype=d,
-             name=f"b{res}_fromrgb")(images)
-    r = res
+    x, r = images, res
     while r > 4:
-      skip = Conv(self.channels(r // 2), 1, activation="linear", down=True,
-                  use_bias=False, dtype=d, name=f"b{r}_skip")(x, SQRT_HALF)
-      x = Conv(self.channels(r), 3, conv_clamp=clamp, dtype=d,
-               name=f"b{r}_conv0")(x)
-      x = Conv(self.channels(r // 2), 3, down=True, conv_clamp=clamp, dtype=d,
-               name=f"b{r}_conv1")(x, SQRT_HALF)
-      x = skip + x
+      x = DiscriminatorBlock(self.channels(r), self.channels(r // 2),
+                             first=r == res, conv_clamp=self.conv_clamp,
+                             dtype=self.dtype, name=f"b{r}")(x)
       r //= 2
-    x = minibatch_std(x.astype(jnp.float32), self.mbstd_group_size)
-    x = Conv(self.channels(4), 3, conv_clamp=clamp, name="b4_conv")(x)
-    x = x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)  # Official NCHW order.
-    x = sg_layers.FullyConnected(self.channels(4), activation="lrelu",
-                                 name="b4_fc")(x)
-    return sg_layers.FullyConnected(1, name="b4_out")(x)[:, 0]
+    return DiscriminatorEpilogue(self.channels(4), self.mbstd_group_size,
+                                 self.conv_clamp, name="b4")(x)
 
 
 def generator_loss(fake_logits):
