@@ -36,8 +36,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gjscc_jax.losses import lpips_weights
-from gjscc_jax.losses import PerceptualLoss
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from gjscc_jax.losses import lpips_weights  # noqa: E402 pylint: disable=g-import-not-at-top,wrong-import-position
+from gjscc_jax.losses import PerceptualLoss  # noqa: E402 pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _ours(x, y, fixed_target):
