@@ -83,12 +83,14 @@ def make_train_step(scheme, loss, tx, train_snr_db, schedule=None):
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     finite = jnp.isfinite(value) & _all_finite(grads)
-    keep = lambda new, old: jax.tree.map(
-        lambda n, o: jnp.where(finite, n, o), new, old)
+    # One conditional rather than a select per leaf: the same result, but a
+    # per-leaf jnp.where(finite, ...) makes XLA compile the step ~3x slower
+    # (every output then depends on the global finiteness reduction).
+    params, opt_state = jax.lax.cond(
+        finite, lambda: (params, opt_state),
+        lambda: (state.params, state.opt_state))
     state = state.replace(
-        step=state.step + 1,
-        params=keep(params, state.params),
-        opt_state=keep(opt_state, state.opt_state),
+        step=state.step + 1, params=params, opt_state=opt_state,
         nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32))
     metrics = dict(aux, loss=value, psnr=psnr_from_mse(aux["mse"]),
                    grad_norm=optax.tree.norm(grads),
