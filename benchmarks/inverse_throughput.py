@@ -7,8 +7,9 @@ geocross, A = identity (the same work on both sides; DeepJSCC adds the same
 encoder/decoder cost to each), noise maps norm-preserved, best iterate by
 MSE, for
 
-* ``ours, batch 1`` and ``ours, batch B``: `gjscc_jax.inverse.ilo.inverter`
-  (one XLA program per batch: `lax.scan` per round, vmapped over images);
+* ``ours, batch 1`` and ``ours, batch B``: `gjscc_jax.inverse.search.inverter`
+  (vmapped over images; on CPU one jitted program per round step, see
+  `search` for why; `--loop scan` times the single-program form);
 * ``PyTorch, batch 1 sequential``: the same algorithm written in PyTorch on
   NVIDIA's official StyleGAN2 code (``draggan``'s ``training.networks``,
   imported, its blocks driven from block r on, its ``noise_const`` buffers
@@ -51,6 +52,7 @@ sys.path.insert(0, REPO)
 from gjscc_jax.inverse import forward_operators  # pylint: disable=g-import-not-at-top
 from gjscc_jax.inverse import generator as generator_lib
 from gjscc_jax.inverse import ilo
+from gjscc_jax.inverse import search
 from gjscc_jax.losses import lpips_weights
 from gjscc_jax.losses import PerceptualLoss
 from gjscc_jax.models import stylegan2
@@ -138,23 +140,17 @@ def torch_lpips_vgg():
 # Ours.
 
 
-def ours_search(layered, variables, config, batch):
-  """(compiled batch search, frozen, terms, compile seconds)."""
+def ours_search(layered, variables, config, loop):
+  """(batch search, target preparation, frozen, data terms)."""
   loss = PerceptualLoss(lambda_lpips=1.0, net="vgg", check_inputs=False)
   frozen = dict(generator=variables, lpips=loss.load_params())
   res = layered.resolution
   terms = forward_operators.DataTerms(
       "identity", loss, generator_resolution=res, image_resolution=res)
-  fn = ilo.inverter(layered, config, terms)
-  shapes = (jax.ShapeDtypeStruct((batch, res, res, 3), jnp.float32),)
   prepare = jax.jit(lambda f, t: terms.prepare_targets(
       f, t, jnp.zeros(t.shape[0]), jax.random.split(jax.random.PRNGKey(0),
                                                      t.shape[0])))
-  targets = jax.eval_shape(prepare, frozen, *shapes)
-  keys = jax.ShapeDtypeStruct((batch, 2), jnp.uint32)
-  start = time.perf_counter()
-  compiled = fn.lower(frozen, targets, keys).compile()
-  return compiled, prepare, frozen, terms, time.perf_counter() - start
+  return search.inverter(layered, config, terms, loop=loop), prepare, frozen, terms
 
 
 def flops_per_image(layered, variables, terms, frozen, config):
@@ -270,8 +266,8 @@ class TorchILO:
             n = noises[i]
             n.mul_(radius / n.square().sum().add(1e-9).sqrt())
         history.append(float(loss.detach()))
-        if float(mse) < best_mse:
-          best_mse, best = float(mse), image.detach()
+        if float(mse.detach()) < best_mse:
+          best_mse, best = float(mse.detach()), image.detach()
       if r + 1 < len(cfg.steps):
         with torch.no_grad():
           x, img = self.run_blocks(ws, x, img, r, r + 1)
@@ -299,6 +295,7 @@ def main(argv=None):
                       help="ILO steps per round (the fixed step budget)")
   parser.add_argument("--batch", type=int, default=4)
   parser.add_argument("--repeats", type=int, default=2)
+  parser.add_argument("--loop", default="auto", choices=search.LOOPS)
   args = parser.parse_args(argv)
   import torch  # pylint: disable=import-outside-toplevel
 
@@ -310,18 +307,16 @@ def main(argv=None):
   targets = make_targets(module, variables, args.batch)
   keys = jax.random.split(jax.random.PRNGKey(3), args.batch)
 
-  one, prepare, frozen, terms, compile_one = ours_search(
-      layered, variables, config, 1)
-  many, _, _, _, compile_many = ours_search(layered, variables, config,
-                                            args.batch)
+  find, prepare, frozen, terms = ours_search(layered, variables, config,
+                                            args.loop)
   prepared = prepare(frozen, targets)
   first = jax.tree.map(lambda a: a[:1], prepared)
 
   def ours_one():
-    return jax.block_until_ready(one(frozen, first, keys[:1]))
+    return jax.block_until_ready(find(frozen, first, keys[:1]))
 
   def ours_many():
-    return jax.block_until_ready(many(frozen, prepared, keys))
+    return jax.block_until_ready(find(frozen, prepared, keys))
 
   # The PyTorch search starts where ours starts for image 0.
   start = ilo.initial_variables(layered, variables,
@@ -335,8 +330,12 @@ def main(argv=None):
   def torch_one():
     return baseline.invert(target0, ws0, noises0)
 
+  start_time = time.perf_counter()
   ours_result = ours_one()
-  ours_many()  # Warm-up.
+  compile_one = time.perf_counter() - start_time
+  start_time = time.perf_counter()
+  ours_many()
+  compile_many = time.perf_counter() - start_time
   _, torch_history = torch_one()
   ours_history = np.asarray(ours_result.terms["objective"][0])
   agree = abs(torch_history[0] - ours_history[0]) / abs(ours_history[0])
@@ -372,8 +371,9 @@ def main(argv=None):
     print(f"| {name} | {med:.2f} ({min(ts):.2f}) | {ips:.4f} | "
           f"{150 / total_steps / ips:.1f} | "
           f"{ips / (1 / base):.2f}x |")
-  print(f"\ncompile: batch 1 {compile_one:.0f} s, batch {args.batch} "
-        f"{compile_many:.0f} s (once per run).")
+  print(f"\nfirst call (compiles, once per run): batch 1 {compile_one:.0f} s,"
+        f" batch {args.batch} {compile_many:.0f} s; loop "
+        f"{search.resolve_loop(args.loop)!r}.")
   print(f"XLA FLOPs per image: {flops / 1e9:.1f} GFLOP for {total_steps} "
         f"steps ({flops / total_steps / 1e9:.2f} GFLOP per step; "
         f"{flops * 150 / total_steps / 1e12:.2f} TFLOP for ILO's 150 steps)."

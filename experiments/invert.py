@@ -18,9 +18,9 @@ interval per SNR, scheme and metric), one plot per metric vs SNR with both
 schemes, the mean objective per step (`convergence.png`) and image grids.
 
 Reruns skip finished images, so a killed job loses at most the batches in
-flight. Multi-host: start the same command once per host (JAX auto-detects
-TPU pods and SLURM; or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
-JAX_PROCESS_ID). Each process restores its own images on its own devices and
+flight. Multi-host: start the same command once per host, with --distributed
+on TPU pods and SLURM (cluster auto-detection), or with JAX_COORDINATOR_ADDRESS,
+JAX_NUM_PROCESSES and JAX_PROCESS_ID set. Each process restores its own images on its own devices and
 writes them; the summary is gathered to process 0 with a collective.
 
 The demo without --config.deepjscc_checkpoint first trains a tiny DeepJSCC
@@ -33,6 +33,7 @@ import subprocess
 import sys
 
 from absl import app
+from absl import flags
 import jax
 from ml_collections import config_flags
 
@@ -43,6 +44,10 @@ from gjscc_jax.train import sharding
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config: NAME[:ARG] from experiments/configs/, or a path.",
     lock_config=True)
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Call jax.distributed.initialize() with cluster "
+    "auto-detection (TPU pods, SLURM, ...). Without this flag it is called "
+    "only when JAX_COORDINATOR_ADDRESS is set.")
 
 
 def train_demo_deepjscc(config, workdir):
@@ -71,7 +76,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
-  sharding.maybe_initialize_distributed()  # Before anything touches devices.
+  # Before anything touches devices.
+  sharding.maybe_initialize_distributed(force=_DISTRIBUTED.value)
   if config.demo and not config.deepjscc_checkpoint and config.output_dir:
     workdir = os.path.join(config.output_dir, "deepjscc_demo")
     train_demo_deepjscc(config, workdir)

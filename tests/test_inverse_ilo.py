@@ -18,6 +18,7 @@ from gjscc_jax.inverse import forward_operators
 from gjscc_jax.inverse import generator as generator_lib
 from gjscc_jax.inverse import ilo
 from gjscc_jax.inverse import projections
+from gjscc_jax.inverse import search
 from gjscc_jax.losses import PerceptualLoss
 from gjscc_jax.train import sharding
 
@@ -77,11 +78,12 @@ _SHORT = ilo.ILOConfig(
 
 @pytest.fixture(scope="module")
 def short_run(prior):
-  """The vmapped, unsharded short search for 8 generator images."""
+  """The batched, unsharded short search for 8 generator images, stepwise
+  (one vmapped program per round step)."""
   frozen, targets = _prepare(prior, _targets(prior, 8))
   keys = jax.random.split(jax.random.PRNGKey(5), 8)
-  result = ilo.inverter(prior[0], _SHORT, _jittered_objective)(
-      frozen, targets, keys)
+  result = search.inverter(prior[0], _SHORT, _jittered_objective,
+                           loop="stepwise")(frozen, targets, keys)
   return frozen, targets, keys, result
 
 
@@ -162,6 +164,7 @@ def test_block_runs_compose_to_the_full_image(prior):
 
 
 def test_vmapped_search_equals_per_image_loop(prior, short_run):
+  """Batched stepwise search == `invert_one` (lax.scan) image by image."""
   layered, _, _ = prior
   frozen, targets, keys, result = short_run
   one = jax.jit(lambda f, t, k: ilo.invert_one(
@@ -179,12 +182,14 @@ def test_vmapped_search_equals_per_image_loop(prior, short_run):
 
 
 def test_sharded_over_8_devices_equals_unsharded(prior, short_run):
+  """The search as one program (lax.scan), its batch split over 8 devices,
+  equals the unsharded stepwise search."""
   assert jax.device_count() == 8
   layered, _, _ = prior
   frozen, targets, keys, result = short_run
   mesh = sharding.make_mesh()
-  sharded = ilo.inverter(layered, _SHORT, _jittered_objective, mesh)(
-      frozen, targets, keys)
+  sharded = search.inverter(layered, _SHORT, _jittered_objective, mesh,
+                            loop="scan")(frozen, targets, keys)
   assert len(sharded.image.sharding.device_set) == 8
   assert _max_abs(sharded.image, result.image) <= 1e-5
   np.testing.assert_allclose(sharded.terms["objective"],
@@ -194,10 +199,11 @@ def test_sharded_over_8_devices_equals_unsharded(prior, short_run):
 def test_search_recovers_a_generator_image(prior):
   """A = identity, targets made by G: the objective falls by orders of
   magnitude and G(.) matches the targets closely (ILO defaults but for the
-  step counts and LPIPS, which a 16x16 image is too small for)."""
+  step counts and LPIPS, which a 16x16 image is too small for). The whole
+  batch search is one program here (vmapped lax.scan)."""
   frozen, targets = _prepare(prior, _targets(prior, 8, seed=21))
   config = ilo.ILOConfig(steps=(100, 100), lambda_lpips=0.0)
-  result = ilo.inverter(prior[0], config, _IDENTITY)(
+  result = search.inverter(prior[0], config, _IDENTITY, loop="scan")(
       frozen, targets, jax.random.split(jax.random.PRNGKey(1), 8))
   mse = np.asarray(result.terms["mse"])
   assert mse.shape == (8, config.total_steps)

@@ -10,6 +10,7 @@ processes splitting the images and gathering one summary.
 """
 
 import csv
+import functools
 import json
 import os
 import socket
@@ -25,8 +26,12 @@ from experiments.configs import deepjscc_ffhq
 from experiments.configs import inverse_ffhq
 from gjscc_jax import metrics
 from gjscc_jax import pixels
+from gjscc_jax.evaluation import runner
 from gjscc_jax.inverse import batch_run
+from gjscc_jax.inverse import forward_operators
 from gjscc_jax.inverse import outputs
+from gjscc_jax.inverse import work
+from gjscc_jax.losses import PerceptualLoss
 from gjscc_jax.train import checkpointing
 from gjscc_jax.train import schemes
 from gjscc_jax.train import step as step_lib
@@ -142,9 +147,7 @@ def test_run_writes_every_output_once(setting, first_run):
   assert sorted(records) == sorted((i, s) for i in range(NUM_IMAGES)
                                    for s in SNRS)
   store = outputs.OutputStore(str(output_dir))
-  source_config = _config(setting, output_dir)
-  from gjscc_jax.inverse import work  # pylint: disable=import-outside-toplevel
-  source = work.ImageSource(source_config.data, "test")
+  source = work.ImageSource(_config(setting, output_dir).data, "test")
   for (index, snr), record in records.items():
     assert record["image_index"] == index and record["snr_db"] == snr
     assert len(record["history"]["objective"]) == 5
@@ -237,3 +240,51 @@ def test_two_processes_split_the_images(setting, first_run):
   for key, record in _records(first_run[0]).items():
     for metric, value in record["inverse"].items():
       assert records[key]["inverse"][metric] == pytest.approx(value, rel=1e-3)
+
+
+def test_deepjscc_operator_is_the_frozen_chain(setting):
+  _, scheme, params = runner.load_run(setting[2])
+  terms = {noise: forward_operators.DataTerms(
+      "deepjscc", PerceptualLoss(check_inputs=False), generator_resolution=
+      2 * RES, image_resolution=RES, channel_noise=noise,
+      reconstruct=scheme.reconstruct) for noise in ("fresh", "fixed")}
+  frozen = dict(deepjscc=params)
+  image = jax.random.uniform(jax.random.PRNGKey(0), (2 * RES, 2 * RES, 3),
+                             minval=-1, maxval=1)
+  received = jnp.zeros((1, RES, RES, 3))
+  keys = jax.random.split(jax.random.PRNGKey(1), 3)
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def mse_of(noise, key):
+    target = terms[noise].prepare_targets(frozen, received, jnp.full(1, 3.0),
+                                          keys[2][None])
+    target = jax.tree.map(lambda a: a[0], target)
+    return terms[noise](frozen, image, target, key)["mse"]
+
+  # A(G): area-downsample 2x, then encoder -> AWGN at 3 dB -> decoder.
+  small = image.reshape(RES, 2, RES, 2, 3).mean((1, 3))
+  for noise, key in (("fresh", keys[0]), ("fixed", keys[2])):
+    chain = scheme.reconstruct(params, small[None], jnp.full(1, 3.0), key)
+    assert float(mse_of(noise, keys[0])) == pytest.approx(
+        float(jnp.mean(jnp.square(chain))), rel=1e-5)
+  assert float(mse_of("fresh", keys[0])) != float(mse_of("fresh", keys[1]))
+  assert float(mse_of("fixed", keys[0])) == float(mse_of("fixed", keys[1]))
+
+
+def test_folder_source_crops_resizes_and_names(tmp_path):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  (tmp_path / "sub").mkdir()
+  for name, size in (("b.png", (40, 24)), ("sub/a.jpg", (16, 16))):
+    Image.fromarray(rng.integers(0, 256, size[::-1] + (3,), np.uint8)).save(
+        tmp_path / name)
+  (tmp_path / "notes.txt").write_text("not an image")
+  config = inverse_ffhq.get_config().data
+  config.resolution = 8
+  source = work.ImageSource(config, input_dir=str(tmp_path))
+  assert len(source) == 2
+  names = [source.load(i)[1] for i in range(2)]
+  assert names == ["b.png", "a.jpg"]  # Sorted by path.
+  assert all(source.load(i)[0].shape == (8, 8, 3) for i in range(2))
+  with pytest.raises(FileNotFoundError, match="No images"):
+    work.ImageSource(config, input_dir=str(tmp_path / "sub" / "none"))

@@ -55,6 +55,10 @@ def get_config(arg=None):
   config.snrs_db = (-5.0, -3.0, -1.0, 0.0, 1.0, 3.0, 5.0)
   # Images per process per step; a multiple of the process's devices.
   config.batch_size = 8
+  # How the search steps run: 'scan' (one XLA program per batch),
+  # 'stepwise' (one per round step, dispatched asynchronously; much faster
+  # on XLA:CPU), or 'auto' (stepwise on CPU, scan elsewhere).
+  config.loop = "auto"
 
   config.operator = ml_collections.ConfigDict(dict(
       kind=arg.operator,       # 'deepjscc' | 'identity'

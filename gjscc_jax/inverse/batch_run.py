@@ -109,8 +109,8 @@ def build(config, mesh):
       metrics={name: loss.load_params() for name, loss in metric_losses})
   facts = dict(bcr=float(scheme.bandwidth_ratio),
                generator_resolution=generator.resolution)
-  return (pipeline.make_batch_fn(inverse, mesh), _local_replicated(frozen, mesh),
-          facts)
+  return (pipeline.make_batch_fn(inverse, mesh, config.get("loop", "auto")),
+          _local_replicated(frozen, mesh), facts)
 
 
 def _as_tuple(value):

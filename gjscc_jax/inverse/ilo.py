@@ -39,10 +39,11 @@ Choices that differ from the ILO code, deliberately:
   earlier blocks have no effect from round `r` on). The others stay at their
   random initial value.
 
-Everything is a pure function of one image: `jax.vmap` it over images, and
-shard the batch over devices (see `inverter`). Each round is one
-`lax.scan`, so the step count of a round is static and a batch never syncs
-with the host.
+Everything is a pure function of one image: `invert_one` runs the whole
+search (each round one `lax.scan` of `round_step`), and `start_search`,
+`start_round`, `round_step` and `end_round` are its parts; `search` vmaps
+them over images and shards the batch over devices. Nothing syncs with the
+host.
 """
 
 import dataclasses
@@ -228,42 +229,101 @@ def _noise_split(generator, round_index, ahead):
   return chosen, others
 
 
-def _run_round(generator, config, objective, frozen, target, key,
-               variables, best, round_index):
-  """One round: a `lax.scan` of Adam steps. Returns (variables, best, terms)."""
-  r = round_index
-  steps = config.steps[r]
+class RoundState(NamedTuple):
+  """One image's state within a round (a pytree; the carry of its steps).
+
+  Attributes:
+    trainable: `{'ws', 'noises'[, 'x']}`: what the round optimises.
+    opt_state: Adam's state for `trainable`.
+    anchor: `trainable` at the start of the round (for the L1 balls).
+    norms: Round-start norms of W+ rows and optimised noise maps.
+    fixed_noises: The noise maps this round leaves alone.
+    img: The frozen skip image entering the start block (None in round 0).
+    best_image: The best generator image so far `(R, R, 3)`.
+    best_value: Its `best_by` term.
+  """
+  trainable: dict
+  opt_state: Any
+  anchor: dict
+  norms: dict
+  fixed_noises: tuple
+  img: Any
+  best_image: jax.Array
+  best_value: jax.Array
+
+
+def _adam(config, r):
+  schedule = lambda count: learning_rate(
+      count, config.steps[r], config.learning_rates[r], config.warmup,
+      config.rampdown)
+  return optax.adam(schedule, b1=0.9, b2=0.999, eps=1e-8)
+
+
+def start_search(generator, frozen, key):
+  """`(variables, best_image, best_value, run_key)` before round 0."""
+  init_key, run_key = jax.random.split(key)
+  variables = initial_variables(generator, frozen["generator"], init_key)
+  res = generator.resolution
+  return (variables, jnp.zeros((res, res, 3), jnp.float32),
+          jnp.asarray(jnp.inf, jnp.float32), run_key)
+
+
+def start_round(generator, config, r, variables, best_image, best_value
+                ) -> RoundState:
+  """The state at the start of round `r` (fresh Adam moments)."""
   opt_idx, fixed_idx = _noise_split(generator, r, config.noise_blocks_ahead)
   trainable = dict(ws=variables.ws,
                    noises=tuple(variables.noises[i] for i in opt_idx))
   if r > 0:
     trainable["x"] = variables.x
-  fixed_noises = tuple(variables.noises[i] for i in fixed_idx)
-  anchor = trainable
   norms = dict(ws=projections.vector_norms(variables.ws, (-1,)),
                noises=tuple(projections.vector_norms(n, (0, 1))
                             for n in trainable["noises"]))
-  schedule = lambda count: learning_rate(
-      count, steps, config.learning_rates[r], config.warmup, config.rampdown)
-  tx = optax.adam(schedule, b1=0.9, b2=0.999, eps=1e-8)
+  return RoundState(trainable, _adam(config, r).init(trainable), trainable,
+                    norms, tuple(variables.noises[i] for i in fixed_idx),
+                    variables.img, best_image, best_value)
+
+
+def _all_noises(generator, config, r, state, opt_noises):
+  opt_idx, fixed_idx = _noise_split(generator, r, config.noise_blocks_ahead)
+  noises = [None] * len(generator.noise_blocks)
+  for i, n in zip(opt_idx + fixed_idx, opt_noises + state.fixed_noises):
+    noises[i] = n
+  return tuple(noises)
+
+
+def _project(config, r, state, tr):
+  tr = dict(tr)
+  if config.project_latents:
+    tr["ws"] = projections.preserve_norm(tr["ws"], state.norms["ws"], (-1,))
+  if config.project_noises:
+    tr["noises"] = tuple(projections.preserve_norm(n, m, (0, 1)) for n, m
+                         in zip(tr["noises"], state.norms["noises"]))
+  for name, radii in (("ws", config.latent_radius),
+                      ("x", config.feature_radius)):
+    if radii is not None and name in tr:
+      tr[name] = projections.project_deviation(tr[name], state.anchor[name],
+                                               radii[r])
+  if config.noise_radius is not None:
+    tr["noises"] = tuple(
+        projections.project_deviation(n, a, config.noise_radius[r])
+        for n, a in zip(tr["noises"], state.anchor["noises"]))
+  return tr
+
+
+def round_step(generator, config, objective, r, frozen, target, key,
+               state: RoundState, step_index):
+  """One Adam step of round `r`: `(state, terms)`; `step_index` counts steps
+  over all rounds (it keys the step: `fold_in(key, step_index)`)."""
   mse_w, lpips_w = config.mse_weight[r], config.lambda_lpips[r]
 
-  def merge_noises(opt_noises):
-    noises = [None] * len(generator.noise_blocks)
-    for i, n in zip(opt_idx, opt_noises):
-      noises[i] = n
-    for i, n in zip(fixed_idx, fixed_noises):
-      noises[i] = n
-    return tuple(noises)
-
-  def generate(tr):
-    return generator.synthesize_one(
-        frozen["generator"], tr["ws"], merge_noises(tr["noises"]), r,
-        tr.get("x"), variables.img)
-
-  def loss_fn(tr, step_key):
-    image = generate(tr)
-    terms = dict(objective(frozen, image, target, step_key))
+  def loss_fn(tr):
+    image = generator.synthesize_one(
+        frozen["generator"], tr["ws"],
+        _all_noises(generator, config, r, state, tr["noises"]), r,
+        tr.get("x"), state.img)
+    terms = dict(objective(frozen, image, target,
+                           jax.random.fold_in(key, step_index)))
     terms.setdefault("lpips", jnp.zeros((), jnp.float32))
     terms["loss"] = mse_w * terms["mse"] + lpips_w * terms["lpips"]
     regulariser = config.geocross_weight * projections.geocross(
@@ -271,56 +331,56 @@ def _run_round(generator, config, objective, frozen, target, key,
     terms["objective"] = terms["loss"] + regulariser
     return terms["objective"], (terms, image)
 
-  def project(tr):
-    tr = dict(tr)
-    if config.project_latents:
-      tr["ws"] = projections.preserve_norm(tr["ws"], norms["ws"], (-1,))
-    if config.project_noises:
-      tr["noises"] = tuple(projections.preserve_norm(n, m, (0, 1)) for n, m
-                           in zip(tr["noises"], norms["noises"]))
-    for name, radii in (("ws", config.latent_radius),
-                        ("x", config.feature_radius)):
-      if radii is not None and name in tr:
-        tr[name] = projections.project_deviation(tr[name], anchor[name],
-                                                 radii[r])
-    if config.noise_radius is not None:
-      tr["noises"] = tuple(
-          projections.project_deviation(n, a, config.noise_radius[r])
-          for n, a in zip(tr["noises"], anchor["noises"]))
-    return tr
+  (_, (terms, image)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.trainable)
+  updates, opt_state = _adam(config, r).update(grads, state.opt_state,
+                                               state.trainable)
+  trainable = _project(config, r, state,
+                       optax.apply_updates(state.trainable, updates))
+  value = terms[config.best_by]
+  better = value < state.best_value
+  return state._replace(
+      trainable=trainable, opt_state=opt_state,
+      best_image=jnp.where(better, image, state.best_image),
+      best_value=jnp.where(better, value, state.best_value)), terms
 
-  def step(carry, step_index):
-    tr, opt_state, best = carry
-    step_key = jax.random.fold_in(key, step_index)
-    (_, (terms, image)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        tr, step_key)
-    updates, opt_state = tx.update(grads, opt_state, tr)
-    tr = project(optax.apply_updates(tr, updates))
-    value = terms[config.best_by]
-    better = value < best[1]
-    best = (jnp.where(better, image, best[0]), jnp.where(better, value, best[1]))
-    return (tr, opt_state, best), terms
 
-  first_step = sum(config.steps[:r])
-  (trainable, _, best), terms = jax.lax.scan(
-      step, (trainable, tx.init(trainable), best),
-      first_step + jnp.arange(steps))
-  variables = Variables(trainable["ws"], merge_noises(trainable["noises"]),
-                        trainable.get("x"), variables.img)
-  return variables, best, terms
+def end_round(generator, config, r, frozen, state: RoundState):
+  """`(variables, best_image, best_value)` after round `r`; before a next
+  round, `x`/`img` become block `r`'s output (the next round's input)."""
+  tr = state.trainable
+  variables = Variables(tr["ws"], _all_noises(generator, config, r, state,
+                                              tr["noises"]),
+                        tr.get("x"), state.img)
+  if r + 1 < config.num_rounds:
+    x, img = generator.blocks_one(frozen["generator"], variables.ws,
+                                  variables.noises, r, r + 1, variables.x,
+                                  variables.img)
+    variables = variables._replace(x=x, img=img)
+  return variables, state.best_image, state.best_value
+
+
+def check_rounds(generator, config):
+  if config.num_rounds > generator.num_blocks:
+    raise ValueError(
+        f"{config.num_rounds} ILO rounds need {config.num_rounds} generator "
+        f"blocks; this {generator.resolution}x{generator.resolution} "
+        f"generator has {generator.num_blocks}. Use fewer `steps` entries.")
 
 
 def invert_one(generator, config: ILOConfig, objective: Objective, frozen,
                target, key) -> Result:
   """Runs every round of ILO for ONE image (no batch axis anywhere).
 
+  Each round is one `lax.scan` of `round_step`.
+
   Args:
     generator: A `LayeredGenerator`.
     config: An `ILOConfig`; `len(config.steps) <= generator.num_blocks`.
     objective: `(frozen, image, target, key) -> {'mse': (), 'lpips': ()}`,
       the data terms of the generator image `image` `(R, R, 3)` against this
-      image's `target`, given a fresh PRNG key every step (see
-      `forward_operators.make_objective`). 'lpips' may be left out.
+      image's `target`, given a fresh PRNG key every step (e.g. a
+      `forward_operators.DataTerms`). 'lpips' may be left out.
     frozen: Replicated parameters; `frozen['generator']` are the generator's,
       the rest is passed to `objective` untouched.
     target: This image's target pytree, passed to `objective`.
@@ -329,57 +389,20 @@ def invert_one(generator, config: ILOConfig, objective: Objective, frozen,
   Returns:
     A `Result`.
   """
-  if config.num_rounds > generator.num_blocks:
-    raise ValueError(
-        f"{config.num_rounds} ILO rounds need {config.num_rounds} generator "
-        f"blocks; this {generator.resolution}x{generator.resolution} "
-        f"generator has {generator.num_blocks}. Use fewer `steps` entries.")
-  init_key, run_key = jax.random.split(key)
-  variables = initial_variables(generator, frozen["generator"], init_key)
-  res = generator.resolution
-  best = (jnp.zeros((res, res, 3), jnp.float32),
-          jnp.asarray(jnp.inf, jnp.float32))
+  check_rounds(generator, config)
+  variables, best_image, best_value, run_key = start_search(
+      generator, frozen, key)
   history = []
   for r in range(config.num_rounds):
-    variables, best, terms = _run_round(
-        generator, config, objective, frozen, target, run_key, variables,
-        best, r)
+    state = start_round(generator, config, r, variables, best_image,
+                        best_value)
+    step = lambda s, i, r=r: round_step(generator, config, objective, r,
+                                        frozen, target, run_key, s, i)
+    first = sum(config.steps[:r])
+    state, terms = jax.lax.scan(step, state,
+                                first + jnp.arange(config.steps[r]))
     history.append(terms)
-    if r + 1 < config.num_rounds:
-      x, img = generator.blocks_one(
-          frozen["generator"], variables.ws, variables.noises, r, r + 1,
-          variables.x, variables.img)
-      variables = variables._replace(x=x, img=img)
+    variables, best_image, best_value = end_round(generator, config, r,
+                                                  frozen, state)
   terms = jax.tree.map(lambda *t: jnp.concatenate(t), *history)
-  return Result(best[0], best[1], terms, variables)
-
-
-def batch_inverter(generator, config: ILOConfig, objective: Objective
-                   ) -> Callable[[Any, Any, jax.Array], Result]:
-  """`invert_one` vmapped over images: `(frozen, targets, keys) -> Result`.
-
-  `frozen` is shared by all images; `targets` and `keys` (shape `(B, 2)` or
-  typed keys `(B,)`) have a leading batch axis, and so does every field of
-  the returned `Result`. Jit it (and shard the batch axis) with `inverter`.
-  """
-  one = lambda frozen, target, key: invert_one(
-      generator, config, objective, frozen, target, key)
-  return jax.vmap(one, in_axes=(None, 0, 0))
-
-
-def inverter(generator, config: ILOConfig, objective: Objective, mesh=None):
-  """The jitted batch inverter, the batch split over `mesh` if given.
-
-  With a mesh (`gjscc_jax.train.sharding.make_mesh`), targets, keys and
-  results are sharded along their batch axis over every device of the mesh
-  and `frozen` is replicated; the batch size must be a multiple of the
-  device count. Images never interact, so the devices never communicate.
-  """
-  fn = batch_inverter(generator, config, objective)
-  if mesh is None:
-    return jax.jit(fn)
-  from gjscc_jax.train import sharding  # pylint: disable=import-outside-toplevel
-  batch = sharding.batch_sharding(mesh)
-  return jax.jit(fn, in_shardings=(sharding.replicated(mesh), batch, batch),
-                 out_shardings=batch)
-
+  return Result(best_image, best_value, terms, variables)

@@ -1,15 +1,14 @@
 """Transmit, invert and score a batch of images in one jitted function.
 
 For every image of a batch (uint8 originals, one SNR and one global image
-index per image) `make_batch_fn` returns a single XLA program that
+index per image) the function `make_batch_fn` returns
 
 1. transmits the image with DeepJSCC at its SNR, giving the received
-   reconstruction `x_hat` (the InverseJSCC input);
-2. runs the ILO search for `G(.)` explaining `x_hat` (`ilo.invert_one`,
-   vmapped over the batch);
+   reconstruction `x_hat` (the InverseJSCC input): `InverseJSCC.prepare`;
+2. runs the ILO search for `G(.)` explaining `x_hat` (`search.inverter`);
 3. scores the restored image (the best `G(.)`, area-downsampled to the image
    size and clipped) and `x_hat` against the original: PSNR, SSIM, MS-SSIM
-   (from 176 px) and LPIPS per image.
+   (from 176 px) and LPIPS per image: `InverseJSCC.score`.
 
 Randomness is per image, never per batch: the channel realisation, the noise
 maps' initialisation and the keys of every step derive from
@@ -28,6 +27,7 @@ from gjscc_jax import metrics as metrics_lib
 from gjscc_jax import pixels
 from gjscc_jax.inverse import forward_operators
 from gjscc_jax.inverse import ilo
+from gjscc_jax.inverse import search
 
 #: Smallest side at which 5-scale MS-SSIM is reported (as in the sweeps).
 MS_SSIM_MIN_SIZE = 176
@@ -80,20 +80,14 @@ class InverseJSCC:
   metric_losses: tuple[tuple[str, Any], ...] = ()
   seed: int = 0
 
-  def __call__(self, frozen, originals_u8, snr_db, image_index):
-    """Transmits, inverts and scores a batch (see the module docstring).
+  def prepare(self, frozen, originals_u8, snr_db, image_index):
+    """Transmits a batch: `(originals, received, targets, search_keys)`.
 
     Args:
       frozen: `{'generator', 'deepjscc', 'lpips', 'metrics': {name: params}}`.
       originals_u8: `(B, H, W, 3)` uint8 images.
       snr_db: `(B,)` float32 channel SNRs.
       image_index: `(B,)` int32 global image indices (for the keys).
-
-    Returns:
-      A dict of per-image arrays: 'restored' and 'received' uint8
-      `(B, H, W, 3)`; 'inverse/<metric>' and 'deepjscc/<metric>' `(B,)`;
-      'best' `(B,)` (the `best_by` term of the restored image); 'terms/<name>'
-      `(B, total_steps)` search histories.
     """
     originals = pixels.from_uint8(originals_u8)
     tx_key, fixed_key, search_key = jax.vmap(image_keys, (None, 0, 0))(
@@ -106,33 +100,51 @@ class InverseJSCC:
     received = jax.vmap(transmit_one)(originals, snr_db, tx_key)
     received = jnp.clip(received, pixels.LOW, pixels.HIGH)
     targets = self.terms.prepare_targets(frozen, received, snr_db, fixed_key)
-    result = ilo.batch_inverter(self.generator, self.config, self.terms)(
-        frozen, targets, search_key)
+    return originals, received, targets, search_key
+
+  def score(self, frozen, originals, received, image, best, terms):
+    """The per-image outputs of a finished search.
+
+    Returns:
+      A dict of per-image arrays: 'restored' and 'received' uint8
+      `(B, H, W, 3)`; 'inverse/<metric>' and 'deepjscc/<metric>' `(B,)`;
+      'best' `(B,)` (the `best_by` term of the restored image); 'terms/<name>'
+      `(B, total_steps)` search histories.
+    """
     factor = self.generator.resolution // originals.shape[1]
-    restored = forward_operators.box_downsample(result.image, factor)
+    restored = forward_operators.box_downsample(image, factor)
     restored = jnp.clip(restored, pixels.LOW, pixels.HIGH)
     losses = dict(self.metric_losses)
     out = dict(restored=pixels.to_uint8(restored),
-               received=pixels.to_uint8(received), best=result.best)
+               received=pixels.to_uint8(received), best=best)
     for prefix, images in (("inverse", restored), ("deepjscc", received)):
       for name, value in _score(images, originals, losses, frozen).items():
         out[f"{prefix}/{name}"] = value
-    for name, value in result.terms.items():
+    for name, value in terms.items():
       out[f"terms/{name}"] = value
     return out
 
 
-def make_batch_fn(inverse: InverseJSCC, mesh=None):
-  """`inverse` jitted, its batch sharded over `mesh` (frozen replicated).
+def make_batch_fn(inverse: InverseJSCC, mesh=None, loop="auto"):
+  """`(frozen, originals_u8, snr_db, image_index) -> outputs` of a batch.
 
-  The batch size must be a multiple of the mesh's device count. One compile
-  per batch shape; SNRs and image indices are traced, so a run over many
-  SNRs and images compiles once.
+  Three jitted stages, `prepare`, the search (`search.inverter` with
+  `loop`) and `score`, the batch sharded over `mesh` (frozen replicated);
+  the batch size must then be a multiple of the mesh's device count. Each
+  stage compiles once per batch shape; SNRs and image indices are traced,
+  so a run over many SNRs and images compiles once. Every call is
+  asynchronous: the host first waits when it reads the outputs.
   """
-  if mesh is None:
-    return jax.jit(inverse)
-  from gjscc_jax.train import sharding  # pylint: disable=import-outside-toplevel
-  batch = sharding.batch_sharding(mesh)
-  repl = sharding.replicated(mesh)
-  return jax.jit(inverse, in_shardings=(repl, batch, batch, batch),
-                 out_shardings=batch)
+  prepare = search.jit_batched(mesh, inverse.prepare, (False, True, True,
+                                                       True))
+  score = search.jit_batched(mesh, inverse.score, (False,) + (True,) * 5)
+  find = search.inverter(inverse.generator, inverse.config, inverse.terms,
+                         mesh, loop)
+
+  def batch_fn(frozen, originals_u8, snr_db, image_index):
+    originals, received, targets, keys = prepare(frozen, originals_u8, snr_db,
+                                                 image_index)
+    result = find(frozen, targets, keys)
+    return score(frozen, originals, received, result.image, result.best,
+                 result.terms)
+  return batch_fn

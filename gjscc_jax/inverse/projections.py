@@ -15,7 +15,6 @@ Intermediate Layer Optimization (ILO, Daras et al., ICML 2021):
   pulls the per-layer styles towards each other (PULSE's "GEOCROSS").
 """
 
-import jax
 import jax.numpy as jnp
 
 #: Added to squared norms before the square root (gradient-safe at zero).
@@ -116,7 +115,3 @@ def geocross(ws):
   angles = 2.0 * jnp.arctan2(a, b)
   return jnp.mean(jnp.square(angles)) * d / 8.0
 
-
-def tree_vector_norms(tree, vector_axes):
-  """`vector_norms` of every leaf of a pytree (same structure)."""
-  return jax.tree.map(lambda x: vector_norms(x, vector_axes), tree)
