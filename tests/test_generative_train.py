@@ -1,6 +1,6 @@
-"""GenerativeJSCC through the project trainer: demo steps + SNR sweep, the
-optimiser groups, and sharded steps equal to the single-device step (8 fake
-CPU devices).
+"""GenerativeJSCC through the project trainer: demo steps with a frozen,
+converted generator + SNR sweep; gradients and optimiser groups; sharded
+steps equal to the single-device step (8 fake CPU devices).
 """
 
 import json
@@ -9,20 +9,48 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
+from flax import traverse_util
 
 from experiments import train
+from gjscc_jax.models import stylegan2
+from gjscc_jax.train import checkpointing
 from gjscc_jax.train import schemes
 from gjscc_jax.train import sharding
 from gjscc_jax.train import step as step_lib
-from tests.test_generative import RES, changes, init_key, tiny_config
+from tests.test_generative import (RES, changes, init_key,  # noqa: F401
+                                   official_weights, tiny_config)
 
 
-def test_demo_config_trains_two_steps_and_sweeps(tmp_path):
+def _restored_params(workdir):
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                    save_every=1, asynchronous=False)
+  try:
+    step = ckpt.latest_step()
+    restored = ckpt.manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    return step, restored["state"]["params"]
+  finally:
+    ckpt.close()
+
+
+def test_demo_trains_two_steps_with_a_frozen_converted_generator(
+    tmp_path, official_weights):
+  """The trainer grafts converted weights, keeps them frozen, and sweeps.
+
+  The demo config (tiny sizes) with the official generator converted for
+  16x16, 'add' injection (no widened layers, so the synthesis variables are
+  exactly the converted ones) and `generator.train='frozen'`: after two
+  steps the checkpointed synthesis network and noise buffers are
+  bit-identical to the converted file, while encoder and receiver trained.
+  """
+  _, path = official_weights
   workdir = str(tmp_path / "run")
-  config = tiny_config(**{"data.tfds_dir": str(tmp_path / "tfds"),
-                          "total_steps": 2, "checkpoint_every": 2,
-                          "eval.snrs_db": (0.0,)})
+  config = tiny_config(**{
+      "data.tfds_dir": str(tmp_path / "tfds"), "total_steps": 2,
+      "checkpoint_every": 2, "eval.snrs_db": (0.0,), "generator.weights": path,
+      "generator.train": "frozen", "model.injection": "add"})
   state = train.train(config, workdir)
   assert int(state.step) == 2
   records = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
@@ -31,6 +59,20 @@ def test_demo_config_trains_two_steps_and_sweeps(tmp_path):
   for r in steps:
     assert np.isfinite(r["loss"]) and r["loss"] > 0
     assert r["psnr"] == pytest.approx(10 * np.log10(4 / r["mse"]), rel=1e-5)
+
+  step, params = _restored_params(workdir)
+  assert step == 2
+  _, converted = stylegan2.load_stylegan2(path)
+  for name in ("params", "buffers"):
+    ours = traverse_util.flatten_dict(params[name]["synthesis"])
+    theirs = traverse_util.flatten_dict(converted[name]["synthesis"])
+    assert ours.keys() == theirs.keys()
+    for k in ours:
+      np.testing.assert_array_equal(ours[k], theirs[k])
+  # The W+ offset started at the generator's w_avg and trains with the receiver.
+  w_offset = params["params"]["receiver"]["w_offset"]
+  assert 0 < np.max(np.abs(w_offset - converted["buffers"]["mapping"]["w_avg"])) < 1e-2
+
   rows = json.load(open(os.path.join(workdir, "eval", "summary.json")))
   assert {r["scheme"] for r in rows} == {"generative"}
   assert {"psnr", "ssim"} <= {r["metric"] for r in rows}
