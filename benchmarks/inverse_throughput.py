@@ -30,7 +30,12 @@ from ``compiled.cost_analysis()`` times the round's steps) and the time per
 image this implies on accelerators at their nominal peak throughput.
 
   python benchmarks/inverse_throughput.py                  # ~10 minutes
+  python benchmarks/inverse_throughput.py --allocator tuned
   python benchmarks/inverse_throughput.py --steps 50,50,25,25 --repeats 1
+
+`--allocator tuned` reruns the script with glibc's allocator told to keep
+large buffers mapped (as benchmarks/stylegan2_throughput.py does); it
+applies to both peers, which share the process.
 """
 
 import argparse
@@ -58,6 +63,8 @@ from gjscc_jax.losses import PerceptualLoss
 from gjscc_jax.models import stylegan2
 from weights_convert.stylegan2 import official_to_variables
 
+TUNED_ALLOCATOR = ("glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold="
+                   "68719476736:glibc.malloc.arena_max=1")
 #: Nominal dense peak throughputs (TFLOP/s) from vendor data sheets.
 ACCELERATORS = (
     ("A100 fp32", 19.5), ("A100 tf32", 156.0), ("A100 bf16", 312.0),
@@ -296,7 +303,14 @@ def main(argv=None):
   parser.add_argument("--batch", type=int, default=4)
   parser.add_argument("--repeats", type=int, default=2)
   parser.add_argument("--loop", default="auto", choices=search.LOOPS)
+  parser.add_argument("--allocator", default="default",
+                      choices=("default", "tuned"))
   args = parser.parse_args(argv)
+  if args.allocator == "tuned" and os.environ.get(
+      "GLIBC_TUNABLES") != TUNED_ALLOCATOR:
+    env = dict(os.environ, GLIBC_TUNABLES=TUNED_ALLOCATOR)
+    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__),
+                               *sys.argv[1:]], env)
   import torch  # pylint: disable=import-outside-toplevel
 
   load_start = os.getloadavg()
@@ -357,7 +371,8 @@ def main(argv=None):
         f"{args.resolution}x{args.resolution}, channel base "
         f"{args.channel_base}, steps {config.steps} ({total_steps} per image)"
         f"; {os.cpu_count()} CPUs, jax {jax.__version__}, torch "
-        f"{torch.__version__} ({torch.get_num_threads()} threads); load "
+        f"{torch.__version__} ({torch.get_num_threads()} threads), "
+        f"allocator {args.allocator}; load "
         f"average at start {load_start[0]:.2f}, at end {load_end[0]:.2f} "
         f"{load_end[1]:.2f} {load_end[2]:.2f}; {args.repeats} interleaved "
         "repeats (median; best in brackets).\n")
