@@ -21,7 +21,9 @@ of one image, `ilo.round_step` etc., vmapped over the batch):
 swapped, which is what autodiff emits for every input gradient, about 6x
 slower inside a while loop than outside one (measured: a 3x3x64x64 conv on
 256x256 takes 0.53 s per loop iteration vs 0.09 s, and one ILO step at
-256x256 4.4 s vs 1.2 s). GPU and TPU compile the scan without this penalty.
+256x256 4.4 s vs 1.2 s). The penalty comes from XLA:CPU's convolution
+lowering; on GPU and TPU the single program is the natural choice (fewer
+dispatches), but this was not measured here (no accelerator).
 """
 
 import jax
