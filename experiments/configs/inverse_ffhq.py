@@ -21,8 +21,8 @@ The ILO defaults (`config.ilo`) are those of the official ILO code: rounds of
 [50, 50, 25, 25] Adam steps at lr 0.1 with warm-up and cosine ramp-down,
 MSE + 1.0 * LPIPS(VGG, at most 256x256) + 0.01 * geocross, noise maps kept at
 their norms, best iterate by MSE. Latents start at the generator's w_avg in
-W+. The L1-ball radii are off (None); set a scalar or one value per round,
-e.g. --config.ilo.latent_radius='(100.,1000.,6000.,6000.)'.
+W+. The L1-ball radii are off (None); set one value per round, or one for
+all, e.g. --config.ilo.latent_radius='(100.,1000.,6000.,6000.)' or '(100.,)'.
 
 The images (config.data, split `split`, or every image in `input_dir`) must
 have the DeepJSCC run's resolution; the generator's resolution must be that
@@ -70,8 +70,9 @@ def get_config(arg=None):
       steps=(50, 50, 25, 25), learning_rates=0.1, warmup=0.05, rampdown=0.75,
       mse_weight=1.0, lambda_lpips=1.0, geocross_weight=0.01,
       noise_blocks_ahead=2, project_noises=True, project_latents=False,
-      latent_radius=None, noise_radius=None, feature_radius=None,
-      best_by="mse"))
+      latent_radius=config_dict.placeholder(tuple),
+      noise_radius=config_dict.placeholder(tuple),
+      feature_radius=config_dict.placeholder(tuple), best_by="mse"))
   config.metrics = ml_collections.ConfigDict(dict(
       lpips_nets=("vgg", "alex"), num_grid_images=8))
 

@@ -61,16 +61,18 @@ BEST_BY = ("mse", "lpips", "loss")
 
 
 def _as_round_tuple(name, value, rounds, positive=True):
-  """A scalar or one value per round -> a tuple of `rounds` floats."""
+  """A scalar, a 1-tuple or one value per round -> `rounds` floats."""
   if value is None:
     return None
   if isinstance(value, (int, float)):
     value = (value,) * rounds
   value = tuple(float(v) for v in value)
+  if len(value) == 1:
+    value *= rounds
   if len(value) != rounds:
     raise ValueError(
         f"{name} needs one value per round ({rounds} rounds from `steps`); "
-        f"got {len(value)}: {value}. Pass a scalar to use it in every round.")
+        f"got {len(value)}: {value}. Pass one value to use it in every round.")
   if any(not math.isfinite(v) or v < 0 or (positive and v == 0)
          for v in value):
     raise ValueError(f"{name} must be finite and "
