@@ -75,6 +75,9 @@ def get_config(arg=None):
       feature_radius=config_dict.placeholder(tuple), best_by="mse"))
   config.metrics = ml_collections.ConfigDict(dict(
       lpips_nets=("vgg", "alex"), num_grid_images=8))
+  # Added to the labels of the summary rows, e.g. 'rho 1/192', to combine
+  # the summaries of several runs in one table or plot.
+  config.tag = ""
 
   config.demo = arg.demo
   config.demo_deepjscc_steps = 300

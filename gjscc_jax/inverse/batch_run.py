@@ -218,7 +218,8 @@ def run(config):
                len(todo), time.perf_counter() - t0)
 
   records = [store.read_record(it.snr_db, it.index) for it in mine]
-  rows, curves = inverse_report.summarize(records, bcr=facts["bcr"])
+  rows, curves = inverse_report.summarize(records, bcr=facts["bcr"],
+                                         tag=config.get("tag", ""))
   if jax.process_index() == 0:
     inverse_report.write_report(rows, curves, store, source, mine,
                                 config.metrics.num_grid_images)

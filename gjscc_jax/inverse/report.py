@@ -46,10 +46,12 @@ def record_columns(records) -> dict[str, np.ndarray]:
   return {k: np.asarray(v, np.float64) for k, v in columns.items()}
 
 
-def summarize(records, *, bcr: float):
+def summarize(records, *, bcr: float, tag: str = ""):
   """Summary rows and mean objective curves over the images of all processes.
 
-  Every process must call it (it gathers over processes).
+  Every process must call it (it gathers over processes). A `tag` is added
+  to the labels ('InverseJSCC (rho 1/192)'), so that the rows of several
+  runs can share one table and one plot.
 
   Returns:
     `(rows, curves)`: report rows, and `{snr_db: (total_steps,)}` mean
@@ -67,7 +69,8 @@ def summarize(records, *, bcr: float):
                        if k.startswith(prefix + "/"))
       for metric in metrics:
         mean, ci = report.mean_ci95(columns[f"{prefix}/{metric}"][at])
-        rows.append(dict(scheme=scheme, label=label, bcr=bcr, snr_db=snr,
+        rows.append(dict(scheme=scheme, label=f"{label} ({tag})" if tag
+                         else label, bcr=bcr, snr_db=snr,
                          metric=metric, mean=mean, ci95=ci, n=int(at.sum())))
     curves[snr] = np.stack([columns[k][at] for k in history], 1).mean(0)
   return rows, curves
