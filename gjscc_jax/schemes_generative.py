@@ -27,8 +27,10 @@ trainer asks of a scheme:
   discriminator those of its loss and R1 (simultaneous updates).
 """
 
-import ml_collections
+import os
+
 from absl import logging
+import ml_collections
 import jax
 import jax.numpy as jnp
 import optax
@@ -44,11 +46,20 @@ GENERATOR_TRAINING = ("finetune", "frozen")
 
 
 def _generator_architecture(config):
-  """StyleGAN2 synthesis fields, from the converted weights when given."""
+  """StyleGAN2 synthesis fields, from the converted weights when given.
+
+  A run whose weights directory is gone (evaluating or resuming elsewhere)
+  falls back to the config's fields; a fresh run still needs the directory
+  (`load_pretrained` reads it), and restoring a checkpoint checks shapes.
+  """
   g = config.generator
   arch = dict(w_dim=g.w_dim, channel_base=g.channel_base,
               channel_max=g.channel_max, conv_clamp=g.conv_clamp)
   if not g.get("weights"):
+    return arch
+  if not os.path.isdir(g.weights):
+    logging.warning("generator.weights=%r not found: StyleGAN2 architecture "
+                    "from the config (%s).", g.weights, arch)
     return arch
   saved = stylegan2.loading.read_config(g.weights)
   res = config.data.resolution

@@ -105,8 +105,11 @@ def test_config_arguments_and_errors():
     schemes.build_scheme(tiny_config(**{"model.injection": "mul"}))
   with pytest.raises(ValueError, match="multiple of downsampling"):
     schemes.build_scheme(tiny_config(**{"data.resolution": 18}))
+  # Evaluating a run whose weights are gone works (architecture from the
+  # config); starting one does not.
+  scheme = schemes.build_scheme(tiny_config(**{"generator.weights": "/nonexistent"}))
   with pytest.raises(FileNotFoundError, match="weights_convert stylegan2"):
-    schemes.build_scheme(tiny_config(**{"generator.weights": "/nonexistent"}))
+    scheme.load_pretrained({})
 
 
 # --- Converted official weights (oracle: NVIDIA's StyleGAN2) ------------------
