@@ -60,7 +60,10 @@ def _flops(compiled):
 
 
 def forward_split(scheme, params, batch):
-  """Forward FLOPs per image of encoder, receiver and synthesis network."""
+  """Forward FLOPs per image of encoder, receiver and synthesis network.
+
+  `params` may be abstract (`jax.ShapeDtypeStruct`s): only compiled.
+  """
   import jax
   import jax.numpy as jnp
   model = scheme.model
@@ -102,6 +105,8 @@ def train_step_benchmark(config, batch, repeats):
   params = jax.jit(scheme.init)(jax.random.key(0, impl="rbg"),
                                 jnp.zeros((batch, res, res, 3)))
   n_params = sum(x.size for x in jax.tree.leaves(params))
+  abstract_params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+                                 params)  # The step donates the arrays.
   state = step_lib.create_train_state(params, tx, jax.random.PRNGKey(1))
   fn = jax.jit(step_lib.make_train_step(scheme, loss, tx,
                                         tuple(config.train_snr_db), schedule),
@@ -120,7 +125,9 @@ def train_step_benchmark(config, batch, repeats):
     state, metrics = compiled(state, images, jax.random.PRNGKey(3 + i), frozen)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - t)
-  split = forward_split(scheme, params, batch)
+  print(f"  [{config.loss.lambda_lpips=}] compile {compile_s:.0f} s, step "
+        f"{min(times):.2f} s best of {times}", flush=True)
+  split = forward_split(scheme, abstract_params, batch)
   return dict(
       params_millions=n_params / 1e6, compile_s=compile_s,
       step_s_best=min(times), step_s_median=float(np.median(times)),
