@@ -1,6 +1,10 @@
-"""Helpers shared by the config files: parsing `get_config(arg)` strings."""
+"""Helpers shared by the config files: `get_config(arg)` parsing, common blocks."""
 
 import ml_collections
+from ml_collections import config_dict
+
+from gjscc_jax import channel
+from gjscc_jax import data
 
 
 def parse_arg(arg, **defaults):
@@ -45,3 +49,76 @@ def parse_arg(arg, **defaults):
             f"Config argument {key}={raw!r} is not a valid "
             f"{type(default).__name__}.") from e
   return ml_collections.ConfigDict(values)
+
+
+# Blocks shared by the training configs (deepjscc_ffhq, generative_ffhq). Each
+# `add_*` function sets its fields on `config` in a fixed order, so the
+# resulting configs (and their config.json) keep one layout.
+
+
+def base_config(scheme, data_name, resolution=256):
+  """A new config with `scheme`, `seed`, `dtype` and the `data` block."""
+  config = ml_collections.ConfigDict()
+  config.scheme = scheme
+  config.seed = 0
+  config.dtype = "float32"  # or 'bfloat16' (params and optimiser stay float32)
+
+  config.data = data.default_data_config()
+  config.data.name = data_name
+  config.data.resolution = resolution
+  return config
+
+
+def latent_channels(bcr, downsampling=16):
+  """Latent channels C for a bandwidth ratio string such as '1/192'."""
+  return channel.latent_channels_for_bcr(channel.parse_ratio(bcr),
+                                         downsampling=downsampling)
+
+
+def channel_config():
+  """The `channel` block: AWGN by default, Rayleigh settings ready."""
+  return ml_collections.ConfigDict(dict(
+      kind="awgn",          # 'awgn' | 'rayleigh'
+      fading="slow",        # rayleigh: 'slow' (one h per image) | 'fast' (per symbol)
+      equalization="mmse",  # rayleigh: 'zf' | 'mmse' (perfect CSI)
+      power=1.0))
+
+
+def add_training(config):
+  """Batch, steps, Adam with warm-up + cosine, mesh, logging, checkpoints, eval."""
+  config.batch_size = 32
+  config.total_steps = 200_000
+  config.optimizer = ml_collections.ConfigDict(dict(
+      name="adam", lr=1e-4, b1=0.9, b2=0.999, eps=1e-8, schedule="cosine",
+      warmup_steps=1000, final_lr_fraction=0.1, grad_clip_norm=0.0))
+  config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
+  config.log_every = 100
+  config.checkpoint_every = 5000
+  config.keep_checkpoints = 3
+
+  config.eval = ml_collections.ConfigDict(dict(
+      split="test", snrs_db=(-5.0, -3.0, -1.0, 0.0, 1.0, 3.0, 5.0),
+      realisations=2, num_images=config_dict.placeholder(int),
+      batch_size=32, lpips_nets=("vgg", "alex"), num_examples=8, seed=1))
+  return config
+
+
+def apply_demo(config):
+  """The `:demo` settings shared by the training configs.
+
+  The embedded sample data at 64x64, 400 steps of batch 16 at lr 1e-3, and a
+  one-realisation SNR sweep with LPIPS-AlexNet only. The model sizes are set
+  by each config.
+  """
+  config.data.name = "sample"
+  config.data.resolution = 64
+  config.batch_size = 16
+  config.total_steps = 400
+  config.optimizer.lr = 1e-3
+  config.optimizer.warmup_steps = 50
+  config.log_every = 25
+  config.checkpoint_every = 200
+  config.eval.realisations = 1
+  config.eval.batch_size = 32
+  config.eval.lpips_nets = ("alex",)
+  return config

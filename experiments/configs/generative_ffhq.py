@@ -31,27 +31,16 @@ import ml_collections
 from ml_collections import config_dict
 
 from experiments.configs import common
-from gjscc_jax import channel
-from gjscc_jax import data
 
 
 def get_config(arg=None):
   arg = common.parse_arg(
       arg, bcr="1/192", data="ffhq", lpips="", weights="", generator="finetune",
       injection="concat", adversarial=False, demo=False)
-  config = ml_collections.ConfigDict()
-  config.scheme = "generative"
-  config.seed = 0
-  config.dtype = "float32"  # or 'bfloat16' (params and optimiser stay float32)
-
-  config.data = data.default_data_config()
-  config.data.name = arg.data
-  config.data.resolution = 256
-
+  config = common.base_config("generative", arg.data)
   config.model = ml_collections.ConfigDict(dict(
       encoder_arch="tung", num_filters=256, downsampling=16,
-      latent_channels=channel.latent_channels_for_bcr(
-          channel.parse_ratio(arg.bcr), downsampling=16),
+      latent_channels=common.latent_channels(arg.bcr, downsampling=16),
       encoder_snr_adaptive=False,
       injection=arg.injection,   # 'concat' | 'add' | 'none'
       inject_max_resolution=config_dict.placeholder(int),  # None: every layer
@@ -65,11 +54,7 @@ def get_config(arg=None):
       lr=1e-5,                   # own learning rate when fine-tuned (None: optimizer.lr)
       # Architecture for random initialisation (read from `weights` if set):
       w_dim=512, channel_base=16384, channel_max=512, conv_clamp=256.0))
-  config.channel = ml_collections.ConfigDict(dict(
-      kind="awgn",          # 'awgn' | 'rayleigh'
-      fading="slow",        # rayleigh: 'slow' (one h per image) | 'fast' (per symbol)
-      equalization="mmse",  # rayleigh: 'zf' | 'mmse' (perfect CSI)
-      power=1.0))
+  config.channel = common.channel_config()
   config.train_snr_db = (-5.0, 5.0)
   # lambda of MSE + lambda * LPIPS: 0.1 (0 for the demo) unless given.
   lambda_lpips = float(arg.lpips) if arg.lpips else (0.0 if arg.demo else 0.1)
@@ -78,25 +63,10 @@ def get_config(arg=None):
   config.adversarial = ml_collections.ConfigDict(dict(
       enabled=arg.adversarial, weight=0.01, r1_gamma=10.0, r1_interval=16,
       lr=2e-3, b1=0.0, b2=0.99, channel_base=16384, channel_max=512))
-
-  config.batch_size = 32
-  config.total_steps = 200_000
-  config.optimizer = ml_collections.ConfigDict(dict(
-      name="adam", lr=1e-4, b1=0.9, b2=0.999, eps=1e-8, schedule="cosine",
-      warmup_steps=1000, final_lr_fraction=0.1, grad_clip_norm=0.0))
-  config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
-  config.log_every = 100
-  config.checkpoint_every = 5000
-  config.keep_checkpoints = 3
-
-  config.eval = ml_collections.ConfigDict(dict(
-      split="test", snrs_db=(-5.0, -3.0, -1.0, 0.0, 1.0, 3.0, 5.0),
-      realisations=2, num_images=config_dict.placeholder(int),
-      batch_size=32, lpips_nets=("vgg", "alex"), num_examples=8, seed=1))
+  common.add_training(config)
 
   if arg.demo:
-    config.data.name = "sample"
-    config.data.resolution = 64
+    common.apply_demo(config)
     m = config.model
     m.num_filters = 32  # The Tung encoder, narrow (as the DeepJSCC demo's).
     m.receiver_channel_base, m.receiver_channel_max = 512, 64
@@ -106,13 +76,4 @@ def get_config(arg=None):
     g.w_dim, g.channel_base, g.channel_max = 128, 1024, 64
     g.lr = None  # A random generator trains at the full learning rate.
     config.adversarial.channel_base, config.adversarial.channel_max = 1024, 64
-    config.batch_size = 16
-    config.total_steps = 400
-    config.optimizer.lr = 1e-3
-    config.optimizer.warmup_steps = 50
-    config.log_every = 25
-    config.checkpoint_every = 200
-    config.eval.realisations = 1
-    config.eval.batch_size = 32
-    config.eval.lpips_nets = ("alex",)
   return config
