@@ -55,12 +55,16 @@ def bias_act(x, bias=None, *, activation='linear', gain=None, clamp=None):
   if bias is not None:
     x = x + bias.astype(x.dtype)
   if activation == 'lrelu':
-    x = jnp.where(x >= 0, x, x * LRELU_SLOPE)
     gain = LRELU_GAIN if gain is None else gain
+    # The gain is folded into both branches of one select: a separate
+    # multiply by a constant becomes a materialised full-size broadcast
+    # inside XLA:CPU's library fusions of the backward pass.
+    x = jnp.where(x >= 0, x * jnp.asarray(gain, x.dtype),
+                  x * jnp.asarray(LRELU_SLOPE * gain, x.dtype))
   elif activation != 'linear':
     raise ValueError(f"activation must be 'linear' or 'lrelu', got "
                      f'{activation!r}')
-  if gain is not None and gain != 1:
+  elif gain is not None and gain != 1:
     x = x * jnp.asarray(gain, x.dtype)
   if clamp is not None:
     x = jnp.clip(x, -clamp, clamp)
