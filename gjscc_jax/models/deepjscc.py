@@ -116,6 +116,22 @@ class TungDecoder(nn.Module):
     return _squash(x)
 
 
+def bandwidth_ratio(latent_channels, downsampling) -> fractions.Fraction:
+  """`rho = C / (6 d^2)` complex channel uses per source dimension."""
+  return fractions.Fraction(latent_channels, 6 * downsampling**2)
+
+
+def snr_per_image(snr_db, batch):
+  """`snr_db` (dB, a scalar or `(batch,)`) as a float32 `(batch,)` vector."""
+  snr_db = jnp.asarray(snr_db, jnp.float32)
+  if snr_db.ndim == 0:
+    return jnp.broadcast_to(snr_db, (batch,))
+  if snr_db.shape != (batch,):
+    raise ValueError(f"snr_db must be a scalar or shape ({batch},); got "
+                     f"{snr_db.shape}.")
+  return snr_db
+
+
 def _small_strided_widths(num_filters, stages):
   """Output widths of the small encoder's stride-2 convs: N/2, N, N, ..."""
   return [max(num_filters // 2, 1)] + [num_filters] * (stages - 1)
@@ -231,20 +247,14 @@ class DeepJSCC(nn.Module):
   @property
   def bandwidth_ratio(self) -> fractions.Fraction:
     """`rho = C / (6 d^2)` complex channel uses per source dimension."""
-    return fractions.Fraction(self.latent_channels, 6 * self.downsampling**2)
+    return bandwidth_ratio(self.latent_channels, self.downsampling)
 
   def _snr_vector(self, snr_db, batch):
     if snr_db is None:
       if self.snr_adaptive:
         raise ValueError("snr_adaptive=True needs snr_db (dB, shape (B,)).")
       return None
-    snr_db = jnp.asarray(snr_db, jnp.float32)
-    if snr_db.ndim == 0:
-      return jnp.broadcast_to(snr_db, (batch,))
-    if snr_db.shape != (batch,):
-      raise ValueError(f"snr_db must be a scalar or shape ({batch},); got "
-                       f"{snr_db.shape}.")
-    return snr_db
+    return snr_per_image(snr_db, batch)
 
   def encode(self, images, snr_db=None):
     """Images `(B, H, W, 3)` in [-1, 1] -> real latents `(B, H/d, W/d, C)`.

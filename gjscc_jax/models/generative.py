@@ -92,16 +92,7 @@ class GenerativeJSCC(nn.Module):
   @property
   def bandwidth_ratio(self) -> fractions.Fraction:
     """`rho = C / (6 d^2)` complex channel uses per source dimension."""
-    return fractions.Fraction(self.latent_channels, 6 * self.downsampling**2)
-
-  def _snr(self, snr_db, batch):
-    snr_db = jnp.asarray(snr_db, jnp.float32)
-    if snr_db.ndim == 0:
-      return jnp.broadcast_to(snr_db, (batch,))
-    if snr_db.shape != (batch,):
-      raise ValueError(f"snr_db must be a scalar or shape ({batch},); got "
-                       f"{snr_db.shape}.")
-    return snr_db
+    return deepjscc.bandwidth_ratio(self.latent_channels, self.downsampling)
 
   def encode(self, images, snr_db):
     """Images `(B, R, R, 3)` in [-1, 1] -> real latents `(B, R/d, R/d, C)`."""
@@ -110,7 +101,8 @@ class GenerativeJSCC(nn.Module):
       raise ValueError(
           f"images must be (B, {res}, {res}, 3) in [-1, 1] (the decoder's "
           f"resolution); got {images.shape}.")
-    latents = self.encoder(images, self._snr(snr_db, images.shape[0]))
+    latents = self.encoder(images,
+                           deepjscc.snr_per_image(snr_db, images.shape[0]))
     want = (res // self.downsampling,) * 2 + (self.latent_channels,)
     if latents.shape[1:] != want:
       raise ValueError(f"the encoder produced {latents.shape[1:]}, expected "
@@ -124,7 +116,8 @@ class GenerativeJSCC(nn.Module):
     gradient (`straight_through_clip`). `key` is needed only for
     `noise_mode='random'`.
     """
-    ws, maps = self.receiver(received, self._snr(snr_db, received.shape[0]))
+    ws, maps = self.receiver(
+        received, deepjscc.snr_per_image(snr_db, received.shape[0]))
     return straight_through_clip(
         self.synthesis(ws, maps, noise_mode=self.noise_mode, key=key))
 

@@ -1,7 +1,8 @@
 """StyleGAN2 synthesis with GPEN-style feature injection (GenerativeJSCC's decoder).
 
-The network is StyleGAN2's 'skip' synthesis network built from the project's
-own layers (`gjscc_jax.models.stylegan2`): blocks `b4, b8, ..., bR`, each
+The network is StyleGAN2's 'skip' synthesis network itself
+(`stylegan2.synthesis.SynthesisNetwork`, which takes the maps through its
+`noise` and `concat` inputs): blocks `b4, b8, ..., bR`, each
 `[const] conv0? conv1 torgb`, with the same variable names and, for
 `injection='none'` or `'add'`, the same shapes. So converted official
 weights graft onto it one to one (`graft_synthesis`), and with no
@@ -27,88 +28,19 @@ the stored `noise_const` buffers, 'random' fresh noise from a key, 'none').
 
 from typing import Any, Sequence
 
-import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from gjscc_jax.models.stylegan2 import layers as sg_layers
-from gjscc_jax.models.stylegan2 import resampling
 from gjscc_jax.models.stylegan2 import synthesis as synthesis_lib
 
-Dtype = Any
 
-
-class InjectedSynthesisBlock(nn.Module):
-  """One resolution of the skip generator, with optional map injection.
-
-  Attributes:
-    out_channels: channels of this block.
-    resolution: output resolution.
-    is_first: the 4x4 block (learned constant input, no conv0).
-    injection: 'none', 'add' or 'concat'.
-    img_channels: image channels.
-    conv_clamp: activation clipping (None: none).
-    dtype: compute dtype of feature maps (the skip image is float32).
-    precision: convolution precision.
-  """
-  out_channels: int
-  resolution: int
-  is_first: bool = False
-  injection: str = "none"
-  img_channels: int = 3
-  conv_clamp: float | None = None
-  dtype: Dtype = jnp.float32
-  precision: Any = None
-
-  @nn.compact
-  def __call__(self, x, img, ws, maps, *, noise_mode="const", key=None):
-    """Applies the block.
-
-    Args:
-      x: `(B, r/2, r/2, C_in)` features, or None for the first block.
-      img: `(B, r/2, r/2, img_channels)` skip image, or None.
-      ws: `(B, n, w_dim)`: n = 2 (conv1, torgb) for the first block, else 3
-        (conv0, conv1, torgb).
-      maps: per conv layer of this block, its injected map or None.
-      noise_mode: noise of layers without an injected map.
-      key: PRNG key for `noise_mode='random'`.
-
-    Returns:
-      `(x, img)` at resolution r (x in `dtype`, img float32).
-    """
-    kw = dict(conv_clamp=self.conv_clamp, dtype=self.dtype,
-              precision=self.precision)
-    keys = (None, None) if key is None else tuple(jax.random.split(key))
-
-    def run(layer, x, w, m, k):
-      if self.injection == "add":
-        return layer(x, w, noise_mode=noise_mode, key=k, noise=m)
-      y = layer(x, w, noise_mode=noise_mode, key=k)
-      if self.injection == "concat" and m is not None:
-        y = jnp.concatenate([y, m.astype(y.dtype)], axis=-1)
-      return y
-
-    if self.is_first:
-      const = self.param("const", nn.initializers.normal(1.0),
-                         (self.resolution, self.resolution, self.out_channels))
-      x = jnp.broadcast_to(const.astype(self.dtype), (ws.shape[0],) + const.shape)
-    else:
-      conv0 = sg_layers.SynthesisLayer(self.out_channels, self.resolution,
-                                       up=True, name="conv0", **kw)
-      x = run(conv0, x, ws[:, 0], maps[0], keys[0])
-    n = 1 if self.is_first else 2
-    conv1 = sg_layers.SynthesisLayer(self.out_channels, self.resolution,
-                                     name="conv1", **kw)
-    x = run(conv1, x, ws[:, n - 1], maps[n - 1], keys[1])
-    y = sg_layers.ToRGB(self.img_channels, name="torgb", **kw)(x, ws[:, n])
-    img = y if img is None else resampling.upsample_2x(img.astype(jnp.float32)) + y
-    return x, img
-
-
-class InjectedSynthesis(nn.Module):
+class InjectedSynthesis(synthesis_lib.SynthesisNetwork):
   """StyleGAN2 synthesis network that accepts per-layer feature maps.
+
+  The `SynthesisNetwork` (same blocks, variables and layout properties) with
+  one map input per conv layer, routed by `injection` to the layers' noise
+  inputs ('add') or concatenated to their outputs ('concat').
 
   Attributes:
     w_dim: latent size.
@@ -122,34 +54,10 @@ class InjectedSynthesis(nn.Module):
     dtype: compute dtype of the feature maps.
     precision: convolution precision.
   """
-  w_dim: int = 512
   img_resolution: int = 256
-  img_channels: int = 3
   channel_base: int = 16384
-  channel_max: int = 512
-  conv_clamp: float | None = None
   injection: str = "concat"
-  dtype: Dtype = jnp.float32
-  precision: Any = None
 
-  @property
-  def num_blocks(self):
-    return synthesis_lib.num_blocks(self.img_resolution)
-
-  @property
-  def num_ws(self):
-    return 2 * self.num_blocks
-
-  @property
-  def num_layers(self):
-    return self.num_ws - 1
-
-  def layer_channels(self):
-    """Output channels of every conv layer, in layer order."""
-    return tuple(synthesis_lib.channels(r, self.channel_base, self.channel_max)
-                 for r, _ in synthesis_lib.noise_shapes(self.img_resolution))
-
-  @nn.compact
   def __call__(self, ws, maps: Sequence[Any] | None = None, *,
                noise_mode="const", key=None):
     """Synthesises `(B, R, R, img_channels)` float32 images from W+ and maps.
@@ -171,22 +79,9 @@ class InjectedSynthesis(nn.Module):
     if self.injection == "none" and any(m is not None for m in maps):
       raise ValueError("injection='none' takes no maps; build the decoder "
                        "with injection='add' or 'concat'.")
-    ws = ws.astype(jnp.float32)
-    x = img = None
-    for k in range(self.num_blocks):
-      res = synthesis_lib.block_resolution(k)
-      first_w = 0 if k == 0 else 2 * k - 1
-      layer_ids = synthesis_lib.block_layers(k)
-      block_maps = tuple(maps[l] for l in layer_ids) + (None,) * (2 - len(layer_ids))
-      block_key = None if key is None else jax.random.fold_in(key, k)
-      x, img = InjectedSynthesisBlock(
-          synthesis_lib.channels(res, self.channel_base, self.channel_max), res,
-          is_first=k == 0, injection=self.injection,
-          img_channels=self.img_channels, conv_clamp=self.conv_clamp,
-          dtype=self.dtype, precision=self.precision, name=f"b{res}")(
-              x, img, ws[:, first_w:first_w + len(layer_ids) + 1], block_maps,
-              noise_mode=noise_mode, key=block_key)
-    return img
+    routed = {"add": "noise", "concat": "concat"}.get(self.injection)
+    return super().__call__(ws, noise_mode=noise_mode, key=key,
+                            **({routed: maps} if routed else {}))
 
 
 def graft_synthesis(target, pretrained):

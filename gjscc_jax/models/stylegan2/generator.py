@@ -38,8 +38,11 @@ CONFIG_FIELDS = ('z_dim', 'w_dim', 'img_resolution', 'img_channels',
                  'mapping_layers', 'channel_base', 'channel_max', 'conv_clamp')
 
 
-class Generator(nn.Module):
+class Generator(synthesis_lib.SynthesisLayout, nn.Module):
   """StyleGAN2 generator (unconditional, 'skip' synthesis).
+
+  `num_blocks`, `num_ws`, `num_layers`, `noise_shapes` and `feature_shapes`
+  are those of its synthesis network (`synthesis.SynthesisLayout`).
 
   Attributes:
     z_dim: input latent size.
@@ -74,32 +77,6 @@ class Generator(nn.Module):
     self.mapping = mapping_lib.MappingNetwork(
         z_dim=self.z_dim, w_dim=self.w_dim, num_ws=self.num_ws,
         num_layers=self.mapping_layers)
-
-  @property
-  def num_blocks(self):
-    """Number of synthesis blocks: log2(R) - 1."""
-    return synthesis_lib.num_blocks(self.img_resolution)
-
-  @property
-  def num_ws(self):
-    """Number of W+ latents: 2 log2(R) - 2."""
-    return 2 * self.num_blocks
-
-  @property
-  def num_layers(self):
-    """Number of conv layers / noise inputs (num_ws - 1)."""
-    return self.num_ws - 1
-
-  @property
-  def noise_shapes(self):
-    """Per conv layer, the (H, W) of its noise input."""
-    return synthesis_lib.noise_shapes(self.img_resolution)
-
-  @property
-  def feature_shapes(self):
-    """Per block, the (H, W, C) of its output features."""
-    return synthesis_lib.feature_shapes(self.img_resolution, self.channel_base,
-                                        self.channel_max)
 
   @property
   def config(self):

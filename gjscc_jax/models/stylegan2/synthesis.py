@@ -66,24 +66,72 @@ def feature_shapes(img_resolution, channel_base, channel_max):
                map(block_resolution, range(num_blocks(img_resolution))))
 
 
-def _noise_by_layer(noise, num_layers):
-  """Normalises `noise` (None, sequence or mapping) to a dict layer -> map."""
-  if noise is None:
+def _maps_by_layer(maps, num_layers, what='noise'):
+  """Normalises per-layer `maps` (None, sequence or mapping) to a dict."""
+  if maps is None:
     return {}
-  if isinstance(noise, Mapping):
-    items = dict(noise)
-  elif isinstance(noise, Sequence):
-    if len(noise) != num_layers:
-      raise ValueError(f'noise as a sequence needs one entry (or None) per '
-                       f'layer: {num_layers}, got {len(noise)}')
-    items = dict(enumerate(noise))
+  if isinstance(maps, Mapping):
+    items = dict(maps)
+  elif isinstance(maps, Sequence):
+    if len(maps) != num_layers:
+      raise ValueError(f'{what} as a sequence needs one entry (or None) per '
+                       f'layer: {num_layers}, got {len(maps)}')
+    items = dict(enumerate(maps))
   else:
-    raise TypeError('noise must be a sequence or a dict {layer: map}, got '
-                    f'{type(noise).__name__}')
+    raise TypeError(f'{what} must be a sequence or a dict {{layer: map}}, got '
+                    f'{type(maps).__name__}')
   bad = [l for l in items if not 0 <= l < num_layers]
   if bad:
-    raise ValueError(f'noise layers {bad} out of range 0..{num_layers - 1}')
+    raise ValueError(f'{what} layers {bad} out of range 0..{num_layers - 1}')
   return {l: n for l, n in items.items() if n is not None}
+
+
+def _block_maps(maps_by_layer, block):
+  """The maps of block `block`'s conv layers, padded to two entries."""
+  block_maps = tuple(maps_by_layer.get(l) for l in block_layers(block))
+  return block_maps + (None,) * (2 - len(block_maps))
+
+
+class SynthesisLayout:
+  """Block and layer bookkeeping of a synthesis network (a mixin).
+
+  For modules with `img_resolution`, `channel_base` and `channel_max`
+  fields (`SynthesisNetwork`, `Generator`, GenerativeJSCC's decoder).
+  """
+
+  @property
+  def num_blocks(self):
+    """Number of synthesis blocks: log2(R) - 1."""
+    return num_blocks(self.img_resolution)
+
+  @property
+  def num_ws(self):
+    """Number of W+ latents: 2 log2(R) - 2."""
+    return 2 * self.num_blocks
+
+  @property
+  def num_layers(self):
+    """Number of conv layers (= noise inputs) = num_ws - 1."""
+    return self.num_ws - 1
+
+  def channels(self, resolution):
+    """Feature channels at `resolution`."""
+    return channels(resolution, self.channel_base, self.channel_max)
+
+  def layer_channels(self):
+    """Output channels of every conv layer, in layer order."""
+    return tuple(self.channels(r) for r, _ in self.noise_shapes)
+
+  @property
+  def noise_shapes(self):
+    """Per conv layer, the (H, W) of its noise input (and output)."""
+    return noise_shapes(self.img_resolution)
+
+  @property
+  def feature_shapes(self):
+    """Per block, the (H, W, C) of the feature map it outputs."""
+    return feature_shapes(self.img_resolution, self.channel_base,
+                          self.channel_max)
 
 
 class SynthesisBlock(nn.Module):
@@ -108,7 +156,7 @@ class SynthesisBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, img, ws, *, noise_mode='const', key=None,
-               noise=(None, None)):
+               noise=(None, None), concat=(None, None)):
     """Applies the block.
 
     Args:
@@ -119,6 +167,9 @@ class SynthesisBlock(nn.Module):
       noise_mode: see `layers.SynthesisLayer`.
       key: PRNG key for random noise.
       noise: per conv layer of this block, an external noise map or None.
+      concat: per conv layer of this block, a map concatenated to the
+        layer's output (so the next layer and ToRGB read a wider input), or
+        None.
 
     Returns:
       ``(x, img)``: (B, r, r, out_channels) features in `dtype` and the
@@ -130,20 +181,24 @@ class SynthesisBlock(nn.Module):
     if ws.shape[1] != num_conv + 1:
       raise ValueError(f'{self.name} needs {num_conv + 1} ws, got {ws.shape}')
     keys = (None, None) if key is None else jax.random.split(key)
+
+    def conv(name, x, i, key, up=False):
+      y = layers.SynthesisLayer(self.out_channels, self.resolution, up=up,
+                                name=name, **kw)(
+                                    x, ws[:, i], noise_mode=noise_mode,
+                                    key=key, noise=noise[i])
+      if concat[i] is not None:
+        y = jnp.concatenate([y, concat[i].astype(y.dtype)], axis=-1)
+      return y
+
     if self.is_first:
       const = self.param('const', nn.initializers.normal(1.0),
                          (self.resolution, self.resolution, self.out_channels))
       x = jnp.broadcast_to(const.astype(self.dtype),
                            (ws.shape[0],) + const.shape)
     else:
-      x = layers.SynthesisLayer(self.out_channels, self.resolution, up=True,
-                                name='conv0', **kw)(
-                                    x, ws[:, 0], noise_mode=noise_mode,
-                                    key=keys[0], noise=noise[0])
-    x = layers.SynthesisLayer(self.out_channels, self.resolution, name='conv1',
-                              **kw)(x, ws[:, num_conv - 1],
-                                    noise_mode=noise_mode, key=keys[1],
-                                    noise=noise[num_conv - 1])
+      x = conv('conv0', x, 0, keys[0], up=True)
+    x = conv('conv1', x, num_conv - 1, keys[1])
     y = layers.ToRGB(self.img_channels, name='torgb', **kw)(x, ws[:, num_conv])
     if img is not None:
       img = resampling.upsample_2x(img.astype(jnp.float32)) + y
@@ -152,7 +207,7 @@ class SynthesisBlock(nn.Module):
     return x, img
 
 
-class SynthesisNetwork(nn.Module):
+class SynthesisNetwork(SynthesisLayout, nn.Module):
   """StyleGAN2 synthesis network, W+ -> image, runnable block range by range.
 
   Attributes:
@@ -176,36 +231,9 @@ class SynthesisNetwork(nn.Module):
   dtype: Any = jnp.float32
   precision: Any = None
 
-  @property
-  def num_blocks(self):
-    return num_blocks(self.img_resolution)
-
-  @property
-  def num_ws(self):
-    return 2 * self.num_blocks
-
-  @property
-  def num_layers(self):
-    """Number of conv layers (= noise inputs) = num_ws - 1."""
-    return self.num_ws - 1
-
-  def channels(self, resolution):
-    return channels(resolution, self.channel_base, self.channel_max)
-
-  @property
-  def noise_shapes(self):
-    """Per conv layer, the (H, W) of its noise input (and output)."""
-    return noise_shapes(self.img_resolution)
-
-  @property
-  def feature_shapes(self):
-    """Per block, the (H, W, C) of the feature map it outputs."""
-    return feature_shapes(self.img_resolution, self.channel_base,
-                          self.channel_max)
-
   @nn.compact
   def __call__(self, ws, *, noise_mode='const', key=None, noise=None,
-               start_block=0, end_block=None, x=None, img=None):
+               concat=None, start_block=0, end_block=None, x=None, img=None):
     """Synthesises images, or runs blocks ``start_block .. end_block - 1``.
 
     Args:
@@ -217,6 +245,11 @@ class SynthesisNetwork(nn.Module):
         layers: a sequence of ``num_layers`` entries (None = use `noise_mode`)
         or a dict ``{layer: map}``; a map is (B, H, W, 1) or (B, H, W, C) at
         the layer's resolution and is scaled by the layer's noise_strength.
+      concat: feature maps concatenated to the output of some layers (as
+        `noise`: a sequence or a dict ``{layer: map}``), (B, H, W, C') at the
+        layer's resolution; the layers reading that output (the next conv
+        and the block's ToRGB) get C' more input channels. GenerativeJSCC's
+        'concat' injection.
       start_block: first block to run; if > 0, `x` must be the output
         features of block ``start_block - 1`` (and `img` its skip image, or
         None for a zero image).
@@ -244,21 +277,20 @@ class SynthesisNetwork(nn.Module):
     if start_block == 0 and (x is not None or img is not None):
       raise ValueError('x and img are only used with start_block > 0.')
     ws = ws.astype(jnp.float32)
-    noise = _noise_by_layer(noise, self.num_layers)
+    noise = _maps_by_layer(noise, self.num_layers)
+    concat = _maps_by_layer(concat, self.num_layers, 'concat')
     for k in range(start_block, end):
       res = block_resolution(k)
       first_w = 0 if k == 0 else 2 * k - 1
       num_w = 2 if k == 0 else 3
-      block_noise = tuple(noise.get(l) for l in block_layers(k))
-      if len(block_noise) == 1:
-        block_noise = block_noise + (None,)
       block_key = None if key is None else jax.random.fold_in(key, k)
       x, img = SynthesisBlock(
           self.channels(res), res, is_first=(k == 0),
           img_channels=self.img_channels, conv_clamp=self.conv_clamp,
           dtype=self.dtype, precision=self.precision, name=f'b{res}')(
               x, img, ws[:, first_w:first_w + num_w], noise_mode=noise_mode,
-              key=block_key, noise=block_noise)
+              key=block_key, noise=_block_maps(noise, k),
+              concat=_block_maps(concat, k))
     if end == n_blocks:
       return img
     return x, img
