@@ -9,30 +9,17 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 from flax import traverse_util
 
 from experiments import train
 from gjscc_jax.models import stylegan2
-from gjscc_jax.train import checkpointing
 from gjscc_jax.train import schemes
 from gjscc_jax.train import sharding
 from gjscc_jax.train import step as step_lib
+from tests import _helpers
 from tests.test_generative import (RES, changes, init_key,  # noqa: F401
                                    official_weights, tiny_config)
-
-
-def _restored_params(workdir):
-  ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                    save_every=1, asynchronous=False)
-  try:
-    step = ckpt.latest_step()
-    restored = ckpt.manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    return step, restored["state"]["params"]
-  finally:
-    ckpt.close()
 
 
 def test_demo_trains_two_steps_with_a_frozen_converted_generator(
@@ -60,7 +47,7 @@ def test_demo_trains_two_steps_with_a_frozen_converted_generator(
     assert np.isfinite(r["loss"]) and r["loss"] > 0
     assert r["psnr"] == pytest.approx(10 * np.log10(4 / r["mse"]), rel=1e-5)
 
-  step, params = _restored_params(workdir)
+  step, params = _helpers.restored_params(workdir)
   assert step == 2
   _, converted = stylegan2.load_stylegan2(path)
   for name in ("params", "buffers"):

@@ -10,15 +10,14 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from experiments import config_cli
 from experiments.configs import deepjscc_ffhq
-from gjscc_jax.train import checkpointing
 from gjscc_jax.train import schemes
 from gjscc_jax.train import sharding
 from gjscc_jax.train import step as step_lib
+from tests._helpers import restored_params
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,19 +50,6 @@ def run_train_subprocess(workdir, tfds_dir, total_steps, env_extra=None):
   env = dict(os.environ, **(env_extra or {}))
   return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
                         timeout=600)
-
-
-def restored_params(workdir):
-  ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                    save_every=1, asynchronous=False)
-  try:
-    step = ckpt.latest_step()
-    # No target: the arrays come back as saved, on the default device.
-    restored = ckpt.manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    return step, restored["state"]["params"]
-  finally:
-    ckpt.close()
 
 
 @pytest.fixture(scope="module")

@@ -14,23 +14,11 @@ import zipfile
 import numpy as np
 import pytest
 
+from tests._helpers import Evil, pickle_global
 from weights_convert import stylegan2 as convert_lib
 from weights_convert import torch_format
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class _Evil:
-
-  def __init__(self, func, *args):
-    self.func, self.args = func, args
-
-  def __reduce__(self):
-    return self.func, self.args
-
-
-def _global(module, name):
-  return b'c' + module.encode() + b'\n' + name.encode() + b'\n'
 
 
 def _str(s):
@@ -45,7 +33,8 @@ def _persistent_object_pickle(module_src):
           _str('class_name') + _str('Generator') + _str('state') + b'}' +
           b'u')                                              # SETITEMS
   return (b'\x80\x02}' + _str('G_ema') +
-          _global('torch_utils.persistence', '_reconstruct_persistent_obj') +
+          pickle_global('torch_utils.persistence',
+                        '_reconstruct_persistent_obj') +
           meta + b'\x85R' + b's.')
 
 
@@ -72,7 +61,7 @@ def _zip_pt(payload):
 @pytest.mark.parametrize('kind', ['pkl', 'pt'])
 def test_malicious_files_are_refused_and_nothing_is_written(tmp_path, marker,
                                                             kind):
-  payload = pickle.dumps({'G_ema': _Evil(os.system, f'touch {marker}')}, 2)
+  payload = pickle.dumps({'G_ema': Evil(os.system, f'touch {marker}')}, 2)
   src = tmp_path / f'evil.{kind}'
   src.write_bytes(payload if kind == 'pkl' else _zip_pt(payload))
   dst = tmp_path / 'out'
@@ -98,7 +87,8 @@ def test_embedded_module_source_is_never_executed(tmp_path, marker):
 
 def test_tensorflow_pickles_get_a_pointer_to_the_pytorch_ones(tmp_path):
   src = tmp_path / 'tf.pkl'
-  src.write_bytes(b'\x80\x02' + _global('dnnlib.tflib.network', 'Network') +
+  src.write_bytes(b'\x80\x02' +
+                  pickle_global('dnnlib.tflib.network', 'Network') +
                   b')\x81.')                                # NEWOBJ, STOP
   with pytest.raises(convert_lib.ConversionError, match='TensorFlow'):
     convert_lib.convert(src, tmp_path / 'out')

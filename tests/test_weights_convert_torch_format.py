@@ -13,6 +13,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from tests._helpers import Evil, pickle_global
 from weights_convert import torch_format
 from weights_convert.torch_format import (ForbiddenGlobalError, TorchFileError,
                                           load_torch_file)
@@ -87,20 +88,6 @@ def test_reader_never_imports_torch(tmp_path):
                  cwd=os.path.dirname(os.path.dirname(__file__)))
 
 
-class _Evil:
-  """Pickles as a call to an arbitrary global with the given arguments."""
-
-  def __init__(self, func, *args):
-    self.func, self.args = func, args
-
-  def __reduce__(self):
-    return self.func, self.args
-
-
-def _global(module, name):
-  return b'c' + module.encode() + b'\n' + name.encode() + b'\n'
-
-
 def _legacy_file(payload_pickle: bytes) -> bytes:
   head = b''.join(pickle.dumps(x, protocol=2) for x in (
       torch_format.LEGACY_MAGIC_NUMBER, torch_format.LEGACY_PROTOCOL_VERSION,
@@ -127,7 +114,7 @@ def test_malicious_pickles_are_refused_and_run_nothing(tmp_path, wrap, func):
          [f'touch {marker}'] if func is subprocess.Popen else
          f'open({str(marker)!r}, "w")' if func in (eval, exec) else 'os')
   args = ('os', 'system') if func is getattr else (arg,)
-  payload = pickle.dumps({'w': _Evil(func, *args)}, protocol=2)
+  payload = pickle.dumps({'w': Evil(func, *args)}, protocol=2)
   with pytest.raises(ForbiddenGlobalError, match='not on the allow-list'):
     load_torch_file(wrap(payload))
   assert not marker.exists()
@@ -135,8 +122,8 @@ def test_malicious_pickles_are_refused_and_run_nothing(tmp_path, wrap, func):
 
 def test_malicious_global_inside_an_embedded_storage_is_refused(tmp_path):
   marker = tmp_path / 'pwned'
-  inner = _legacy_file(pickle.dumps(_Evil(os.system, f'touch {marker}'), 2))
-  outer = (b'\x80\x02' + _global('torch.storage', '_load_from_bytes') +
+  inner = _legacy_file(pickle.dumps(Evil(os.system, f'touch {marker}'), 2))
+  outer = (b'\x80\x02' + pickle_global('torch.storage', '_load_from_bytes') +
            pickle.dumps(inner, protocol=2)[2:-1] + b'\x85R.')
   with pytest.raises(ForbiddenGlobalError, match="'posix.system'|'nt.system'"):
     load_torch_file(outer)
@@ -183,12 +170,13 @@ def test_out_of_bounds_tensor_geometry_is_rejected():
 def _legacy_tensor_file(values, little_endian):
   """Hand-assembles a legacy torch.save file holding one float32 tensor."""
   n = len(values)
-  pid = (b'(' + b'X\x07\x00\x00\x00storage' + _global('torch', 'FloatStorage') +
+  pid = (b'(' + b'X\x07\x00\x00\x00storage' +
+         pickle_global('torch', 'FloatStorage') +
          b'X\x02\x00\x00\x00k0' + b'X\x03\x00\x00\x00cpu' +
          b'K' + bytes([n]) + b'N' + b't' + b'Q')                # BINPERSID.
-  body = (b'\x80\x02' + _global('torch._utils', '_rebuild_tensor_v2') +
+  body = (b'\x80\x02' + pickle_global('torch._utils', '_rebuild_tensor_v2') +
           b'(' + pid + b'K\x00' + b'K' + bytes([n]) + b'\x85' + b'K\x01\x85' +
-          b'\x89' + _global('collections', 'OrderedDict') + b')R' + b't' +
+          b'\x89' + pickle_global('collections', 'OrderedDict') + b')R' + b't' +
           b'R.')
   head = b''.join(pickle.dumps(x, protocol=2) for x in (
       torch_format.LEGACY_MAGIC_NUMBER, torch_format.LEGACY_PROTOCOL_VERSION,
