@@ -11,8 +11,9 @@ device mesh with the train state donated; metrics to a progress bar, JSON
 lines and TensorBoard; checkpoints every `config.checkpoint_every` steps; an
 SNR sweep of the final model on the test split at the end.
 
-Multi-host: start the same command on every host (JAX auto-detects TPU pods
-and SLURM; or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).
+Multi-host: start the same command on every host with --distributed (JAX
+auto-detects TPU pods and SLURM), or set JAX_COORDINATOR_ADDRESS,
+JAX_NUM_PROCESSES and JAX_PROCESS_ID (then the flag is not needed).
 """
 
 import os
@@ -41,6 +42,10 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Directory for checkpoints, metrics and plots. Rerunning "
     "with the same workdir resumes the run.")
 _EVAL = flags.DEFINE_bool("eval_at_end", True, "Run the SNR sweep at the end.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Call jax.distributed.initialize() with cluster "
+    "auto-detection (TPU pods, SLURM, ...). Without this flag it is called "
+    "only when JAX_COORDINATOR_ADDRESS is set.")
 
 #: Fault injection for the resume tests: SIGKILL the process right after the
 #: checkpoint of this step is committed, as a pre-empted job would die.
@@ -64,9 +69,13 @@ def write_config(config, workdir):
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
-def train(config, workdir, eval_at_end=True):
-  """Trains `config` in `workdir`; returns the final train state."""
-  sharding.maybe_initialize_distributed()
+def train(config, workdir, eval_at_end=True, distributed=False):
+  """Trains `config` in `workdir`; returns the final train state.
+
+  `distributed=True` forces `jax.distributed.initialize()` (cluster
+  auto-detection); otherwise it runs only when JAX_COORDINATOR_ADDRESS is set.
+  """
+  sharding.maybe_initialize_distributed(force=distributed)
   mesh = sharding.make_mesh(**config.mesh)
   write_config(config, workdir)
   logging.info("Mesh %s over %d devices", dict(mesh.shape), jax.device_count())
@@ -169,7 +178,8 @@ def main(argv):
   if _CONFIG.value is None or _WORKDIR.value is None:
     raise app.UsageError("Pass --config=NAME[:ARG] and --workdir=DIR "
                          f"(configs: {', '.join(config_cli.available_configs())}).")
-  train(_CONFIG.value, _WORKDIR.value, eval_at_end=_EVAL.value)
+  train(_CONFIG.value, _WORKDIR.value, eval_at_end=_EVAL.value,
+        distributed=_DISTRIBUTED.value)
 
 
 if __name__ == "__main__":

@@ -188,6 +188,14 @@ def build_generative_scheme(config):
   dtype = schemes.compute_dtype(config)
   res = config.data.resolution
   frozen = config.generator.train == "frozen"
+  if (frozen and config.model.injection == "concat"
+      and config.generator.get("weights")):
+    raise ValueError(
+        "generator.train='frozen' with model.injection='concat' and converted "
+        "weights would ignore the injected feature maps: their kernel slices "
+        "start at zero and a frozen generator never updates them. Use "
+        "--config.model.injection=add (maps replace the noise inputs) or "
+        "--config.generator.train=finetune.")
   adv = config.get("adversarial")
   adversarial = adv is not None and adv.enabled
   discriminator = None

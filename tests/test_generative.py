@@ -103,6 +103,10 @@ def test_config_arguments_and_errors():
     schemes.build_scheme(tiny_config(**{"generator.train": "thaw"})).make_optimizer(10)
   with pytest.raises(ValueError, match="injection"):
     schemes.build_scheme(tiny_config(**{"model.injection": "mul"}))
+  with pytest.raises(ValueError, match="injection=add"):
+    schemes.build_scheme(tiny_config(**{
+        "generator.train": "frozen", "model.injection": "concat",
+        "generator.weights": "/converted/ffhq256"}))
   with pytest.raises(ValueError, match="multiple of downsampling"):
     schemes.build_scheme(tiny_config(**{"data.resolution": 18}))
   # Evaluating a run whose weights are gone works (architecture from the
