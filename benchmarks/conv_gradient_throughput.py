@@ -14,7 +14,8 @@ VGG16 and the StyleGAN2 synthesis at 256x256):
 
 the GFLOP/s of the forward convolution, of the input gradient alone and of the
 kernel gradient alone (each counts the FLOPs of one convolution,
-``2 * B * Ho * Wo * K * k * k * C``), next to a jitted fp32 matmul. Usage::
+``2 * B * Ho * Wo * K * k * k * C``), next to an fp32 matmul in each
+library (`benchmarks.matmul_peak`). Usage::
 
   python benchmarks/conv_gradient_throughput.py [--repeats 5]
 
@@ -29,6 +30,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.matmul_peak import matmul_peaks  # noqa: E402 pylint: disable=wrong-import-position
 
 #: (batch, height, width, in channels, out channels, kernel, stride, where).
 SHAPES = (
@@ -96,20 +101,13 @@ def torch_passes(x, k, stride, repeats):
                for f in (fwd, lambda: grad(True), lambda: grad(False)))
 
 
-def matmul_gflops(n=2048, repeats=5):
-  a = jnp.ones((n, n), jnp.float32)
-  mm = jax.jit(lambda a: a @ a)
-  return 2 * n**3 / _best_time(lambda: jax.block_until_ready(mm(a)),
-                               repeats) / 1e9
-
-
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--repeats', type=int, default=5)
   args = parser.parse_args(argv)
   os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
   load_start = os.getloadavg()
-  peak = matmul_gflops()
+  peaks = matmul_peaks()
   rows = []
   for b, h, w, cin, cout, ksize, stride, where in SHAPES:
     kx, kk = jax.random.split(jax.random.PRNGKey(0))
@@ -125,7 +123,8 @@ def main(argv=None):
                      f'{stride}', name, *(gflop / t for t in passes)))
   load_end = os.getloadavg()
   print(f'\nConvolution GFLOP/s by pass, fp32, {os.cpu_count()} CPUs, jax '
-        f'{jax.__version__}; jitted 2048^2 fp32 matmul: {peak:.0f} GFLOP/s; '
+        f'{jax.__version__}; 2048^2 fp32 matmul: ' +
+        ', '.join(f'{k} {v:.0f}' for k, v in peaks.items()) + ' GFLOP/s; '
         f'load average at start {load_start[0]:.2f}, at end '
         f'{load_end[0]:.2f}; best of {args.repeats}.\n')
   print('| layer | shape | library | forward | input gradient | '

@@ -35,16 +35,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-
-def matmul_gflops(n=2048, repeats=5):
-  """fp32 GFLOP/s of a jitted n x n matmul (best of `repeats`)."""
-  import jax
-  import jax.numpy as jnp
-  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-  f = jax.jit(lambda a: a @ a)
-  f(a).block_until_ready()
-  best = min(_timed(lambda: f(a).block_until_ready()) for _ in range(repeats))
-  return 2 * n**3 / best / 1e9
+from benchmarks.matmul_peak import matmul_peaks  # noqa: E402 pylint: disable=wrong-import-position
 
 
 def _timed(fn):
@@ -167,7 +158,7 @@ def main(argv=None):
     no_lpips = train_step_benchmark(config, args.batch, args.repeats)
     result["step_without_lpips"] = {
         k: no_lpips[k] for k in ("images_per_s_best", "train_step_gflop_per_image")}
-  result["matmul_gflop_s"] = matmul_gflops()
+  result["matmul_gflop_s"] = matmul_peaks(with_torch=False)["jax"]
   result["load_average_start_end"] = [load_start[0], os.getloadavg()[0]]
 
   s = result["step"]

@@ -62,6 +62,7 @@ from gjscc_jax.losses import lpips_weights
 from gjscc_jax.losses import PerceptualLoss
 from gjscc_jax.models import stylegan2
 from weights_convert.stylegan2 import official_to_variables
+from benchmarks.official_stylegan2 import random_official_generator
 
 TUNED_ALLOCATOR = ("glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold="
                    "68719476736:glibc.malloc.arena_max=1")
@@ -73,37 +74,6 @@ ACCELERATORS = (
 
 # ----------------------------------------------------------------------------
 # Shared set-up: one generator, one LPIPS, one batch of targets.
-
-
-def official_generator(args):
-  """A random official StyleGAN2 Generator (eval) and its state dict."""
-  import torch  # pylint: disable=import-outside-toplevel
-  import draggan  # pylint: disable=import-outside-toplevel
-  sys.path.insert(0, os.path.join(os.path.dirname(draggan.__file__),
-                                  "stylegan2"))
-  from training.networks import Generator  # pylint: disable=import-outside-toplevel,import-error
-  torch.manual_seed(0)
-  g = Generator(z_dim=512, c_dim=0, w_dim=512,
-                img_resolution=args.resolution, img_channels=3,
-                mapping_kwargs=dict(num_layers=2),
-                synthesis_kwargs=dict(channel_base=args.channel_base,
-                                      channel_max=512, num_fp16_res=0,
-                                      conv_clamp=None)).eval()
-  with torch.no_grad():
-    for name, p in g.named_parameters():
-      if name.endswith("noise_strength"):
-        p.fill_(0.1)  # Official init is 0: noise maps would be inert.
-      elif p.ndim <= 1:
-        p.add_(torch.randn_like(p) * 0.1)
-    for name, p in g.named_parameters():
-      if name.endswith("torgb.weight"):
-        p.mul_(0.25)  # Images roughly in [-1, 1], as a trained net's.
-    z = torch.randn(2048, 512)
-    g.mapping.w_avg.copy_(g.mapping(z, None)[:, 0].mean(0))
-  for p in g.parameters():
-    p.requires_grad_(False)
-  state = {k: v.detach().numpy() for k, v in g.state_dict().items()}
-  return g, state
 
 
 def ours_generator(state, args):
@@ -315,7 +285,8 @@ def main(argv=None):
 
   load_start = os.getloadavg()
   config = ilo.ILOConfig(steps=tuple(int(s) for s in args.steps.split(",")))
-  g, state = official_generator(args)
+  g, state = random_official_generator(
+      args.resolution, args.channel_base, mapping_layers=2, inversion=True)
   layered, module, variables = ours_generator(state, args)
   lpips_model = torch_lpips_vgg()
   targets = make_targets(module, variables, args.batch)

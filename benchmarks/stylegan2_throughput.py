@@ -44,7 +44,10 @@ import numpy as np
 TUNED_ALLOCATOR = ('glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold='
                    '68719476736:glibc.malloc.arena_max=1')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OFFICIAL_DIR = 'draggan/stylegan2'
+sys.path.insert(0, REPO)
+
+from benchmarks.matmul_peak import matmul_peaks  # noqa: E402 pylint: disable=wrong-import-position
+from benchmarks.official_stylegan2 import random_official_generator  # noqa: E402 pylint: disable=wrong-import-position
 
 
 def _time_interleaved(fns, repeats):
@@ -62,45 +65,6 @@ def _time_interleaved(fns, repeats):
       fn()
       times[name].append(time.perf_counter() - t)
   return {k: (float(np.min(v)), float(np.median(v))) for k, v in times.items()}
-
-
-def matmul_peaks(n=2048, repeats=5):
-  """fp32 GFLOP/s of an n x n matmul in jax (jitted) and torch (if present)."""
-  import jax
-  import jax.numpy as jnp
-  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-  f = jax.jit(lambda a, b: a @ b)
-  fns = {'jax': lambda: f(a, a).block_until_ready()}
-  try:
-    import torch
-    t = torch.randn(n, n)
-    fns['torch'] = lambda: torch.mm(t, t)
-  except ImportError:
-    pass
-  best = _time_interleaved(fns, repeats)
-  return {k: 2 * n**3 / v[0] / 1e9 for k, v in best.items()}
-
-
-def build_official(args):
-  """A random official Generator (eval mode) and its state dict as numpy."""
-  import torch
-  import draggan
-  sys.path.insert(0, os.path.join(os.path.dirname(draggan.__file__),
-                                  'stylegan2'))
-  from training.networks import Generator  # pylint: disable=import-error
-  torch.manual_seed(0)
-  g = Generator(z_dim=512, c_dim=0, w_dim=512,
-                img_resolution=args.resolution, img_channels=3,
-                mapping_kwargs=dict(num_layers=args.mapping_layers),
-                synthesis_kwargs=dict(channel_base=args.channel_base,
-                                      channel_max=512, num_fp16_res=0,
-                                      conv_clamp=None)).eval()
-  with torch.no_grad():
-    for _, p in g.named_parameters():
-      if p.ndim <= 1:
-        p.add_(torch.randn_like(p) * 0.1)
-  state = {k: v.detach().numpy() for k, v in g.state_dict().items()}
-  return g, state
 
 
 def official_peers(g, ws_np, fused_backward=False):
@@ -183,7 +147,8 @@ def run_once(args):
       import torch
       res['torch'] = torch.__version__
       res['torch_threads'] = torch.get_num_threads()
-      g, state = build_official(args)
+      g, state = random_official_generator(
+          args.resolution, args.channel_base, args.mapping_layers)
       peers.update(official_peers(g, ws, args.official_fused_backward))
     except ImportError as e:
       res['official_skipped'] = f'{e} (pip install torch==2.13.0 draggan)'
@@ -294,5 +259,4 @@ def main():
 
 
 if __name__ == '__main__':
-  sys.path.insert(0, REPO)
   main()

@@ -1,0 +1,34 @@
+"""The machine's fp32 matmul rate, the yardstick the benchmarks report against.
+
+``matmul_peaks()`` times an n x n fp32 matmul under XLA (jitted) and, when
+torch imports and is asked for, under PyTorch (MKL), interleaved so that a
+load burst hits both, and returns the best GFLOP/s of each.
+"""
+
+import time
+
+
+def matmul_peaks(n=2048, repeats=5, with_torch=True):
+  """``{'jax': GFLOP/s[, 'torch': GFLOP/s]}``: best of `repeats` after a warm-up."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  f = jax.jit(lambda a, b: a @ b)
+  fns = {'jax': lambda: f(a, a).block_until_ready()}
+  if with_torch:
+    try:
+      import torch  # pylint: disable=import-outside-toplevel
+      t = torch.randn(n, n)
+      fns['torch'] = lambda: torch.mm(t, t)
+    except ImportError:
+      pass
+  best = {}
+  for fn in fns.values():
+    fn()  # Warm-up (compilation, allocator, caches).
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      fn()
+      best[name] = min(best.get(name, float('inf')),
+                       time.perf_counter() - start)
+  return {name: 2 * n**3 / t / 1e9 for name, t in best.items()}
