@@ -36,6 +36,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gjscc_jax.conv2d import same_conv2d
+
 #: Scaling layer of LPIPS v0.1: ``(img - SHIFT) / SCALE`` for [-1, 1] images.
 SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
@@ -239,6 +241,8 @@ class Conv(nn.Module):
     x, kernel, bias = (a.astype(self.dtype) for a in (x, kernel, bias))
     if self.stride == 1 and x.shape[1] * x.shape[2] <= SMALL_MAP_POSITIONS:
       y = _conv_as_matmul(x, kernel, self.padding)
+    elif self.stride == 1 and 2 * self.padding + 1 == k:
+      y = same_conv2d(x, kernel)
     else:
       pad = (self.padding, self.padding)
       y = jax.lax.conv_general_dilated(

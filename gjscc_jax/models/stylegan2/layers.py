@@ -30,6 +30,7 @@ import numpy as np
 from jax import lax
 
 from gjscc_jax.models.stylegan2 import resampling
+from gjscc_jax.conv2d import same_conv2d
 
 #: Slope of StyleGAN2's leaky ReLU and its default gain.
 LRELU_SLOPE = 0.2
@@ -150,10 +151,7 @@ def modulated_conv2d(x, kernel, styles, *, demodulate=True, up=False,
   if up:
     y = resampling.upsample_conv_2x(x, k, precision=precision)
   else:
-    pad = kernel.shape[0] // 2
-    y = lax.conv_general_dilated(x, k, (1, 1), ((pad, pad), (pad, pad)),
-                                 dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-                                 precision=precision)
+    y = same_conv2d(x, k, precision=precision)
   if demodulate:
     y = y * d[:, None, None, :].astype(dtype)
   return y

@@ -35,7 +35,7 @@ arithmetic (agreement to float rounding, borders included).
 import jax.numpy as jnp
 from jax import lax
 
-_DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
+from gjscc_jax.conv2d import conv2d
 
 
 def _taps(x, axis, n, offsets):
@@ -103,7 +103,7 @@ def upsample_conv_2x(x, kernel, *, precision=None):
     x: input of shape (B, H, W, I).
     kernel: (3, 3, I, O) kernel in HWIO layout, in the official orientation
       (official OIHW ``weight.transpose(2, 3, 1, 0)``, *not* flipped).
-    precision: passed to `lax.conv_general_dilated`.
+    precision: passed to the convolutions.
 
   Returns:
     Array of shape (B, 2H, 2W, O).
@@ -114,9 +114,8 @@ def upsample_conv_2x(x, kernel, *, precision=None):
   def conv(taps_h, taps_w):
     # Padding 1 everywhere: the even phase (2 taps) gets its H + 1 outputs,
     # the odd phase (1 tap) its H outputs plus one zero on each side.
-    return lax.conv_general_dilated(
-        x, kernel[taps_h][:, taps_w], (1, 1), ((1, 1), (1, 1)),
-        dimension_numbers=_DIMENSION_NUMBERS, precision=precision)
+    return conv2d(x, kernel[taps_h][:, taps_w], ((1, 1), (1, 1)),
+                  precision=precision)
 
   even_taps, odd_taps = slice(None, None, -2), slice(1, 2)  # [w2, w0], [w1]
   t_ee = conv(even_taps, even_taps)   # (H + 1, W + 1)

@@ -1,0 +1,112 @@
+"""conv2d / same_conv2d: equal to lax.conv_general_dilated, value and gradient,
+and routed to the taller-output form only where (and on the platform) meant."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from gjscc_jax import conv2d as conv2d_lib
+from gjscc_jax.conv2d import conv2d, same_conv2d
+
+DN = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _reference(x, kernel, padding):
+  return lax.conv_general_dilated(x, kernel, (1, 1), padding,
+                                  dimension_numbers=DN,
+                                  precision=lax.Precision.HIGHEST)
+
+
+# (side, kernel (kh, kw), padding): 3x3 "same" inside and outside the Eigen
+# range, and the phase convolutions of StyleGAN2's upsampling (kernels below
+# 3x3, padding 1, whose input gradients need a crop).
+CASES = [
+    (16, (3, 3), ((1, 1), (1, 1))),
+    (8, (3, 3), ((1, 1), (1, 1))),
+    (4, (3, 3), ((1, 1), (1, 1))),
+    (80, (3, 3), ((1, 1), (1, 1))),
+    (12, (5, 5), ((2, 2), (2, 2))),
+    (12, (2, 2), ((1, 1), (1, 1))),
+    (12, (2, 1), ((1, 1), (1, 1))),
+    (12, (1, 2), ((1, 1), (1, 1))),
+    (12, (1, 1), ((1, 1), (1, 1))),
+    (12, (2, 2), ((0, 0), (0, 0))),
+    (12, (3, 3), ((0, 2), (2, 0))),
+]
+
+
+@pytest.mark.parametrize('side,ksize,padding', CASES)
+def test_value_and_gradients_equal_plain_convolution(side, ksize, padding):
+  kx, kk, kg = jax.random.split(jax.random.PRNGKey(side + sum(ksize)), 3)
+  x = jax.random.normal(kx, (2, side, side + 1, 5))
+  kernel = jax.random.normal(kk, ksize + (5, 7))
+  want = _reference(x, kernel, padding)
+  got = jax.jit(lambda x, k: conv2d(x, k, padding,
+                                    precision=lax.Precision.HIGHEST))(x, kernel)
+  assert got.shape == want.shape
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  g = jax.random.normal(kg, want.shape)
+  want_dx, want_dk = jax.vjp(lambda x, k: _reference(x, k, padding),
+                             x, kernel)[1](g)
+  got_dx, got_dk = jax.jit(lambda x, k, g: jax.vjp(
+      lambda x, k: conv2d(x, k, padding, precision=lax.Precision.HIGHEST),
+      x, k)[1](g))(x, kernel, g)
+  np.testing.assert_allclose(got_dx, want_dx, rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(got_dk, want_dk, rtol=1e-5, atol=1e-4)
+
+
+def test_same_conv2d_is_same_padding_and_works_under_vmap_and_grad():
+  kx, kk = jax.random.split(jax.random.PRNGKey(0))
+  x = jax.random.normal(kx, (3, 2, 16, 16, 4))
+  kernel = jax.random.normal(kk, (3, 3, 4, 6))
+  loss = lambda x: jnp.sum(same_conv2d(x, kernel) ** 2)
+  ref = lambda x: jnp.sum(_reference(x, kernel, ((1, 1), (1, 1))) ** 2)
+  got = jax.jit(jax.vmap(jax.grad(loss)))(x)
+  want = jax.vmap(jax.grad(ref))(x)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def _conv_paddings(hlo_text):
+  """The pad= windows of the convolutions in an HLO module's text."""
+  return re.findall(r'convolution\(.*?pad=([0-9_x]+)', hlo_text)
+
+
+def test_cpu_route_pads_one_more_row_and_other_platforms_do_not():
+  x = jnp.zeros((1, 32, 32, 8))
+  kernel = jnp.zeros((3, 3, 8, 8))
+  fn = jax.jit(lambda x, k: same_conv2d(x, k))
+  cpu = fn.trace(x, kernel).lower(lowering_platforms=('cpu',))
+  assert _conv_paddings(cpu.as_text(dialect='hlo')) == ['1_2x1_1']
+  gpu = fn.trace(x, kernel).lower(lowering_platforms=('cuda',))
+  assert _conv_paddings(gpu.as_text(dialect='hlo')) == ['1_1x1_1']
+  # Outside the range (large maps), the plain convolution on every platform.
+  big = jax.jit(lambda x, k: same_conv2d(x, k)).lower(
+      jnp.zeros((1, 128, 128, 8)), kernel)
+  assert _conv_paddings(big.as_text(dialect='hlo')) == ['1_1x1_1']
+
+
+def test_routing_rule():
+  prefers = conv2d_lib._prefers_eigen  # pylint: disable=protected-access
+  same = ((1, 1), (1, 1))
+  assert prefers((4, 32, 32, 512), (3, 3, 512, 512), same)
+  assert not prefers((4, 256, 256, 64), (3, 3, 64, 64), same)
+  assert not prefers((4, 4, 4, 512), (3, 3, 512, 512), same)
+  # Small kernels at any size; outputs taller than inputs are Eigen already.
+  assert prefers((4, 128, 128, 64), (2, 2, 64, 128), ((0, 0), (0, 0)))
+  assert not prefers((4, 128, 128, 64), (2, 2, 64, 128), same)
+
+
+@pytest.mark.parametrize('kernel_shape,padding,match', [
+    ((3, 3, 4, 2), ((1, 1), (1, 1)), 'matching input channels'),
+    ((3, 3, 5, 2), ((-1, 1), (1, 1)), 'non-negative'),
+    ((3, 3, 5, 2), ((1, 1),), 'non-negative'),
+])
+def test_bad_arguments_are_named(kernel_shape, padding, match):
+  with pytest.raises(ValueError, match=match):
+    conv2d(jnp.zeros((1, 8, 8, 5)), jnp.zeros(kernel_shape), padding)
+  with pytest.raises(ValueError, match='odd size'):
+    same_conv2d(jnp.zeros((1, 8, 8, 5)), jnp.zeros((2, 2, 5, 2)))
