@@ -100,6 +100,36 @@ def _crop_negative_padding(g, padding):
   return g, tuple((max(lo, 0), max(hi, 0)) for lo, hi in padding)
 
 
+#: Input gradients with at most this many channels (a network's first layer,
+#: RGB) are one matmul and a sum of shifted slices instead of a convolution.
+FEW_CHANNELS = 4
+
+
+def _few_channel_input_gradient(g, kernel, padding, x_shape, precision):
+  """``dx`` of a stride-1 convolution with few input channels.
+
+  Every output position sends ``g[p] @ kernel[i, j].T`` to input position
+  ``p + (i, j)`` of the padded input: one (B*H'*W', O) x (O, kh*kw*I) matmul,
+  then a sum of kh*kw shifted slices. XLA:CPU runs the equivalent
+  convolution with I output channels at ~30 GFLOP/s (VGG's first layer:
+  25 ms vs 16 ms on 4x256x256).
+  """
+  kh, kw, i, o = kernel.shape
+  b, h_out, w_out, _ = g.shape
+  (top, bottom), (left, right) = padding
+  h_pad, w_pad = x_shape[1] + top + bottom, x_shape[2] + left + right
+  taps = kernel.reshape(kh * kw * i, o)
+  cols = jnp.einsum('bhwo,ko->bhwk', g, taps.astype(g.dtype),
+                    precision=precision).reshape(b, h_out, w_out, kh, kw, i)
+  dx = 0
+  for a in range(kh):
+    for c in range(kw):
+      dx = dx + jnp.pad(cols[:, :, :, a, c],
+                        ((0, 0), (a, h_pad - h_out - a),
+                         (c, w_pad - w_out - c), (0, 0)))
+  return dx[:, top:top + x_shape[1], left:left + x_shape[2]]
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv(x, kernel, padding, precision):
   return _routed(x, kernel, padding, precision)
@@ -111,6 +141,10 @@ def _conv_fwd(x, kernel, padding, precision):
 
 def _conv_bwd(padding, precision, residuals, g):
   x, kernel = residuals
+  _, kernel_vjp = jax.vjp(lambda k: _plain(x, k, padding, precision), kernel)
+  if kernel.shape[2] <= FEW_CHANNELS:
+    return (_few_channel_input_gradient(g, kernel, padding, x.shape,
+                                        precision), kernel_vjp(g)[0])
   # The input gradient of a stride-1 convolution is the convolution of the
   # cotangent with the kernel flipped in space and with its input and output
   # channels swapped, padded by (k - 1 - lo, k - 1 - hi).
@@ -119,7 +153,6 @@ def _conv_bwd(padding, precision, residuals, g):
                     for k, (lo, hi) in zip(kernel.shape[:2], padding))
   g_cropped, g_padding = _crop_negative_padding(g, g_padding)
   dx = _routed(g_cropped, flipped, g_padding, precision)
-  _, kernel_vjp = jax.vjp(lambda k: _plain(x, k, padding, precision), kernel)
   return dx, kernel_vjp(g)[0]
 
 

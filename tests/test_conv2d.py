@@ -39,11 +39,19 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize('side,ksize,padding', CASES)
-def test_value_and_gradients_equal_plain_convolution(side, ksize, padding):
+# RGB inputs take the matmul + shifted-sum input gradient.
+RGB_CASES = [(20, (3, 3), ((1, 1), (1, 1))), (9, (5, 5), ((2, 2), (2, 2))),
+             (9, (3, 3), ((0, 2), (1, 0)))]
+
+
+@pytest.mark.parametrize('channels,side,ksize,padding',
+                         [(5,) + c for c in CASES] +
+                         [(3,) + c for c in RGB_CASES])
+def test_value_and_gradients_equal_plain_convolution(channels, side, ksize,
+                                                     padding):
   kx, kk, kg = jax.random.split(jax.random.PRNGKey(side + sum(ksize)), 3)
-  x = jax.random.normal(kx, (2, side, side + 1, 5))
-  kernel = jax.random.normal(kk, ksize + (5, 7))
+  x = jax.random.normal(kx, (2, side, side + 1, channels))
+  kernel = jax.random.normal(kk, ksize + (channels, 7))
   want = _reference(x, kernel, padding)
   got = jax.jit(lambda x, k: conv2d(x, k, padding,
                                     precision=lax.Precision.HIGHEST))(x, kernel)
