@@ -44,9 +44,6 @@ _DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
 #: larger kernels on CPU; smaller kernels take it at every size.
 EIGEN_SIDES = (8, 64)
 
-Padding = tuple[tuple[int, int], tuple[int, int]]
-
-
 def _out_size(size: int, k: int, pad: tuple[int, int]) -> int:
   return size + pad[0] + pad[1] - k + 1
 
@@ -141,10 +138,13 @@ def _conv_fwd(x, kernel, padding, precision):
 
 def _conv_bwd(padding, precision, residuals, g):
   x, kernel = residuals
-  _, kernel_vjp = jax.vjp(lambda k: _plain(x, k, padding, precision), kernel)
+  # The kernel gradient is XLA's own (the transpose of the linear map
+  # k -> conv(x, k); no forward convolution is evaluated for it).
+  dk, = jax.linear_transpose(lambda k: _plain(x, k, padding, precision),
+                             kernel)(g)
   if kernel.shape[2] <= FEW_CHANNELS:
     return (_few_channel_input_gradient(g, kernel, padding, x.shape,
-                                        precision), kernel_vjp(g)[0])
+                                        precision), dk)
   # The input gradient of a stride-1 convolution is the convolution of the
   # cotangent with the kernel flipped in space and with its input and output
   # channels swapped, padded by (k - 1 - lo, k - 1 - hi).
@@ -152,8 +152,7 @@ def _conv_bwd(padding, precision, residuals, g):
   g_padding = tuple((k - 1 - lo, k - 1 - hi)
                     for k, (lo, hi) in zip(kernel.shape[:2], padding))
   g_cropped, g_padding = _crop_negative_padding(g, g_padding)
-  dx = _routed(g_cropped, flipped, g_padding, precision)
-  return dx, kernel_vjp(g)[0]
+  return _routed(g_cropped, flipped, g_padding, precision), dk
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)

@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from gjscc_jax.models.stylegan2 import resampling
 from gjscc_jax.conv2d import same_conv2d
+from gjscc_jax.models.stylegan2 import resampling
 
 #: Slope of StyleGAN2's leaky ReLU and its default gain.
 LRELU_SLOPE = 0.2
