@@ -38,6 +38,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from gjscc_jax import winograd
+
 _DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
 
 #: Square maps with sides in this range (inclusive) take Eigen for 3x3 and
@@ -79,14 +81,50 @@ def _taller_output(x, kernel, padding, precision):
   return y[:, :out_h]
 
 
+#: 3x3 "same" float32 convolutions run as Winograd F(4x4, 3x3) on CPU, unless
+#: the highest precision is asked for, when they have at least this many
+#: input and output channels and at least this many 4x4 output tiles
+#: (batch x tile rows x tile columns). The kernel transform costs 36 I O
+#: memory writes per call whatever the batch, so Winograd pays only once
+#: enough tiles share it: measured in-network, 32x32 maps gain at batch 4
+#: (256 tiles) and lose at batch 1 (64 tiles).
+WINOGRAD_MIN_CHANNELS = 64
+WINOGRAD_MIN_TILES = 256
+
+_EXACT_PRECISIONS = ('highest', 'float32', 'HIGHEST')
+
+
+def _asks_highest(precision) -> bool:
+  """Whether `precision` (or, if None, the default) asks for full accuracy."""
+  if precision is None:
+    precision = jax.config.jax_default_matmul_precision
+  if isinstance(precision, (tuple, list)):
+    return any(_asks_highest(p) for p in precision if p is not None)
+  if isinstance(precision, lax.Precision):
+    return precision == lax.Precision.HIGHEST
+  return precision in _EXACT_PRECISIONS
+
+
+def _prefers_winograd(x, kernel, padding, precision) -> bool:
+  b, h, w, i = x.shape
+  tiles = b * -(-h // winograd.TILE) * -(-w // winograd.TILE)
+  return (kernel.shape[:2] == (3, 3) and padding == ((1, 1), (1, 1))
+          and x.dtype == jnp.float32 and kernel.dtype == jnp.float32
+          and tiles >= WINOGRAD_MIN_TILES
+          and min(i, kernel.shape[3]) >= WINOGRAD_MIN_CHANNELS
+          and not _asks_highest(precision))
+
+
 def _routed(x, kernel, padding, precision):
-  if not _prefers_eigen(x.shape, kernel.shape, padding):
-    return _plain(x, kernel, padding, precision)
-  return lax.platform_dependent(
-      x, kernel,
-      cpu=functools.partial(_taller_output, padding=padding,
-                            precision=precision),
-      default=functools.partial(_plain, padding=padding, precision=precision))
+  plain = functools.partial(_plain, padding=padding, precision=precision)
+  if _prefers_winograd(x, kernel, padding, precision):
+    cpu = functools.partial(winograd.winograd_conv3x3, precision=precision)
+  elif _prefers_eigen(x.shape, kernel.shape, padding):
+    cpu = functools.partial(_taller_output, padding=padding,
+                            precision=precision)
+  else:
+    return plain(x, kernel)
+  return lax.platform_dependent(x, kernel, cpu=cpu, default=plain)
 
 
 def _crop_negative_padding(g, padding):
