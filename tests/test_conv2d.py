@@ -118,3 +118,49 @@ def test_bad_arguments_are_named(kernel_shape, padding, match):
     conv2d(jnp.zeros((1, 8, 8, 5)), jnp.zeros(kernel_shape), padding)
   with pytest.raises(ValueError, match='odd size'):
     same_conv2d(jnp.zeros((1, 8, 8, 5)), jnp.zeros((2, 2, 5, 2)))
+
+
+@pytest.mark.parametrize('stride,ksize,pad,dilation', [
+    (2, 5, 2, None), (2, 3, 1, None), (1, 3, 1, None), (2, 1, 0, None),
+    (1, 3, 2, (2, 2))])
+def test_general_convolution_equals_lax_value_and_gradients(stride, ksize, pad,
+                                                            dilation):
+  kx, kk, kg = jax.random.split(jax.random.PRNGKey(stride * 10 + ksize), 3)
+  x = jax.random.normal(kx, (2, 17, 16, 4))
+  kernel = jax.random.normal(kk, (ksize, ksize, 4, 6))
+  args = ((stride, stride), ((pad, pad), (pad, pad)))
+  kwargs = dict(rhs_dilation=dilation, dimension_numbers=DN,
+                precision=lax.Precision.HIGHEST)
+  ref = lambda x, k: lax.conv_general_dilated(x, k, *args, **kwargs)
+  ours = lambda x, k: conv2d_lib.conv_general_dilated(x, k, *args, **kwargs)
+  want, want_vjp = jax.vjp(ref, x, kernel)
+  got, got_vjp = jax.vjp(ours, x, kernel)
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5)
+  g = jax.random.normal(kg, want.shape)
+  for a, b in zip(jax.jit(got_vjp)(g), want_vjp(g)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_general_convolution_input_gradient_reads_an_hwio_kernel():
+  """Autodiff's input gradient labels the kernel's features swapped
+  ('01oi'); ours convolves with a transposed kernel labelled '01io'."""
+  x = jnp.zeros((1, 16, 16, 4))
+  kernel = jnp.zeros((5, 5, 4, 6))
+  labels = lambda fn: re.findall(
+      r'dim_labels=([0-9a-z_>-]+)',
+      jax.jit(jax.grad(lambda x: jnp.sum(fn(x, kernel)))).lower(x).as_text(
+          dialect='hlo'))
+  conv = lambda f: (lambda x, k: f(x, k, (2, 2), ((2, 2), (2, 2)),
+                                   dimension_numbers=DN))
+  assert labels(conv(lax.conv_general_dilated)) == ['b01f_01oi->b01f']
+  assert labels(conv(conv2d_lib.conv_general_dilated)) == ['b01f_01io->b01f']
+
+
+def test_general_convolution_passes_other_layouts_through():
+  x = jnp.ones((1, 3, 8, 8))
+  kernel = jnp.ones((2, 3, 3, 3))
+  got = conv2d_lib.conv_general_dilated(x, kernel, (1, 1), 'SAME',
+                                        dimension_numbers=('NCHW', 'OIHW',
+                                                           'NCHW'))
+  np.testing.assert_allclose(got, lax.conv_general_dilated(
+      x, kernel, (1, 1), 'SAME', dimension_numbers=('NCHW', 'OIHW', 'NCHW')))

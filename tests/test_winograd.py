@@ -15,6 +15,14 @@ DN = ('NHWC', 'HWIO', 'NHWC')
 SAME = ((1, 1), (1, 1))
 
 
+@pytest.fixture(autouse=True)
+def _default_precision():
+  """conv2d takes Winograd only below 'highest'; other test modules may set
+  a default."""
+  with jax.default_matmul_precision(None):
+    yield
+
+
 def _direct(x, kernel):
   return lax.conv_general_dilated(x, kernel, (1, 1), SAME,
                                   dimension_numbers=DN,

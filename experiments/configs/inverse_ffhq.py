@@ -55,9 +55,9 @@ def get_config(arg=None):
   config.snrs_db = (-5.0, -3.0, -1.0, 0.0, 1.0, 3.0, 5.0)
   # Images per process per step; a multiple of the process's devices.
   config.batch_size = 8
-  # How the search steps run: 'scan' (one XLA program per batch),
-  # 'stepwise' (one per round step, dispatched asynchronously; much faster
-  # on XLA:CPU), or 'auto' (stepwise on CPU, scan elsewhere).
+  # How the search steps run: 'scan' (one XLA program per batch; the
+  # fastest, also on CPU), 'stepwise' (one program per round step,
+  # dispatched asynchronously; faster to compile), or 'auto' (= 'scan').
   config.loop = "auto"
 
   config.operator = ml_collections.ConfigDict(dict(

@@ -16,19 +16,22 @@ of one image, `ilo.round_step` etc., vmapped over the batch):
   read back, so the host never waits on the devices inside the search; the
   state buffers are donated from step to step.
 
-`'auto'` picks `'stepwise'` on CPU and `'scan'` elsewhere. Reason: XLA:CPU
-(jaxlib 0.10) runs a convolution whose kernel dimensions are (out, in)-
-swapped, which is what autodiff emits for every input gradient, about 6x
-slower inside a while loop than outside one (measured: a 3x3x64x64 conv on
-256x256 takes 0.53 s per loop iteration vs 0.09 s, and one ILO step at
-256x256 4.4 s vs 1.2 s). The penalty comes from XLA:CPU's convolution
-lowering; on GPU and TPU the single program is the natural choice (fewer
-dispatches), but this was not measured here (no accelerator). StyleGAN2
-and LPIPS no longer hit it (`gjscc_jax.conv2d` transposes their kernels
-explicitly in its custom gradient): with A = identity, `'scan'` now runs as
-fast as `'stepwise'` on CPU (benchmarks/inverse_throughput.py, batch 4:
-21.5 s vs 22.6 s per call). The DeepJSCC operator's convolutions still do,
-so `'auto'` stays `'stepwise'` on CPU.
+`'auto'` picks `'scan'`, on CPU too. XLA:CPU (jaxlib 0.10) runs a
+convolution whose kernel has its feature dimensions swapped, which is what
+autodiff emits for every input gradient, about 6x slower inside a while
+loop than outside one; that once made `'stepwise'` the faster form on CPU.
+The convolutions of StyleGAN2, LPIPS (`gjscc_jax.conv2d.conv2d`) and
+DeepJSCC (`gjscc_jax.conv2d.conv_general_dilated`) now transpose their
+kernels explicitly in their custom gradients. Inside the scan those
+transposes, and the Winograd kernel transforms of `gjscc_jax.winograd`,
+depend only on frozen weights and are hoisted out of the loop, whereas a
+stepwise program redoes them every step. Measured at 256x256, steps
+(2, 2, 2, 2), on the 2-core development CPU
+(benchmarks/inverse_throughput.py and the same search with A = deepjscc,
+Tung architecture, 256 filters): A = identity, batch 1, 4.2 s per call with
+'scan' vs 5.4 s stepwise; batch 4, 18.4 vs 22.1 s; A = deepjscc, batch 1,
+18.8 vs 21.7 s (65.5 s with 'scan' before DeepJSCC's convolutions were
+changed). `'stepwise'` stays available (smaller programs, faster compiles).
 """
 
 import jax
@@ -43,9 +46,7 @@ def resolve_loop(loop: str) -> str:
   """'scan' or 'stepwise' for `loop` in LOOPS on the default backend."""
   if loop not in LOOPS:
     raise ValueError(f"loop={loop!r}: use one of {LOOPS}.")
-  if loop == "auto":
-    return "stepwise" if jax.default_backend() == "cpu" else "scan"
-  return loop
+  return "scan" if loop == "auto" else loop
 
 
 def batch_inverter(generator, config, objective):

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from gjscc_jax import conv2d
 from gjscc_jax.models.gdn import GDN
 
 Dtype = Any
@@ -40,7 +41,8 @@ def conv(features, kernel_size, stride=1, dtype=None, name=None):
   """A square convolution padded by `kernel_size // 2` on each side."""
   pad = kernel_size // 2
   return nn.Conv(features, (kernel_size, kernel_size), strides=stride,
-                 padding=((pad, pad), (pad, pad)), dtype=dtype, name=name)
+                 padding=((pad, pad), (pad, pad)), dtype=dtype, name=name,
+                 conv_general_dilated=conv2d.conv_general_dilated)
 
 
 def pixel_shuffle(x, factor):
