@@ -1,9 +1,12 @@
-"""Stride-1 2-D convolution that runs on XLA:CPU's faster kernel.
+"""Convolutions that run on XLA:CPU's fastest form.
 
 `conv2d(x, kernel, padding)` is ``lax.conv_general_dilated(x, kernel, (1, 1),
 padding)`` for an NHWC input and an HWIO kernel; `same_conv2d` is the zero
 "same" padding of an odd square kernel. StyleGAN2 and LPIPS spend most of
-their time in such convolutions, forward and in the input gradient.
+their time in such convolutions, forward and in the input gradient. On CPU,
+3x3 "same" float32 ones with enough channels and output tiles run as
+Winograd F(4x4, 3x3) (`gjscc_jax.winograd`; not under 'highest' precision,
+see `WINOGRAD_MIN_TILES`); the others as follows.
 
 Why not call ``lax.conv_general_dilated`` directly: XLA:CPU (jax 0.10) has
 two convolution kernels, YNNPACK and Eigen, and picks YNNPACK for every
@@ -26,12 +29,17 @@ arithmetic. The gradient is a custom VJP so that the input gradient (the
 convolution of the cotangent with the flipped, transposed kernel) is routed
 the same way; the kernel gradient is XLA's own.
 
+`conv_general_dilated` (any strides, for DeepJSCC's `nn.Conv`) keeps XLA's
+convolution but gives its input gradient an explicitly transposed kernel.
+
 On other platforms (GPU, TPU) this is the plain convolution:
 ``lax.platform_dependent`` picks the branch when the computation is lowered,
 so nothing of the CPU route reaches an accelerator.
 """
 
+import contextlib
 import functools
+import threading
 from typing import Sequence
 
 import jax
@@ -90,6 +98,30 @@ def _taller_output(x, kernel, padding, precision):
 #: (256 tiles) and lose at batch 1 (64 tiles).
 WINOGRAD_MIN_CHANNELS = 64
 WINOGRAD_MIN_TILES = 256
+#: The tile threshold inside `loop_invariant_kernels()`: there the kernel
+#: transforms are hoisted out of the loop and only the per-tile work counts
+#: (measured: InverseJSCC's scan, 16x16 maps gain even at batch 1).
+WINOGRAD_MIN_TILES_HOISTED = 16
+
+_TRACE_STATE = threading.local()
+
+
+@contextlib.contextmanager
+def loop_invariant_kernels():
+  """Convolutions traced inside take Winograd at fewer tiles.
+
+  For code whose convolution kernels are constant across the iterations of
+  a loop it traces (a `lax.scan` of optimisation steps over frozen
+  networks, as InverseJSCC's search): XLA hoists the kernel transforms out
+  of the loop, so `WINOGRAD_MIN_TILES_HOISTED` applies instead of
+  `WINOGRAD_MIN_TILES`. Read when a function is traced, not when it runs.
+  """
+  previous = getattr(_TRACE_STATE, 'hoisted', False)
+  _TRACE_STATE.hoisted = True
+  try:
+    yield
+  finally:
+    _TRACE_STATE.hoisted = previous
 
 _EXACT_PRECISIONS = ('highest', 'float32', 'HIGHEST')
 
@@ -110,7 +142,9 @@ def _prefers_winograd(x, kernel, padding, precision) -> bool:
   tiles = b * -(-h // winograd.TILE) * -(-w // winograd.TILE)
   return (kernel.shape[:2] == (3, 3) and padding == ((1, 1), (1, 1))
           and x.dtype == jnp.float32 and kernel.dtype == jnp.float32
-          and tiles >= WINOGRAD_MIN_TILES
+          and tiles >= (WINOGRAD_MIN_TILES_HOISTED
+                        if getattr(_TRACE_STATE, 'hoisted', False)
+                        else WINOGRAD_MIN_TILES)
           and min(i, kernel.shape[3]) >= WINOGRAD_MIN_CHANNELS
           and not _asks_highest(precision))
 

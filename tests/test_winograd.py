@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from gjscc_jax import conv2d as conv2d_lib
 from gjscc_jax.conv2d import same_conv2d
 from gjscc_jax.winograd import transform_kernel, winograd_conv3x3
 
@@ -140,3 +141,16 @@ def test_bad_kernel_is_named():
     winograd_conv3x3(jnp.zeros((1, 8, 8, 4)), jnp.zeros((5, 5, 4, 2)))
   with pytest.raises(ValueError, match='matching I'):
     winograd_conv3x3(jnp.zeros((1, 8, 8, 4)), jnp.zeros((3, 3, 3, 2)))
+
+
+def test_loop_invariant_kernels_lower_the_tile_threshold():
+  x = jnp.zeros((1, 16, 16, 64))          # 16 tiles
+  kernel = jnp.zeros((3, 3, 64, 64))
+  # A new function each time: jit caches traces per function, and the
+  # context is read when tracing.
+  fwd = lambda: (lambda x, k: same_conv2d(x, k))
+  assert _has_convolution(fwd(), x, kernel)
+  with conv2d_lib.loop_invariant_kernels():
+    assert not _has_convolution(fwd(), x, kernel)
+    assert _has_convolution(fwd(), x[:, :8, :8], kernel)   # 4 tiles
+  assert _has_convolution(fwd(), x, kernel)

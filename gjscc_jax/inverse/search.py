@@ -37,6 +37,7 @@ changed). `'stepwise'` stays available (smaller programs, faster compiles).
 import jax
 import jax.numpy as jnp
 
+from gjscc_jax import conv2d
 from gjscc_jax.inverse import ilo
 
 LOOPS = ("auto", "scan", "stepwise")
@@ -56,7 +57,14 @@ def batch_inverter(generator, config, objective):
   """
   one = lambda frozen, target, key: ilo.invert_one(
       generator, config, objective, frozen, target, key)
-  return jax.vmap(one, in_axes=(None, 0, 0))
+  batched = jax.vmap(one, in_axes=(None, 0, 0))
+
+  def search_batch(frozen, targets, keys):
+    # The networks are frozen across the scan: Winograd kernel transforms
+    # are loop-invariant (gjscc_jax.conv2d).
+    with conv2d.loop_invariant_kernels():
+      return batched(frozen, targets, keys)
+  return search_batch
 
 
 def jit_batched(mesh, fn, in_batched, donate=()):
