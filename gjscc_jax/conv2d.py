@@ -123,6 +123,7 @@ def loop_invariant_kernels():
   finally:
     _TRACE_STATE.hoisted = previous
 
+
 _EXACT_PRECISIONS = ('highest', 'float32', 'HIGHEST')
 
 

@@ -71,14 +71,20 @@ def _combine(parts, matrix):
   return out
 
 
+def _two_sided(first, second, matrix):
+  """``matrix`` applied along two axes, stacked (a, b): ``first`` are the
+  parts along the first axis, ``second(r)`` those of a result ``r`` along
+  the second."""
+  return jnp.stack([jnp.stack(_combine(second(r), matrix))
+                    for r in _combine(first, matrix)])
+
+
 def transform_kernel(kernel: jax.Array) -> jax.Array:
   """``G g G^T`` of every channel pair: (3, 3, I, O) -> (36, I, O)."""
   if kernel.ndim != 4 or kernel.shape[:2] != (3, 3):
     raise ValueError('Winograd F(4x4, 3x3) needs a (3, 3, I, O) kernel; got '
                      f'shape {kernel.shape}.')
-  rows = _combine([kernel[i] for i in range(3)], _KERNEL_T)
-  u = jnp.stack([jnp.stack(_combine([r[j] for j in range(3)], _KERNEL_T))
-                 for r in rows])
+  u = _two_sided(list(kernel), list, _KERNEL_T)
   return u.reshape(_SPAN * _SPAN, *kernel.shape[2:])
 
 
@@ -96,8 +102,7 @@ def _input_tiles(x: jax.Array) -> tuple[jax.Array, tuple[int, int]]:
     return [lax.slice_in_dim(arr, o, o + TILE * (n - 1) + 1, stride=TILE,
                              axis=axis) for o in range(_SPAN)]
 
-  rows = _combine(taps(padded, 1, h), _INPUT_T)
-  v = jnp.stack([jnp.stack(_combine(taps(r, 2, w), _INPUT_T)) for r in rows])
+  v = _two_sided(taps(padded, 1, h), lambda r: taps(r, 2, w), _INPUT_T)
   return v.reshape(_SPAN * _SPAN, b * h * w, channels), (h, w)
 
 
@@ -107,9 +112,7 @@ def _output_tiles(m: jax.Array, x_shape, tiles) -> jax.Array:
   h, w = tiles
   out = m.shape[-1]
   m = m.reshape(_SPAN, _SPAN, b, h, w, out)
-  rows = _combine([m[i] for i in range(_SPAN)], _OUTPUT_T)
-  y = jnp.stack([jnp.stack(_combine([r[j] for j in range(_SPAN)], _OUTPUT_T))
-                 for r in rows])                       # (4, 4, B, h, w, O)
+  y = _two_sided(list(m), list, _OUTPUT_T)             # (4, 4, B, h, w, O)
   y = y.transpose(2, 3, 0, 4, 1, 5).reshape(b, h * TILE, w * TILE, out)
   return y[:, :height, :width]
 
