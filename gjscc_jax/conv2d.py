@@ -92,11 +92,14 @@ def _taller_output(x, kernel, padding, precision):
 #: 3x3 "same" float32 convolutions run as Winograd F(4x4, 3x3) on CPU, unless
 #: the highest precision is asked for, when they have at least this many
 #: input and output channels and at least this many 4x4 output tiles
-#: (batch x tile rows x tile columns). The kernel transform costs 36 I O
-#: memory writes per call whatever the batch, so Winograd pays only once
-#: enough tiles share it: measured in-network, 32x32 maps gain at batch 4
-#: (256 tiles) and lose at batch 1 (64 tiles).
-WINOGRAD_MIN_CHANNELS = 64
+#: (batch x tile rows x tile columns). With few channels the transforms'
+#: memory traffic outweighs the saved multiplies: measured in StyleGAN2's
+#: forward (256x256, batch 4), 64-channel layers on Winograd made it 15%
+#: slower (476 vs 410 ms), LPIPS and InverseJSCC were unchanged. The kernel
+#: transform costs 36 I O memory writes per call whatever the batch, so
+#: Winograd pays only once enough tiles share it: measured in-network, 32x32
+#: maps gain at batch 4 (256 tiles) and lose at batch 1 (64 tiles).
+WINOGRAD_MIN_CHANNELS = 128
 WINOGRAD_MIN_TILES = 256
 #: The tile threshold inside `loop_invariant_kernels()`: there the kernel
 #: transforms are hoisted out of the loop and only the per-tile work counts

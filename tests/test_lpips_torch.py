@@ -79,10 +79,24 @@ def _official_model(lpips, net):
   return model
 
 
-def _inputs():
-  rng = np.random.default_rng(0)
-  x = rng.uniform(-1, 1, (2, 48, 64, 3)).astype(np.float32)
+def _official_value_and_grad(model, x, y):
+  """Official per-image LPIPS of NHWC arrays and its gradient in `x`."""
+  tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
+  ty = torch.from_numpy(y.transpose(0, 3, 1, 2).copy())
+  ref = model(tx, ty).reshape(-1)
+  (ref_grad,) = torch.autograd.grad(ref.sum(), tx)
+  return ref.detach().numpy(), ref_grad.numpy().transpose(0, 2, 3, 1)
+
+
+def _random_pairs(shape, seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.uniform(-1, 1, shape).astype(np.float32)
   y = np.clip(x + 0.3 * rng.normal(size=x.shape), -1, 1).astype(np.float32)
+  return x, y
+
+
+def _inputs():
+  x, y = _random_pairs((2, 48, 64, 3))
   gradient = np.linspace(0, 255, 64, dtype=np.float32)
   smooth = np.broadcast_to(gradient[None, None, :, None], (1, 48, 64, 3))
   smooth = np.asarray(pixels.from_uint8(smooth.astype(np.uint8)))
@@ -115,26 +129,28 @@ def test_value_and_gradient_equal_official_lpips(official_lpips, net,
   # Direct convolutions (no Winograd under 'highest'): the third image is
   # constant down its columns, so max-pool windows hold exact ties, which
   # Winograd's different rounding would break differently from PyTorch
-  # (another valid subgradient). The random images are also compared below
-  # with the default (Winograd) route.
+  # (another valid subgradient). Random images are compared below on the
+  # default route, where VGG's conv2 (128 channels) takes Winograd.
   with jax.default_matmul_precision('highest'):
     per_image, grad = value_and_grad(params, x, y)
-  fast_values, fast_grad = value_and_grad(params, x, y)  # Traced anew.
+  fast_x, fast_y = _random_pairs((4, 64, 64, 3), seed=1)  # 256 conv2 tiles.
+  fast_values, fast_grad = value_and_grad(params, fast_x, fast_y)
+  if net == 'vgg':
+    convs = lambda: value_and_grad.lower(params, fast_x, fast_y).as_text(
+        dialect='hlo').count('convolution(')
+    with jax.default_matmul_precision('highest'):
+      direct = convs()
+    assert convs() < direct  # Some convolutions took Winograd.
 
   model = _official_model(official_lpips, net)
-  tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
-  ty = torch.from_numpy(y.transpose(0, 3, 1, 2).copy())
-  ref = model(tx, ty).reshape(-1)
-  (ref_grad,) = torch.autograd.grad(ref.sum(), tx)
-  ref = ref.detach().numpy()
-  ref_grad = ref_grad.numpy().transpose(0, 2, 3, 1)
-
+  ref, ref_grad = _official_value_and_grad(model, x, y)
   np.testing.assert_allclose(per_image, ref, rtol=1e-5)
   rel = np.linalg.norm(grad - ref_grad) / np.linalg.norm(ref_grad)
   print(f'{net}: max rel. value error {np.max(np.abs(per_image / ref - 1)):.1e}'
         f', rel. L2 gradient error {rel:.1e}')
   assert rel < 1e-4, rel
-  np.testing.assert_allclose(fast_values, ref, rtol=1e-5)
-  fast_rel = (np.linalg.norm(fast_grad[:2] - ref_grad[:2]) /
-              np.linalg.norm(ref_grad[:2]))
+  fast_ref, fast_ref_grad = _official_value_and_grad(model, fast_x, fast_y)
+  np.testing.assert_allclose(fast_values, fast_ref, rtol=1e-5)
+  fast_rel = (np.linalg.norm(fast_grad - fast_ref_grad) /
+              np.linalg.norm(fast_ref_grad))
   assert fast_rel < 1e-4, fast_rel

@@ -14,6 +14,8 @@ from gjscc_jax.winograd import transform_kernel, winograd_conv3x3
 
 DN = ('NHWC', 'HWIO', 'NHWC')
 SAME = ((1, 1), (1, 1))
+#: The fewest channels that conv2d sends to Winograd.
+C = conv2d_lib.WINOGRAD_MIN_CHANNELS
 
 
 @pytest.fixture(autouse=True)
@@ -92,8 +94,8 @@ def _has_convolution(fn, *args, platform='cpu'):
 
 
 def test_conv2d_takes_winograd_only_where_meant():
-  x = jnp.zeros((4, 32, 32, 64))          # 4 * 8 * 8 = 256 tiles
-  kernel = jnp.zeros((3, 3, 64, 64))
+  x = jnp.zeros((4, 32, 32, C))           # 4 * 8 * 8 = 256 tiles
+  kernel = jnp.zeros((3, 3, C, C))
   fwd = lambda x, k: same_conv2d(x, k)
   assert not _has_convolution(fwd, x, kernel)
   # Other platforms, full precision, bf16, few tiles, few channels, other
@@ -107,15 +109,16 @@ def test_conv2d_takes_winograd_only_where_meant():
   assert _has_convolution(fwd, x.astype(jnp.bfloat16),
                           kernel.astype(jnp.bfloat16))
   assert _has_convolution(fwd, x[:1], kernel)        # 64 tiles
-  assert _has_convolution(fwd, x[..., :32], kernel[:, :, :32])
-  assert _has_convolution(fwd, x, jnp.zeros((5, 5, 64, 64)))
+  assert _has_convolution(fwd, x[..., :C // 2], kernel[:, :, :C // 2])
+  assert _has_convolution(fwd, x, kernel[..., :C // 2])
+  assert _has_convolution(fwd, x, jnp.zeros((5, 5, C, C)))
 
 
 def test_conv2d_gradients_through_winograd():
   kx, kk, kg = jax.random.split(jax.random.PRNGKey(3), 3)
-  x = jax.random.normal(kx, (2, 45, 46, 64))  # 2 * 12 * 12 tiles, cropped
-  kernel = jax.random.normal(kk, (3, 3, 64, 72)) / 24
-  g = jax.random.normal(kg, (2, 45, 46, 72))
+  x = jax.random.normal(kx, (2, 45, 46, C))  # 2 * 12 * 12 tiles, cropped
+  kernel = jax.random.normal(kk, (3, 3, C, C + 8)) / np.sqrt(9 * C)
+  g = jax.random.normal(kg, (2, 45, 46, C + 8))
   assert not _has_convolution(lambda x, k: same_conv2d(x, k), x, kernel)
   got = jax.jit(lambda x, k, g: jax.vjp(same_conv2d, x, k)[1](g))(x, kernel, g)
   want = jax.vjp(_direct, x, kernel)[1](g)
@@ -127,8 +130,8 @@ def test_conv2d_gradients_through_winograd():
 
 def test_vmap_of_grad_through_winograd():
   kx, kk = jax.random.split(jax.random.PRNGKey(4))
-  x = jax.random.normal(kx, (3, 4, 32, 32, 64))
-  kernel = jax.random.normal(kk, (3, 3, 64, 64)) / 24
+  x = jax.random.normal(kx, (3, 4, 32, 32, C))
+  kernel = jax.random.normal(kk, (3, 3, C, C)) / np.sqrt(9 * C)
   loss = lambda x: jnp.sum(same_conv2d(x, kernel) ** 2)
   ref = lambda x: jnp.sum(_direct(x, kernel) ** 2)
   got = jax.jit(jax.vmap(jax.grad(loss)))(x)
@@ -144,8 +147,8 @@ def test_bad_kernel_is_named():
 
 
 def test_loop_invariant_kernels_lower_the_tile_threshold():
-  x = jnp.zeros((1, 16, 16, 64))          # 16 tiles
-  kernel = jnp.zeros((3, 3, 64, 64))
+  x = jnp.zeros((1, 16, 16, C))           # 16 tiles
+  kernel = jnp.zeros((3, 3, C, C))
   # A new function each time: jit caches traces per function, and the
   # context is read when tracing.
   fwd = lambda: (lambda x, k: same_conv2d(x, k))
