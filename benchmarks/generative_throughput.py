@@ -35,19 +35,13 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from benchmarks.matmul_peak import matmul_peaks  # noqa: E402 pylint: disable=wrong-import-position
+from benchmarks.matmul_peak import compiled_flops, matmul_peaks  # noqa: E402 pylint: disable=wrong-import-position
 
 
 def _timed(fn):
   t = time.perf_counter()
   fn()
   return time.perf_counter() - t
-
-
-def _flops(compiled):
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost.get("flops", float("nan")))
 
 
 def forward_split(scheme, params, batch):
@@ -76,7 +70,7 @@ def forward_split(scheme, params, batch):
   out = {}
   for name, (fn, arg) in parts.items():
     compiled = jax.jit(fn).lower(params, arg).compile()
-    out[name] = _flops(compiled) / batch / 1e9
+    out[name] = compiled_flops(compiled) / batch / 1e9
   return out
 
 
@@ -107,7 +101,7 @@ def train_step_benchmark(config, batch, repeats):
   t = time.perf_counter()
   compiled = fn.lower(state, images, jax.random.PRNGKey(2), frozen).compile()
   compile_s = time.perf_counter() - t
-  step_flops = _flops(compiled) / batch
+  step_flops = compiled_flops(compiled) / batch
   state, metrics = compiled(state, images, jax.random.PRNGKey(2), frozen)
   jax.block_until_ready(metrics)  # Warm-up.
   times = []

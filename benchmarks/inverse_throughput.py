@@ -62,6 +62,7 @@ from gjscc_jax.losses import lpips_weights
 from gjscc_jax.losses import PerceptualLoss
 from gjscc_jax.models import stylegan2
 from weights_convert.stylegan2 import official_to_variables
+from benchmarks.matmul_peak import compiled_flops
 from benchmarks.official_stylegan2 import random_official_generator
 
 TUNED_ALLOCATOR = ("glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold="
@@ -160,9 +161,7 @@ def flops_per_image(layered, variables, terms, frozen, config):
       compiled = jax.jit(jax.value_and_grad(
           loss, argnums=(0, 1, 2) if r else (0, 1))).lower(
               start.ws, start.noises, x, img, target).compile()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    total += steps * float(cost["flops"])
+    total += steps * compiled_flops(compiled)
   return total
 
 

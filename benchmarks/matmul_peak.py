@@ -3,6 +3,8 @@
 ``matmul_peaks()`` times an n x n fp32 matmul under XLA (jitted) and, when
 torch imports and is asked for, under PyTorch (MKL), interleaved so that a
 load burst hits both, and returns the best GFLOP/s of each.
+``compiled_flops(compiled)`` is XLA's FLOP count of a compiled program, the
+numerator of the rates set against it.
 """
 
 import time
@@ -32,3 +34,11 @@ def matmul_peaks(n=2048, repeats=5, with_torch=True):
       best[name] = min(best.get(name, float('inf')),
                        time.perf_counter() - start)
   return {name: 2 * n**3 / t / 1e9 for name, t in best.items()}
+
+
+def compiled_flops(compiled):
+  """FLOPs of one call of `compiled` (a ``jax.stages.Compiled``), per XLA's
+  cost analysis; NaN if the backend does not count them."""
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get('flops', float('nan')))

@@ -13,12 +13,11 @@ generator (default: 256x256, channel base 16384, batch 4):
 * the compiled FLOP count per image from XLA's cost analysis, and the achieved
   fraction of the machine's fp32 matmul peak, measured here with a jitted
   square matmul and with torch's (MKL) where it imports: against the best
-  of the two, and against XLA's own. On CPU our 3x3
-  convolutions with many tiles run as Winograd F(4x4, 3x3)
-  (`gjscc_jax.winograd`), which does fewer FLOPs than a direct convolution:
-  the table also gives the count of the same program with every convolution
-  direct (compiled at 'highest' precision), and the "effective" rate that
-  count implies.
+  of the two, and against XLA's own. On CPU our 3x3 convolutions with many
+  channels and tiles run as Winograd F(4x4, 3x3) (`gjscc_jax.winograd`),
+  which does fewer FLOPs than a direct convolution: the table also gives the
+  count of the same program with every convolution direct (compiled at
+  'highest' precision), and the "effective" rate that count implies.
 
 By default the script runs itself twice in subprocesses: with the default
 glibc allocator, and with::
@@ -52,7 +51,7 @@ TUNED_ALLOCATOR = ('glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold='
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from benchmarks.matmul_peak import matmul_peaks  # noqa: E402 pylint: disable=wrong-import-position
+from benchmarks.matmul_peak import compiled_flops, matmul_peaks  # noqa: E402 pylint: disable=wrong-import-position
 from benchmarks.official_stylegan2 import random_official_generator  # noqa: E402 pylint: disable=wrong-import-position
 
 
@@ -128,17 +127,15 @@ def our_peers(state, ws_np, args, info):
     t = time.perf_counter()
     compiled = jax.jit(fn).lower(*fargs).compile()
     info[f'ours_{name}_compile_s'] = time.perf_counter() - t
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    info[f'ours_{name}_gflop_per_image'] = cost['flops'] / ws.shape[0] / 1e9
+    info[f'ours_{name}_gflop_per_image'] = (
+        compiled_flops(compiled) / ws.shape[0] / 1e9)
     # The same program with every convolution direct (conv2d takes Winograd
     # only below 'highest' precision): the arithmetic a direct
     # implementation does, against which the achieved rate is "effective".
     with jax.default_matmul_precision('highest'):
-      direct = jax.jit(fn).lower(*fargs).compile().cost_analysis()
-    direct = direct[0] if isinstance(direct, (list, tuple)) else direct
+      direct = jax.jit(fn).lower(*fargs).compile()
     info[f'ours_{name}_direct_gflop_per_image'] = (
-        direct['flops'] / ws.shape[0] / 1e9)
+        compiled_flops(direct) / ws.shape[0] / 1e9)
     peers[f'ours_{name}'] = (
         lambda c=compiled, a=fargs: jax.block_until_ready(c(*a)))
   return peers
