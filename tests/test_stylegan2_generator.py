@@ -16,13 +16,13 @@ from gjscc_jax.models.stylegan2 import (Generator, layers, load_stylegan2,
 from gjscc_jax.models.stylegan2 import loading
 
 
-
 @pytest.fixture(autouse=True)
 def _highest_precision():
   """These tests compare against float64 references at full fp32 precision
   (scoped to this module, not the rest of the session)."""
   with jax.default_matmul_precision('highest'):
     yield
+
 
 CONFIG = dict(z_dim=16, w_dim=16, img_resolution=16, mapping_layers=2,
               channel_base=128, channel_max=16)
