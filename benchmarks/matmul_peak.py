@@ -2,7 +2,9 @@
 
 ``matmul_peaks()`` times an n x n fp32 matmul under XLA (jitted) and, when
 torch imports and is asked for, under PyTorch (MKL), interleaved so that a
-load burst hits both, and returns the best GFLOP/s of each.
+load burst hits both, and returns the best GFLOP/s of each; ``matmul_fns()``
+gives the same matmuls as callables, to time in the rounds of a benchmark
+itself.
 ``compiled_flops(compiled)`` is XLA's FLOP count of a compiled program, the
 numerator of the rates set against it.
 """
@@ -10,8 +12,13 @@ numerator of the rates set against it.
 import time
 
 
-def matmul_peaks(n=2048, repeats=5, with_torch=True):
-  """``{'jax': GFLOP/s[, 'torch': GFLOP/s]}``: best of `repeats` after a warm-up."""
+def matmul_fns(n=2048, with_torch=True):
+  """``{'jax': fn[, 'torch': fn]}``: blocking n x n fp32 matmuls.
+
+  For timing beside other peers (``2 n^3`` FLOPs a call, see
+  `matmul_gflops`), so that the yardstick sees the same machine conditions
+  as what it measures.
+  """
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
@@ -24,6 +31,17 @@ def matmul_peaks(n=2048, repeats=5, with_torch=True):
       fns['torch'] = lambda: torch.mm(t, t)
     except ImportError:
       pass
+  return fns
+
+
+def matmul_gflops(seconds, n=2048):
+  """GFLOP/s of one n x n matmul that took `seconds`."""
+  return 2 * n**3 / seconds / 1e9
+
+
+def matmul_peaks(n=2048, repeats=5, with_torch=True):
+  """``{'jax': GFLOP/s[, 'torch': GFLOP/s]}``: best of `repeats` after a warm-up."""
+  fns = matmul_fns(n, with_torch)
   best = {}
   for fn in fns.values():
     fn()  # Warm-up (compilation, allocator, caches).
@@ -33,7 +51,7 @@ def matmul_peaks(n=2048, repeats=5, with_torch=True):
       fn()
       best[name] = min(best.get(name, float('inf')),
                        time.perf_counter() - start)
-  return {name: 2 * n**3 / t / 1e9 for name, t in best.items()}
+  return {name: matmul_gflops(t, n) for name, t in best.items()}
 
 
 def compiled_flops(compiled):
