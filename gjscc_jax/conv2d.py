@@ -93,9 +93,10 @@ def _taller_output(x, kernel, padding, precision):
 #: the highest precision is asked for, when they have at least this many
 #: input and output channels and at least this many 4x4 output tiles
 #: (batch x tile rows x tile columns). With few channels the transforms'
-#: memory traffic outweighs the saved multiplies: measured in StyleGAN2's
-#: forward (256x256, batch 4), 64-channel layers on Winograd made it 15%
-#: slower (476 vs 410 ms), LPIPS and InverseJSCC were unchanged. The kernel
+#: memory traffic eats the saved multiplies: in StyleGAN2's forward (256x256,
+#: batch 4) 64-channel layers on Winograd were 15% slower while the input was
+#: padded whole, and no faster since (A/B 680 vs 683 ms median), so they keep
+#: the direct convolution and its rounding. The kernel
 #: transform costs 36 I O memory writes per call whatever the batch, so
 #: Winograd pays only once enough tiles share it: measured in-network, 32x32
 #: maps gain at batch 4 (256 tiles) and lose at batch 1 (64 tiles).
