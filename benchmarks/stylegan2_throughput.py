@@ -235,12 +235,18 @@ def _verdicts(r, batch):
     lines.append(f'- {name}: {1 / best:.2f}x the official code (medians: '
                  f'{1 / median:.2f}x); target >= {target}x: '
                  f"{'met' if 1 / best >= target else 'NOT met'}")
-  effective = (r['ours_fwd_direct_gflop_per_image'] * batch /
-               t['ours_fwd'][0])
-  fraction = effective / max(peaks.values())
+  # Best-of against best-of, and median against median: on a shared host
+  # the two can differ by 10 points.
+  fractions = []
+  for i in (0, 1):
+    effective = (r['ours_fwd_direct_gflop_per_image'] * batch /
+                 t['ours_fwd'][i])
+    peak = max(matmul_gflops(t[f'matmul_{k}'][i]) for k in peaks)
+    fractions.append((effective, peak, effective / peak))
+  (effective, peak, fraction), (_, _, median) = fractions
   lines.append(f'- fwd: {effective:.0f} GFLOP/s effective = {fraction:.0%} of '
-               f'the best matmul measured in the same rounds '
-               f'({max(peaks.values()):.0f}); target >= '
+               f'the best matmul measured in the same rounds ({peak:.0f}; '
+               f'medians: {median:.0%}); target >= '
                f"{PEAK_FRACTION_TARGET:.0%}: "
                f"{'met' if fraction >= PEAK_FRACTION_TARGET else 'NOT met'}")
   if 'image_rel_error_vs_official' in r:
