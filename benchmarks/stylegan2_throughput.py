@@ -297,6 +297,19 @@ def report(results, batch):
   return '\n'.join(lines)
 
 
+def _without_option(argv, name):
+  """`argv` without ``name VALUE`` or ``name=VALUE``."""
+  out, skip = [], False
+  for a in argv:
+    if skip:
+      skip = False
+    elif a == name:
+      skip = True
+    elif not a.startswith(name + '='):
+      out.append(a)
+  return out
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--resolution', type=int, default=256)
@@ -312,21 +325,20 @@ def main():
                  help='also time the official fused mode forward+backward')
   p.add_argument('--json', action='store_true', help=argparse.SUPPRESS)
   args = p.parse_args()
-  if args.allocator != 'both' or args.json:
-    result = run_once(args)
-    if args.json:
-      print('RESULT ' + json.dumps(result))
-    else:
-      print(report([result], args.batch))
+  if args.json:
+    print('RESULT ' + json.dumps(run_once(args)))
     return
+  # glibc reads GLIBC_TUNABLES only when a process starts, so every
+  # allocator (a single one too) gets a fresh process with it set.
   results = []
-  for allocator in ('default', 'tuned'):
+  for allocator in (('default', 'tuned') if args.allocator == 'both'
+                    else (args.allocator,)):
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep +
                os.environ.get('PYTHONPATH', ''))
     env.pop('GLIBC_TUNABLES', None)
     if allocator == 'tuned':
       env['GLIBC_TUNABLES'] = TUNED_ALLOCATOR
-    argv = [a for a in sys.argv[1:] if not a.startswith('--allocator')]
+    argv = _without_option(sys.argv[1:], '--allocator')
     cmd = [sys.executable, os.path.abspath(__file__), *argv, '--json',
            '--allocator', allocator]
     prefix = f'GLIBC_TUNABLES={TUNED_ALLOCATOR} ' if allocator == 'tuned' else ''
