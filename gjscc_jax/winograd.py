@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from gjscc_jax.interleave import interleave
+
 #: Output tile side (m) and input tile side (m + 3 - 1).
 TILE = 4
 _SPAN = TILE + 2
@@ -139,23 +141,13 @@ def _input_tiles(x: jax.Array) -> tuple[jax.Array, tuple[int, int]]:
 
 
 def _output_tiles(m: jax.Array, x_shape, tiles) -> jax.Array:
-  """``A^T M A``: (36, B*h*w, O) -> (B, H, W, O).
-
-  The 16 output planes are interleaved in two steps, four columns into rows
-  (a stack on an inner axis, a reshape) then four rows into the image. One
-  stack of all 16 and a 6-D transpose did the same moves in one XLA:CPU
-  fusion that ran at a third of memory speed: this output transform took
-  52 -> 31 ms at 4x256x256x64 and 22 -> 12 ms at 4x128x128x128 (tuned
-  allocator), with the same sums in the same order.
-  """
+  """``A^T M A``: (36, B*h*w, O) -> (B, H, W, O)."""
   b, height, width, _ = x_shape
   h, w = tiles
   out = m.shape[-1]
   m = m.reshape(_SPAN, _SPAN, b, h, w, out)
-  rows = [_combine(list(r), _OUTPUT_T) for r in _combine(list(m), _OUTPUT_T)]
-  image_rows = [jnp.stack(r, axis=3).reshape(b, h, w * TILE, out)
-                for r in rows]                       # 4 x (B, h, W, O)
-  y = jnp.stack(image_rows, axis=2).reshape(b, h * TILE, w * TILE, out)
+  y = interleave([_combine(list(r), _OUTPUT_T)             # 4 x 4 x (B, h,
+                  for r in _combine(list(m), _OUTPUT_T)])  # w, O)
   return y[:, :height, :width]
 
 

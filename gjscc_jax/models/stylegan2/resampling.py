@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from gjscc_jax.conv2d import conv2d
+from gjscc_jax.interleave import interleave
 
 
 def _taps(x, axis, n, offsets):
@@ -45,10 +46,7 @@ def _taps(x, axis, n, offsets):
 
 def interleave_2x2(y00, y01, y10, y11):
   """Interleaves four (B, H, W, C) phases: ``y[:, 2i + r, 2j + s] = y_rs``."""
-  b, h, w, c = y00.shape
-  rows0 = jnp.stack([y00, y01], axis=3).reshape(b, h, 2 * w, c)
-  rows1 = jnp.stack([y10, y11], axis=3).reshape(b, h, 2 * w, c)
-  return jnp.stack([rows0, rows1], axis=2).reshape(b, 2 * h, 2 * w, c)
+  return interleave([[y00, y01], [y10, y11]])
 
 
 def upsample_2x(x):
