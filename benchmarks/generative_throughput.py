@@ -77,8 +77,8 @@ def forward_split(scheme, params, batch):
 def train_step_benchmark(config, batch, repeats):
   import jax
   import jax.numpy as jnp
-  from experiments import train
-  from gjscc_jax.train import schemes
+  from gjscc_jax.train import loop as train
+  from gjscc_jax import schemes
   from gjscc_jax.train import step as step_lib
 
   config.batch_size = batch

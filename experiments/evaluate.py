@@ -19,8 +19,9 @@ from absl import flags
 import jax
 
 from gjscc_jax.evaluation import report
+from gjscc_jax import sharding
 from gjscc_jax.evaluation import runner
-from gjscc_jax.train import sharding
+from gjscc_jax.train import runs
 
 _RUNS = flags.DEFINE_multi_string(
     "run", [], "LABEL=WORKDIR of a training run; repeat for several runs.")
@@ -59,7 +60,7 @@ def main(argv):
   lpips = runner.lpips_metrics(_LPIPS.value)
   rows = []
   for label, workdir in runs:
-    config, scheme, params = runner.load_run(workdir, _STEP.value)
+    config, scheme, params = runs.load_run(workdir, _STEP.value)
     with config.unlocked():
       if _IMAGE_DIR.value:
         config.data.image_dir = _IMAGE_DIR.value

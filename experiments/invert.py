@@ -39,7 +39,7 @@ from ml_collections import config_flags
 
 from experiments import config_cli
 from gjscc_jax.inverse import batch_run
-from gjscc_jax.train import sharding
+from gjscc_jax import sharding
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config: NAME[:ARG] from experiments/configs/, or a path.",

@@ -364,6 +364,17 @@ def bandwidth_ratio(image_shape, latent_shape) -> float:
   return (_prod(latent_shape[-3:]) // 2) / n
 
 
+def bcr_of_latent_channels(latent_channels: int, downsampling: int = 16,
+                           image_channels: int = 3) -> fractions.Fraction:
+  """Bandwidth ratio of `C` latent channels at `d`-times downsampling.
+
+  `rho = C / (2 * image_channels * d^2)` (`C / 1536` at `d = 16`), exactly,
+  independently of the resolution; the inverse of `latent_channels_for_bcr`.
+  """
+  return fractions.Fraction(latent_channels,
+                            2 * image_channels * downsampling**2)
+
+
 def latent_channels_for_bcr(rho: Ratio, downsampling: int = 16,
                             image_channels: int = 3) -> int:
   """Latent channels `C` giving bandwidth ratio `rho` at a downsampling factor.
@@ -384,7 +395,7 @@ def latent_channels_for_bcr(rho: Ratio, downsampling: int = 16,
     ValueError: if `rho` needs a non-integer or odd `C` at this downsampling.
   """
   rho = parse_ratio(rho)
-  per_channel = fractions.Fraction(1, 2 * image_channels * downsampling**2)
+  per_channel = bcr_of_latent_channels(1, downsampling, image_channels)
   channels = rho / per_channel
   if channels.denominator != 1 or channels.numerator % 2:
     below = max(2, 2 * int(channels // 2))

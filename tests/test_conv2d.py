@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from gjscc_jax import conv2d as conv2d_lib
-from gjscc_jax.conv2d import conv2d, same_conv2d
+from gjscc_jax.ops import conv2d as conv2d_lib
+from gjscc_jax.ops.conv2d import conv2d, same_conv2d
 
 DN = ('NHWC', 'HWIO', 'NHWC')
 

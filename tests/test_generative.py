@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from experiments.configs import generative_ffhq
-from gjscc_jax.models import generative_synthesis
+from gjscc_jax.models.generative import synthesis as generative_synthesis
 from gjscc_jax.models.stylegan2 import synthesis as stylegan2_synthesis
-from gjscc_jax.train import schemes
+from gjscc_jax import schemes
 
 # A tiny variant of the demo: 16x16 images, 4x downsampling (4x4 latents),
 # narrow networks; every jitted function compiles in seconds on a CPU.

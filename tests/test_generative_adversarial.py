@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from gjscc_jax.models import stylegan2_discriminator as disc_lib
-from gjscc_jax.train import schemes
+from gjscc_jax import schemes
+from gjscc_jax.models.stylegan2 import discriminator as disc_lib
+from gjscc_jax.models.stylegan2 import resampling
 from tests.test_generative import RES, init_key, tiny_config
 
 
@@ -61,7 +62,7 @@ def test_discriminator_matches_the_official_one():
 
 def test_fir_downsampling_preserves_constants_and_halves_the_size():
   x = jnp.full((1, 8, 8, 2), 3.0)
-  y = disc_lib.fir_lowpass(x, 1, stride=2)  # The 1x1-skip path's filter.
+  y = resampling.fir_lowpass(x, 1, stride=2)  # The 1x1-skip path's filter.
   assert y.shape == (1, 4, 4, 2)
   np.testing.assert_allclose(y[:, 1:-1, 1:-1], 3.0)  # Interior: mean kept.
   np.testing.assert_allclose(y[:, 0, 0], 3.0 * (7 / 8) ** 2)  # Zero padding.

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from experiments import train
+from gjscc_jax.train import loop as train
 from gjscc_jax.models import stylegan2
-from gjscc_jax.train import schemes
-from gjscc_jax.train import sharding
+from gjscc_jax import schemes
+from gjscc_jax import sharding
 from gjscc_jax.train import step as step_lib
 from tests import _helpers
 from tests.test_generative import (RES, changes, init_key,  # noqa: F401

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gjscc_jax.interleave import interleave
+from gjscc_jax.ops.interleave import interleave
 
 
 @pytest.mark.parametrize('k', [1, 2, 3, 4])

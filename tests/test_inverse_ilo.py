@@ -20,7 +20,7 @@ from gjscc_jax.inverse import ilo
 from gjscc_jax.inverse import projections
 from gjscc_jax.inverse import search
 from gjscc_jax.losses import PerceptualLoss
-from gjscc_jax.train import sharding
+from gjscc_jax import sharding
 
 RES = 16
 

@@ -24,16 +24,17 @@ import pytest
 
 from experiments.configs import deepjscc_ffhq
 from experiments.configs import inverse_ffhq
+from gjscc_jax import faults
 from gjscc_jax import metrics
 from gjscc_jax import pixels
-from gjscc_jax.evaluation import runner
+from gjscc_jax import schemes
 from gjscc_jax.inverse import batch_run
 from gjscc_jax.inverse import forward_operators
 from gjscc_jax.inverse import outputs
 from gjscc_jax.inverse import work
 from gjscc_jax.losses import PerceptualLoss
 from gjscc_jax.train import checkpointing
-from gjscc_jax.train import schemes
+from gjscc_jax.train import runs
 from gjscc_jax.train import step as step_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -194,7 +195,7 @@ def test_rerun_with_other_settings_is_refused(setting, first_run):
 def test_killed_run_is_completed_by_a_rerun(setting, first_run):
   output_dir = setting[0] / "killed"
   proc = _run_cli(_flags(setting, output_dir),
-                  {batch_run.KILL_ENV: "1"})
+                  {faults.KILL_AFTER_BATCHES: "1"})
   log, _ = proc.communicate(timeout=600)
   assert proc.returncode == -9, log
   done = _records(output_dir)
@@ -243,7 +244,7 @@ def test_two_processes_split_the_images(setting, first_run):
 
 
 def test_deepjscc_operator_is_the_frozen_chain(setting):
-  _, scheme, params = runner.load_run(setting[2])
+  _, scheme, params = runs.load_run(setting[2])
   terms = {noise: forward_operators.DataTerms(
       "deepjscc", PerceptualLoss(check_inputs=False), generator_resolution=
       2 * RES, image_resolution=RES, channel_noise=noise,

@@ -88,10 +88,3 @@ def test_upsample_conv_2x_rejects_other_kernel_sizes():
   with pytest.raises(ValueError, match='3x3 kernel'):
     resampling.upsample_conv_2x(np.zeros((1, 2, 2, 1), np.float32),
                                 np.zeros((1, 1, 1, 1), np.float32))
-
-
-def test_interleave_2x2_layout():
-  phases = [np.full((1, 2, 2, 1), v, np.float32) for v in range(4)]
-  got = np.asarray(resampling.interleave_2x2(*phases))[0, :, :, 0]
-  np.testing.assert_array_equal(got[:2, :2], [[0, 1], [2, 3]])
-  np.testing.assert_array_equal(got[2:, 2:], [[0, 1], [2, 3]])

@@ -14,8 +14,8 @@ import pytest
 
 from experiments import config_cli
 from experiments.configs import deepjscc_ffhq
-from gjscc_jax.train import schemes
-from gjscc_jax.train import sharding
+from gjscc_jax import schemes
+from gjscc_jax import sharding
 from gjscc_jax.train import step as step_lib
 from tests._helpers import restored_params
 
@@ -60,7 +60,7 @@ def tfds_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, tfds_dir):
   """Two training steps of the (tiny) demo config, with the SNR sweep at the end."""
-  from experiments import train
+  from gjscc_jax.train import loop as train
   workdir = str(tmp_path_factory.mktemp("demo_run"))
   config = tiny_config(tfds_dir, total_steps=2, checkpoint_every=2)
   state = train.train(config, workdir)
@@ -115,9 +115,9 @@ def test_evaluate_cli_puts_runs_on_one_plot(demo_run, tmp_path):
 
 
 def test_evaluate_rejects_a_directory_that_is_not_a_run(tmp_path):
-  from gjscc_jax.evaluation import runner
+  from gjscc_jax.train import runs
   with pytest.raises(FileNotFoundError, match="not a training run"):
-    runner.load_run(str(tmp_path))
+    runs.load_run(str(tmp_path))
 
 
 def test_resume_after_kill_gives_identical_parameters(tmp_path, tfds_dir):
@@ -145,7 +145,7 @@ def test_resume_after_kill_gives_identical_parameters(tmp_path, tfds_dir):
 
 def test_non_finite_loss_stops_with_error_and_keeps_last_checkpoint(
     demo_run, tmp_path, tfds_dir):
-  from experiments import train
+  from gjscc_jax.train import loop as train
   workdir = str(tmp_path / "run")
   shutil.copytree(demo_run[0], workdir)  # A good run with a step-2 checkpoint.
   _, params_before = restored_params(workdir)
@@ -163,7 +163,7 @@ def test_non_finite_loss_stops_with_error_and_keeps_last_checkpoint(
 
 def _two_steps(config, mesh):
   """Params and losses after two train steps on `mesh` (fixed batches)."""
-  from experiments import train
+  from gjscc_jax.train import loop as train
   scheme = schemes.build_scheme(config)
   loss, frozen = train.build_loss(config)
   tx, _ = scheme.make_optimizer(config.total_steps)

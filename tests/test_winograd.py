@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from jax import lax
 
-from gjscc_jax import conv2d as conv2d_lib
-from gjscc_jax.conv2d import same_conv2d
-from gjscc_jax.winograd import transform_kernel, winograd_conv3x3
+from gjscc_jax.ops import conv2d as conv2d_lib
+from gjscc_jax.ops.conv2d import same_conv2d
+from gjscc_jax.ops.winograd import transform_kernel, winograd_conv3x3
 
 DN = ('NHWC', 'HWIO', 'NHWC')
 SAME = ((1, 1), (1, 1))

@@ -1,52 +1,16 @@
-"""Evaluating trained runs: load a run directory, sweep it, write the report."""
+"""Evaluating a trained scheme: sweep it over SNRs, write the report.
 
-import json
+Runs are loaded with `gjscc_jax.train.runs.load_run`.
+"""
+
 import os
 
 from absl import logging
 import jax
-import ml_collections
 
 from gjscc_jax import data as data_lib
 from gjscc_jax.evaluation import report
 from gjscc_jax.evaluation import sweep as sweep_lib
-from gjscc_jax.train import checkpointing
-from gjscc_jax.train import schemes
-from gjscc_jax.train import step as step_lib
-
-
-def load_run(workdir, step=None):
-  """(config, scheme, params) of the training run in `workdir`.
-
-  Raises clear errors when the directory is not a training run, or when its
-  checkpoint does not fit the config it was written with.
-  """
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(
-        f"{workdir!r} is not a training run directory: it has no config.json. "
-        "Pass the --workdir given to python -m experiments.train.")
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  scheme = schemes.build_scheme(config)
-  tx, _ = scheme.make_optimizer(config.total_steps)
-  res = config.data.resolution
-  dummy = jax.ShapeDtypeStruct((1, res, res, 3), "float32")
-  abstract = jax.eval_shape(
-      lambda k, x: step_lib.create_train_state(scheme.init(k, x), tx, k),
-      jax.random.PRNGKey(0), dummy)
-  repl = jax.sharding.NamedSharding(
-      jax.make_mesh((jax.device_count(),), ("d",),
-                    axis_types=(jax.sharding.AxisType.Auto,)), jax.sharding.PartitionSpec())
-  abstract = checkpointing.abstract_with_shardings(
-      abstract, jax.tree.map(lambda _: repl, abstract))
-  try:
-    params = checkpointing.restore_params(workdir, abstract, step)
-  except (ValueError, KeyError, TypeError) as e:
-    raise ValueError(
-        f"The checkpoint in {workdir!r} does not match its config.json "
-        f"(scheme {config.scheme!r}): {e}") from e
-  return config, scheme, params
 
 
 def lpips_metrics(nets):

@@ -14,7 +14,7 @@ import numpy as np
 
 from gjscc_jax import metrics as metrics_lib
 from gjscc_jax import pixels
-from gjscc_jax.train import sharding as sharding_lib
+from gjscc_jax import sharding as sharding_lib
 
 @dataclasses.dataclass
 class SweepResult:

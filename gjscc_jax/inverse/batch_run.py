@@ -10,11 +10,9 @@ to write the summary, plots and grids.
 
 Fault injection (tests): with `GJSCC_FAULT_KILL_AFTER_BATCHES=n` in the
 environment, the process SIGKILLs itself right after writing `n` batches,
-as a pre-empted job would die.
+as a pre-empted job would die (`gjscc_jax.faults`).
 """
 
-import os
-import signal
 import time
 
 from absl import logging
@@ -22,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gjscc_jax import faults
+from gjscc_jax import sharding
 from gjscc_jax.inverse import forward_operators
 from gjscc_jax.inverse import generator as generator_lib
 from gjscc_jax.inverse import ilo
@@ -30,9 +30,8 @@ from gjscc_jax.inverse import pipeline
 from gjscc_jax.inverse import report as inverse_report
 from gjscc_jax.inverse import work
 from gjscc_jax.losses import PerceptualLoss
-from gjscc_jax.train import sharding
+from gjscc_jax.train import runs
 
-KILL_ENV = "GJSCC_FAULT_KILL_AFTER_BATCHES"
 RANDOM_PRIOR_WARNING = (
     "No generator_weights: using a small RANDOMLY INITIALISED StyleGAN2. A "
     "random prior knows nothing about images; this run only demonstrates the "
@@ -51,13 +50,12 @@ def _local_replicated(tree, mesh):
 
 def load_deepjscc(config):
   """(run config, scheme, params) of the DeepJSCC run to transmit with."""
-  from gjscc_jax.evaluation import runner  # pylint: disable=import-outside-toplevel
   if not config.deepjscc_checkpoint:
     raise ValueError(
         "Set --config.deepjscc_checkpoint to the --workdir of a DeepJSCC run "
         "(python -m experiments.train --config=deepjscc_ffhq ...); the "
         "inverse_ffhq:demo config trains a tiny one if it is unset.")
-  return runner.load_run(config.deepjscc_checkpoint, config.deepjscc_step)
+  return runs.load_run(config.deepjscc_checkpoint, config.deepjscc_step)
 
 
 def load_generator(config):
@@ -192,7 +190,6 @@ def run(config):
     print(f"{len(mine) - len(todo)} of {len(mine)} image-SNR pairs already "
           f"done; {len(todo)} to go on process 0 of {jax.process_count()}.",
           flush=True)
-  kill_after = int(os.environ.get(KILL_ENV, "-1"))
   bar = inverse_report.progress_bar(len(todo))
   pending, written = None, 0
   t0 = time.perf_counter()
@@ -207,8 +204,7 @@ def run(config):
       _write_batch(store, source, *pending)
       written += 1
       bar.update(int(pending[1].sum()))
-      if written == kill_after:
-        os.kill(os.getpid(), signal.SIGKILL)
+      faults.maybe_kill(faults.KILL_AFTER_BATCHES, written)
     pending = (chunk, mask, out)
   if pending is not None:
     _write_batch(store, source, *pending)

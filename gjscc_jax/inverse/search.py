@@ -16,29 +16,20 @@ of one image, `ilo.round_step` etc., vmapped over the batch):
   read back, so the host never waits on the devices inside the search; the
   state buffers are donated from step to step.
 
-`'auto'` picks `'scan'`, on CPU too. XLA:CPU (jaxlib 0.10) runs a
-convolution whose kernel has its feature dimensions swapped, which is what
-autodiff emits for every input gradient, about 6x slower inside a while
-loop than outside one; that once made `'stepwise'` the faster form on CPU.
-The convolutions of StyleGAN2, LPIPS (`gjscc_jax.conv2d.conv2d`) and
-DeepJSCC (`gjscc_jax.conv2d.conv_general_dilated`) now transpose their
-kernels explicitly in their custom gradients. Inside the scan those
-transposes, and the Winograd kernel transforms of `gjscc_jax.winograd`,
-depend only on frozen weights and are hoisted out of the loop, whereas a
-stepwise program redoes them every step. Measured at 256x256, steps
-(2, 2, 2, 2), on the 2-core development CPU
-(benchmarks/inverse_throughput.py and the same search with A = deepjscc,
-Tung architecture, 256 filters): A = identity, batch 1, 4.2 s per call with
-'scan' vs 5.4 s stepwise; batch 4, 18.4 vs 22.1 s; A = deepjscc, batch 1,
-18.8 vs 21.7 s (65.5 s with 'scan' before DeepJSCC's convolutions were
-changed). `'stepwise'` stays available (smaller programs, faster compiles).
+`'auto'` picks `'scan'` on every backend: inside the scan the networks are
+frozen, so the kernel transposes of the custom convolution gradients and
+the Winograd kernel transforms (`gjscc_jax.ops.conv2d`) are hoisted out of
+the loop, where a stepwise program redoes them every step; the comparison
+is `benchmarks/inverse_throughput.py --loop stepwise`. `'stepwise'` stays
+available (smaller programs, faster compiles).
 """
 
 import jax
 import jax.numpy as jnp
 
-from gjscc_jax import conv2d
+from gjscc_jax import sharding
 from gjscc_jax.inverse import ilo
+from gjscc_jax.ops import conv2d
 
 LOOPS = ("auto", "scan", "stepwise")
 
@@ -61,7 +52,7 @@ def batch_inverter(generator, config, objective):
 
   def search_batch(frozen, targets, keys):
     # The networks are frozen across the scan: Winograd kernel transforms
-    # are loop-invariant (gjscc_jax.conv2d).
+    # are loop-invariant (gjscc_jax.ops.conv2d).
     with conv2d.loop_invariant_kernels():
       return batched(frozen, targets, keys)
   return search_batch
@@ -71,7 +62,6 @@ def jit_batched(mesh, fn, in_batched, donate=()):
   """jit; with a mesh, batched args/outputs split over it, others replicated."""
   if mesh is None:
     return jax.jit(fn, donate_argnums=donate)
-  from gjscc_jax.train import sharding  # pylint: disable=import-outside-toplevel
   batch, repl = sharding.batch_sharding(mesh), sharding.replicated(mesh)
   return jax.jit(fn, in_shardings=tuple(batch if b else repl
                                         for b in in_batched),
@@ -126,7 +116,7 @@ def inverter(generator, config, objective, mesh=None, loop="auto"):
     generator: A `LayeredGenerator`.
     config: An `ILOConfig`.
     objective: The data terms, as for `ilo.invert_one`.
-    mesh: Optional device mesh (`gjscc_jax.train.sharding.make_mesh`); the
+    mesh: Optional device mesh (`gjscc_jax.sharding.make_mesh`); the
       batch size must then be a multiple of its device count.
     loop: 'auto', 'scan' or 'stepwise'.
   """

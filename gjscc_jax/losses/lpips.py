@@ -23,11 +23,11 @@ Precision: with ``dtype=jnp.bfloat16`` the backbone convolutions run in
 bfloat16, while the taps are cast to float32 before the normalisation, the
 differences and every sum, so the distance is accumulated in float32.
 
-Speed (the loss is the inner loop of InverseJSCC): VGG's 2x2 max-pool is a
-reshape + max with a hand-written gradient (much cheaper than XLA's
-select-and-scatter, same tie-breaking), and the features of a fixed target can
-be computed once (`LPIPS.features`) and reused for every optimisation step
-(`LPIPS.distance`).
+The features of a fixed target can be computed once (`LPIPS.features`) and
+reused for every optimisation step (`LPIPS.distance`): InverseJSCC's inner
+loop does. The convolutions, VGG's 2x2 max-pool and the ReLU come from
+`gjscc_jax.ops` (platform-specific forms with the same values and
+gradients).
 """
 
 from typing import Any, NamedTuple, Sequence
@@ -36,14 +36,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gjscc_jax.conv2d import same_conv2d
+from gjscc_jax.ops.conv2d import square_conv
+from gjscc_jax.ops.elementwise import relu
+from gjscc_jax.ops.pooling import max_pool_2x2
 
 #: Scaling layer of LPIPS v0.1: ``(img - SHIFT) / SCALE`` for [-1, 1] images.
 SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
 #: Added to the feature norm (outside the square root), as in ``lpips``.
 NORM_EPS = 1e-10
-
 
 
 class ConvLayer(NamedTuple):
@@ -135,49 +136,6 @@ def min_image_size(net: str) -> int:
   return size
 
 
-@jax.custom_vjp
-def _max_pool_2x2_even(x: jax.Array) -> jax.Array:
-  b, h, w, c = x.shape
-  return jnp.max(x.reshape(b, h // 2, 2, w // 2, 2, c), axis=(2, 4))
-
-
-def _max_pool_2x2_fwd(x):
-  y = _max_pool_2x2_even(x)
-  return y, (x, y)
-
-
-def _max_pool_2x2_bwd(residuals, g):
-  """Routes each cotangent to the *first* maximum of its window (row-major),
-  as PyTorch's and XLA's max-pool gradients do."""
-  x, y = residuals
-  b, h, w, c = x.shape
-  windows = x.reshape(b, h // 2, 2, w // 2, 2, c)
-  taken = jnp.zeros(g.shape, bool)
-  parts = []
-  for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)):
-    hit = (windows[:, :, i, :, j] == y) & ~taken
-    taken = taken | hit
-    parts.append(jnp.where(hit, g, jnp.zeros_like(g)))
-  top = jnp.stack(parts[:2], axis=3)
-  bottom = jnp.stack(parts[2:], axis=3)
-  return (jnp.stack([top, bottom], axis=2).reshape(x.shape),)
-
-
-_max_pool_2x2_even.defvjp(_max_pool_2x2_fwd, _max_pool_2x2_bwd)
-
-
-def max_pool_2x2(x: jax.Array) -> jax.Array:
-  """2x2 max-pool with stride 2 (odd last row/column dropped, as PyTorch).
-
-  Same values and gradient as ``nn.max_pool(x, (2, 2), (2, 2))`` (ties send
-  the gradient to the first maximum of the window, like PyTorch), but written
-  as a reshape + max with a hand-written gradient of compares and selects:
-  about 7x faster on CPU than XLA's select-and-scatter.
-  """
-  _, h, w, _ = x.shape
-  return _max_pool_2x2_even(x[:, :h - h % 2, :w - w % 2, :])
-
-
 def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
   """3x3 max-pool with stride 2, no padding, floor mode (AlexNet's pool)."""
   return nn.max_pool(x, (3, 3), strides=(2, 2), padding='VALID')
@@ -194,29 +152,10 @@ def normalize_channels(features: jax.Array, eps: float = NORM_EPS) -> jax.Array:
   return features * (1.0 / (norm + eps))  # one divide per position
 
 
-#: Feature maps with at most this many positions are convolved as one matmul
-#: of im2col patches (see `Conv`).
-SMALL_MAP_POSITIONS = 64
-
-
-def _conv_as_matmul(x: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
-  """Stride-1 convolution of a small map as a single im2col matmul."""
-  k = kernel.shape[0]
-  _, h, w, c = x.shape
-  x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-  h_out, w_out = h + 2 * padding - k + 1, w + 2 * padding - k + 1
-  patches = jnp.concatenate([x[:, i:i + h_out, j:j + w_out, :]
-                             for i in range(k) for j in range(k)], axis=-1)
-  return patches @ kernel.reshape(k * k * c, -1)  # HWIO rows: (i, j, c)
-
-
 class Conv(nn.Module):
   """Square convolution + bias, NHWC/HWIO, parameters ``kernel`` and ``bias``.
 
-  Maps of at most `SMALL_MAP_POSITIONS` positions (VGG's last blocks for
-  images below 128 px) use one im2col matmul: 2-3x faster there on CPU, and
-  it avoids an XLA:CPU pathology for maps smaller than the kernel (XLA swaps
-  the operands of a 3x3 convolution of a 2x2 map and runs it 200x slower).
+  Computed by `gjscc_jax.ops.conv2d.square_conv`.
 
   Attributes:
     features: Output channels.
@@ -239,27 +178,7 @@ class Conv(nn.Module):
     bias = self.param('bias', nn.initializers.zeros, (self.features,),
                       jnp.float32)
     x, kernel, bias = (a.astype(self.dtype) for a in (x, kernel, bias))
-    if self.stride == 1 and x.shape[1] * x.shape[2] <= SMALL_MAP_POSITIONS:
-      y = _conv_as_matmul(x, kernel, self.padding)
-    elif self.stride == 1 and 2 * self.padding + 1 == k:
-      y = same_conv2d(x, kernel)
-    else:
-      pad = (self.padding, self.padding)
-      y = jax.lax.conv_general_dilated(
-          x, kernel, (self.stride, self.stride), (pad, pad),
-          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    return y + bias
-
-
-def relu(x: jax.Array) -> jax.Array:
-  """``max(x, 0)`` written as a select.
-
-  Same values and gradient as ``jax.nn.relu`` (0 at 0). On CPU, XLA hands
-  ``maximum(conv + bias, 0)`` to its YNNPACK fusions, which materialise the
-  zero and the bias as full-size tensors; with a select the bias add and the
-  ReLU stay in a loop fusion that broadcasts for free (~4% of a VGG step).
-  """
-  return jnp.where(x > 0, x, jnp.zeros_like(x))
+    return square_conv(x, kernel, self.stride, self.padding) + bias
 
 
 def tap_distance(fx: jax.Array, fy: jax.Array, lin: jax.Array) -> jax.Array:

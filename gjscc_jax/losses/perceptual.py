@@ -214,11 +214,6 @@ class PerceptualLoss:
     fy = target.features
     if fy is None:
       fy = self._features(params, target.images)
-      # Finish the target's backbone pass before the input's starts, so the
-      # two passes do not compete for the cores and caches. XLA:CPU (jaxlib
-      # 0.10.2) drops optimization barriers early in compilation (none is
-      # left in the compiled HLO), so only other backends keep this order.
-      fy, x = jax.lax.optimization_barrier((fy, x))
     return self.model.apply(self._frozen(params), self._features(params, x),
                             fy, method=lpips_lib.LPIPS.distance)
 

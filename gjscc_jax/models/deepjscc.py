@@ -116,9 +116,28 @@ class TungDecoder(nn.Module):
     return _squash(x)
 
 
-def bandwidth_ratio(latent_channels, downsampling) -> fractions.Fraction:
-  """`rho = C / (6 d^2)` complex channel uses per source dimension."""
-  return fractions.Fraction(latent_channels, 6 * downsampling**2)
+def validate_encoder(arch, latent_channels, downsampling):
+  """Raises a ValueError naming the option if an encoder setting is invalid.
+
+  Args:
+    arch: `'tung'` or `'small'`.
+    latent_channels: `C`, a positive even number (pairs form symbols).
+    downsampling: `d`, a power of two >= 2; 16 for `'tung'`.
+  """
+  if arch not in ARCHS:
+    raise ValueError(f"arch={arch!r} is not supported; use one of {ARCHS}.")
+  if latent_channels < 2 or latent_channels % 2:
+    raise ValueError(
+        f"latent_channels={latent_channels}: pairs of latent channels form "
+        "complex symbols, so it must be a positive even number.")
+  if downsampling < 2 or downsampling & (downsampling - 1):
+    raise ValueError(
+        f"downsampling={downsampling} must be a power of two >= 2 (one "
+        "stride-2 stage per factor of two).")
+  if arch == "tung" and downsampling != 16:
+    raise ValueError(
+        f"arch='tung' has a fixed 16x layout; got downsampling={downsampling}. "
+        "Use downsampling=16, or arch='small' for other factors.")
 
 
 def snr_per_image(snr_db, batch):
@@ -226,28 +245,14 @@ class DeepJSCC(nn.Module):
                                   self.dtype)
 
   def _validate(self):
-    if self.arch not in ARCHS:
-      raise ValueError(
-          f"arch={self.arch!r} is not supported; use one of {ARCHS}.")
+    validate_encoder(self.arch, self.latent_channels, self.downsampling)
     channel_lib.validate_options(self.channel, self.fading, self.equalization)
-    if self.latent_channels < 2 or self.latent_channels % 2:
-      raise ValueError(
-          f"latent_channels={self.latent_channels}: pairs of latent channels "
-          "form complex symbols, so it must be a positive even number.")
-    d = self.downsampling
-    if d < 2 or d & (d - 1):
-      raise ValueError(
-          f"downsampling={d} must be a power of two >= 2 (one stride-2 stage "
-          "per factor of two).")
-    if self.arch == "tung" and d != 16:
-      raise ValueError(
-          f"arch='tung' has a fixed 16x layout; got downsampling={d}. Use "
-          "downsampling=16, or arch='small' for other factors.")
 
   @property
   def bandwidth_ratio(self) -> fractions.Fraction:
     """`rho = C / (6 d^2)` complex channel uses per source dimension."""
-    return bandwidth_ratio(self.latent_channels, self.downsampling)
+    return channel_lib.bcr_of_latent_channels(self.latent_channels,
+                                              self.downsampling)
 
   def _snr_vector(self, snr_db, batch):
     if snr_db is None:

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from gjscc_jax import conv2d
+from gjscc_jax.ops import conv2d
 from gjscc_jax.models.gdn import GDN
 
 Dtype = Any

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gjscc_jax import channel as channel_lib
 from gjscc_jax import pixels
 
 
@@ -50,7 +51,7 @@ def make_train_step(scheme, loss, tx, train_snr_db, schedule=None):
   """Builds `train_step(state, batch, key, frozen) -> (state, metrics)`.
 
   Args:
-    scheme: A `schemes.Scheme`.
+    scheme: A `gjscc_jax.schemes.Scheme`.
     loss: `loss(frozen['lpips'], reconstruction, target) -> (value, aux)`, e.g.
       a `gjscc_jax.losses.PerceptualLoss`.
     tx: The optax transformation.
@@ -62,7 +63,6 @@ def make_train_step(scheme, loss, tx, train_snr_db, schedule=None):
     holds parameters that are used but never trained (LPIPS weights): passed
     as an argument, so they are neither jit constants nor optimiser state.
   """
-  from gjscc_jax import channel as channel_lib
   low, high = train_snr_db
 
   def train_step(state, batch, key, frozen):
@@ -84,7 +84,7 @@ def make_train_step(scheme, loss, tx, train_snr_db, schedule=None):
     params = optax.apply_updates(state.params, updates)
     finite = jnp.isfinite(value) & _all_finite(grads)
     # One conditional rather than a select per leaf: the same result, but a
-    # per-leaf jnp.where(finite, ...) makes XLA compile the step ~3x slower
+    # per-leaf jnp.where(finite, ...) makes XLA compile the step much slower
     # (every output then depends on the global finiteness reduction).
     params, opt_state = jax.lax.cond(
         finite, lambda: (params, opt_state),

@@ -1,8 +1,10 @@
 """StyleGAN2 (Karras et al. 2020) in Flax, numerically matching NVIDIA's code.
 
-Modules: `resampling` (FIR up-sampling), `layers` (equalised-lr dense,
-modulated conv, ToRGB), `mapping`, `synthesis` (block/layer indexing and
-partial runs), `generator`, `loading` (converted-weights directories).
+Modules: `resampling` (FIR up- and down-sampling), `layers` (equalised-lr
+dense, modulated conv, ToRGB), `mapping`, `synthesis` (block/layer indexing
+and partial runs), `generator`, `loading` (converted-weights directories),
+`discriminator` (the residual discriminator and GAN losses of
+GenerativeJSCC's adversarial ablation).
 """
 
 from gjscc_jax.models.stylegan2.generator import (CONFIG_FIELDS, Generator,

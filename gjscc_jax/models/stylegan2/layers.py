@@ -14,11 +14,11 @@ channels by the style, run one ordinary convolution shared by the whole batch,
 scale the output channels by the demodulation coefficients. The coefficients
 come from the squared styles times the summed squared kernel, so no per-sample
 3x3 kernel is ever built; the convolution stays an ordinary batched
-convolution under `jax.jit`, `jax.vmap` and `jax.grad` (grouped convolutions,
-the "fused" per-sample form, are ~4x slower forward and ~30x slower backward
-on XLA:CPU). 1x1 kernels (ToRGB) are the exception: their per-sample
-modulated weights are tiny, and one batched matmul saves a pass over the
-activations.
+convolution under `jax.jit`, `jax.vmap` and `jax.grad` on every backend (the
+"fused" per-sample form is a grouped convolution, which XLA:CPU runs far
+slower, forward and backward). 1x1 kernels (ToRGB) are the exception: their
+per-sample modulated weights are tiny, and one batched matmul saves a pass
+over the activations.
 """
 
 from typing import Any
@@ -29,7 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from gjscc_jax.conv2d import same_conv2d
+from gjscc_jax.ops.conv2d import same_conv2d
+from gjscc_jax.ops.elementwise import scaled_leaky_relu
+from gjscc_jax.ops.elementwise import sum_leading_axes
 from gjscc_jax.models.stylegan2 import resampling
 
 #: Slope of StyleGAN2's leaky ReLU and its default gain.
@@ -57,11 +59,7 @@ def bias_act(x, bias=None, *, activation='linear', gain=None, clamp=None):
     x = x + bias.astype(x.dtype)
   if activation == 'lrelu':
     gain = LRELU_GAIN if gain is None else gain
-    # The gain is folded into both branches of one select: a separate
-    # multiply by a constant becomes a materialised full-size broadcast
-    # inside XLA:CPU's library fusions of the backward pass.
-    x = jnp.where(x >= 0, x * jnp.asarray(gain, x.dtype),
-                  x * jnp.asarray(LRELU_SLOPE * gain, x.dtype))
+    x = scaled_leaky_relu(x, LRELU_SLOPE, gain)
   elif activation != 'linear':
     raise ValueError(f"activation must be 'linear' or 'lrelu', got "
                      f'{activation!r}')
@@ -113,11 +111,7 @@ def demodulation_coefficients(kernel, styles):
   Returns:
     (..., O) coefficients, float32.
   """
-  squares = jnp.square(kernel.astype(jnp.float32))
-  # Summing the k*k taps as explicit slices keeps this an elementwise fusion;
-  # a reduction over the two major axes is ~30x slower on XLA:CPU.
-  kernel_sq = sum(squares[i, j] for i in range(squares.shape[0])
-                  for j in range(squares.shape[1]))
+  kernel_sq = sum_leading_axes(jnp.square(kernel.astype(jnp.float32)))
   return lax.rsqrt(jnp.square(styles.astype(jnp.float32)) @ kernel_sq + EPSILON)
 
 

@@ -1,7 +1,7 @@
-"""2x upsampling with StyleGAN2's [1, 3, 3, 1] FIR filter, written for XLA.
+"""Resampling with StyleGAN2's [1, 3, 3, 1] FIR filter, written for XLA.
 
-StyleGAN2 upsamples twice per block, both times with the separable low-pass
-filter ``f = outer(a, a) / 64``, ``a = [1, 3, 3, 1]``, scaled by a gain of 4
+The generator upsamples and the discriminator downsamples, always with the
+separable low-pass filter ``f = outer(a, a) / 64``, ``a = [1, 3, 3, 1]``, scaled by a gain of 4
 (= up^2) so that the mean is preserved:
 
 * the skip image: ``upfirdn2d(img, f, up=2, padding=(2, 1))`` -- insert a zero
@@ -28,6 +28,9 @@ arithmetic by four) and without depthwise convolutions (slow on XLA:CPU):
   convolutions are zero-padded so that these are plain slices) and the four
   output phases are interleaved once.
 
+The discriminator low-passes and then strides (`fir_lowpass`, `down_conv`),
+the filter again written as shifted adds.
+
 All functions take NHWC arrays and are exact re-orderings of the official
 arithmetic (agreement to float rounding, borders included).
 """
@@ -35,18 +38,17 @@ arithmetic (agreement to float rounding, borders included).
 import jax.numpy as jnp
 from jax import lax
 
-from gjscc_jax.conv2d import conv2d
-from gjscc_jax.interleave import interleave
+from gjscc_jax.ops.conv2d import conv2d
+from gjscc_jax.ops.interleave import interleave
 
 
-def _taps(x, axis, n, offsets):
-  """``[x[o : o + n] for o in offsets]`` along `axis`."""
-  return [lax.slice_in_dim(x, o, o + n, axis=axis) for o in offsets]
+_DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
 
 
-def interleave_2x2(y00, y01, y10, y11):
-  """Interleaves four (B, H, W, C) phases: ``y[:, 2i + r, 2j + s] = y_rs``."""
-  return interleave([[y00, y01], [y10, y11]])
+def _taps(x, axis, n, offsets, stride=1):
+  """``[x[o : o + stride * n : stride] for o in offsets]`` along `axis`."""
+  return [lax.slice_in_dim(x, o, o + stride * (n - 1) + 1, stride, axis)
+          for o in offsets]
 
 
 def upsample_2x(x):
@@ -68,7 +70,7 @@ def upsample_2x(x):
   even, odd = along(xp, 1, h)          # (B, H, W + 2, C) each.
   y00, y01 = along(even, 2, w)
   y10, y11 = along(odd, 2, w)
-  return interleave_2x2(y00, y01, y10, y11)
+  return interleave([[y00, y01], [y10, y11]])
 
 
 def _fir_on_phases(t_even, t_odd, axis):
@@ -126,4 +128,41 @@ def upsample_conv_2x(x, kernel, *, precision=None):
   # FIR along W.
   y00, y01 = _fir_on_phases(y_e_we, y_e_wo, axis=2)
   y10, y11 = _fir_on_phases(y_o_we, y_o_wo, axis=2)
-  return interleave_2x2(y00, y01, y10, y11)
+  return interleave([[y00, y01], [y10, y11]])
+
+
+def fir_lowpass(x, pad, stride=1):
+  """Official ``upfirdn2d(x, [1, 3, 3, 1], padding=pad, down=stride)``, NHWC.
+
+  Pads `pad` zeros on every side, filters with ``outer(a, a) / 64``,
+  ``a = [1, 3, 3, 1]``, and keeps every `stride`-th output.
+  """
+  x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  for axis in (1, 2):
+    n = (x.shape[axis] - 4) // stride + 1
+    a, b, c, d = _taps(x, axis, n, range(4), stride)
+    x = (a + 3 * b + 3 * c + d) * 0.125
+  return x
+
+
+def down_conv(x, kernel, *, precision=None):
+  """Official ``conv2d_resample(x, w, f=[1, 3, 3, 1], down=2, padding=k // 2)``.
+
+  Args:
+    x: (B, H, W, I) input, H and W even.
+    kernel: (k, k, I, O) kernel, HWIO, k = 1 or 3.
+    precision: passed to the convolution.
+
+  Returns:
+    (B, H / 2, W / 2, O).
+  """
+  k = kernel.shape[0]
+  if k == 1:  # Downsample first, then the 1x1 convolution.
+    x = fir_lowpass(x, 1, stride=2)
+    return lax.conv_general_dilated(x, kernel, (1, 1), 'VALID',
+                                    dimension_numbers=_DIMENSION_NUMBERS,
+                                    precision=precision)
+  x = fir_lowpass(x, k // 2 + 1)
+  return lax.conv_general_dilated(x, kernel, (2, 2), 'VALID',
+                                  dimension_numbers=_DIMENSION_NUMBERS,
+                                  precision=precision)

@@ -1,38 +1,36 @@
-"""Convolutions that run on XLA:CPU's fastest form.
+"""Convolutions of StyleGAN2, LPIPS and DeepJSCC, in XLA:CPU's fastest form.
 
-`conv2d(x, kernel, padding)` is ``lax.conv_general_dilated(x, kernel, (1, 1),
-padding)`` for an NHWC input and an HWIO kernel; `same_conv2d` is the zero
-"same" padding of an odd square kernel. StyleGAN2 and LPIPS spend most of
-their time in such convolutions, forward and in the input gradient. On CPU,
-3x3 "same" float32 ones with enough channels and output tiles run as
-Winograd F(4x4, 3x3) (`gjscc_jax.winograd`; not under 'highest' precision,
-see `WINOGRAD_MIN_TILES`); the others as follows.
+Every function here computes an NHWC/HWIO ``lax.conv_general_dilated`` (same
+values up to float rounding, same gradients); what differs is the form XLA
+compiles, chosen per convolution when it is traced:
 
-Why not call ``lax.conv_general_dilated`` directly: XLA:CPU (jax 0.10) has
-two convolution kernels, YNNPACK and Eigen, and picks YNNPACK for every
-convolution it supports. Measured on a 2-core AVX-512 Xeon (fp32, batch 4),
-Eigen is faster
+* `conv2d` / `same_conv2d` (stride 1, explicit padding): on CPU,
 
-* for 3x3 kernels on maps of 8x8 to 64x64 (StyleGAN2's and VGG's deep
-  layers), by 10-25% forward and in the input gradient: e.g. 32x32,
-  512 -> 512 channels, 265 -> 326 GFLOP/s forward, 256 -> 299 input gradient;
-* for the input gradient of kernels smaller than 3x3 (the phase convolutions
-  of StyleGAN2's upsampling `conv0`), by 1.1-2.7x: e.g. 2x2 kernel, 128 -> 64
-  channels at 128x128, 59 -> 148 GFLOP/s;
+  - 3x3 "same" float32 convolutions with at least `WINOGRAD_MIN_CHANNELS`
+    channels and `WINOGRAD_MIN_TILES` 4x4 output tiles run as Winograd
+    F(4x4, 3x3) (`gjscc_jax.ops.winograd`), never under 'highest'
+    precision or for bf16 (it rounds differently, ~5e-6 relative);
+  - 3x3 convolutions on maps of `EIGEN_SIDES` and small kernels at any
+    size go to XLA:CPU's Eigen kernel instead of YNNPACK, by padding the
+    input so that the output is taller than the input (XLA leaves such
+    convolutions to Eigen) and cropping;
+  - input gradients use an explicitly transposed, flipped kernel (custom
+    VJP), routed the same way; RGB-sized ones are a matmul plus shifted
+    sums (`FEW_CHANNELS`).
 
-while YNNPACK is faster for 3x3 kernels on 128x128 and larger maps. XLA has
-no per-operation choice, but it leaves to Eigen any convolution whose output
-is larger than its input. So on CPU, where Eigen is faster, the input gets
-extra zero rows at the bottom and the extra output rows are sliced off: the
-same sums (up to the order of float rounding) at a few rows' more
-arithmetic. The gradient is a custom VJP so that the input gradient (the
-convolution of the cotangent with the flipped, transposed kernel) is routed
-the same way; the kernel gradient is XLA's own.
+  Why: XLA:CPU picks YNNPACK for every convolution it supports, and it is
+  the slower kernel for those shapes (`benchmarks/conv_gradient_throughput.py`,
+  `benchmarks/stylegan2_throughput.py`, `benchmarks/lpips_throughput.py`).
+* `conv_general_dilated` (any strides; DeepJSCC's ``nn.Conv``): the input
+  gradient convolves with a physically transposed kernel. Why: autodiff's
+  form, a kernel with swapped feature dimensions, runs several times slower
+  inside a `lax.scan` on XLA:CPU (`benchmarks/inverse_throughput.py`).
+* `square_conv` (LPIPS's layers): maps of at most `SMALL_MAP_POSITIONS`
+  positions are one im2col matmul. Why: faster for VGG's last blocks on small
+  images, and XLA:CPU runs a 3x3 convolution of a map smaller than its
+  kernel pathologically slowly (`benchmarks/lpips_throughput.py`).
 
-`conv_general_dilated` (any strides, for DeepJSCC's `nn.Conv`) keeps XLA's
-convolution but gives its input gradient an explicitly transposed kernel.
-
-On other platforms (GPU, TPU) this is the plain convolution:
+On other platforms (GPU, TPU) `conv2d` is the plain convolution:
 ``lax.platform_dependent`` picks the branch when the computation is lowered,
 so nothing of the CPU route reaches an accelerator.
 """
@@ -46,7 +44,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from gjscc_jax import winograd
+from gjscc_jax.ops import winograd
 
 _DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
 
@@ -92,19 +90,15 @@ def _taller_output(x, kernel, padding, precision):
 #: 3x3 "same" float32 convolutions run as Winograd F(4x4, 3x3) on CPU, unless
 #: the highest precision is asked for, when they have at least this many
 #: input and output channels and at least this many 4x4 output tiles
-#: (batch x tile rows x tile columns). With few channels the transforms'
-#: memory traffic eats the saved multiplies: in StyleGAN2's forward (256x256,
-#: batch 4) 64-channel layers on Winograd were 15% slower while the input was
-#: padded whole, and no faster since (A/B 680 vs 683 ms median), so they keep
-#: the direct convolution and its rounding. The kernel
-#: transform costs 36 I O memory writes per call whatever the batch, so
-#: Winograd pays only once enough tiles share it: measured in-network, 32x32
-#: maps gain at batch 4 (256 tiles) and lose at batch 1 (64 tiles).
+#: (batch x tile rows x tile columns). Why: with fewer channels the
+#: transforms' memory traffic eats the saved multiplies, and the kernel
+#: transform (36 I O writes per call) pays only when enough tiles share it
+#: (`benchmarks/stylegan2_throughput.py`; thresholds measured in-network).
 WINOGRAD_MIN_CHANNELS = 128
 WINOGRAD_MIN_TILES = 256
-#: The tile threshold inside `loop_invariant_kernels()`: there the kernel
+#: The tile threshold inside `loop_invariant_kernels()`, where the kernel
 #: transforms are hoisted out of the loop and only the per-tile work counts
-#: (measured: InverseJSCC's scan, 16x16 maps gain even at batch 1).
+#: (`benchmarks/inverse_throughput.py`).
 WINOGRAD_MIN_TILES_HOISTED = 16
 
 _TRACE_STATE = threading.local()
@@ -184,9 +178,9 @@ def _few_channel_input_gradient(g, kernel, padding, x_shape, precision):
 
   Every output position sends ``g[p] @ kernel[i, j].T`` to input position
   ``p + (i, j)`` of the padded input: one (B*H'*W', O) x (O, kh*kw*I) matmul,
-  then a sum of kh*kw shifted slices. XLA:CPU runs the equivalent
-  convolution with I output channels at ~30 GFLOP/s (VGG's first layer:
-  25 ms vs 16 ms on 4x256x256).
+  then a sum of kh*kw shifted slices. Why: XLA:CPU runs the equivalent
+  convolution with I output channels far below its matmul rate
+  (`benchmarks/conv_gradient_throughput.py`).
   """
   kh, kw, i, o = kernel.shape
   b, h_out, w_out, _ = g.shape
@@ -337,14 +331,13 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   """``lax.conv_general_dilated`` whose input gradient XLA:CPU runs fast.
 
   Same signature and value (pass it as ``nn.Conv(...,
-  conv_general_dilated=conv_general_dilated)``). Autodiff writes the input
-  gradient of a convolution as a convolution whose kernel has its input and
-  output feature dimensions swapped; XLA:CPU (jaxlib 0.10) runs those ~6x
-  slower inside a while loop (a `lax.scan` over optimisation steps) than
-  outside one. Here the input gradient convolves with a physically
-  transposed kernel instead, which inside a loop is a loop-invariant
-  transpose of a frozen kernel. NHWC/HWIO convolutions without feature
-  groups take this route; any other is ``lax.conv_general_dilated`` itself.
+  conv_general_dilated=conv_general_dilated)``). The input gradient
+  convolves with a physically transposed kernel instead of autodiff's
+  kernel with swapped feature dimensions, which XLA:CPU runs several times
+  slower inside a while loop (a `lax.scan` over optimisation steps); inside
+  a loop the transpose of a frozen kernel is loop-invariant. NHWC/HWIO
+  convolutions without feature groups take this route; any other is
+  ``lax.conv_general_dilated`` itself.
   """
   if (not _is_nhwc_hwio(dimension_numbers, lhs.ndim) or
       feature_group_count != 1 or batch_group_count != 1 or
@@ -357,3 +350,48 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   tup = lambda v: None if v is None else tuple(int(a) for a in v)
   return _general(lhs, rhs, tup(window_strides), padding, tup(lhs_dilation),
                   tup(rhs_dilation), precision)
+
+
+# ----------------------------------------------------------------------------
+# LPIPS's square convolutions: small maps as one im2col matmul.
+
+#: Feature maps with at most this many positions are convolved by
+#: `square_conv` as one matmul of im2col patches.
+SMALL_MAP_POSITIONS = 64
+
+
+def _conv_as_matmul(x, kernel, padding):
+  """Stride-1 convolution of a small map as a single im2col matmul."""
+  k = kernel.shape[0]
+  _, h, w, c = x.shape
+  x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+  h_out, w_out = h + 2 * padding - k + 1, w + 2 * padding - k + 1
+  patches = jnp.concatenate([x[:, i:i + h_out, j:j + w_out, :]
+                             for i in range(k) for j in range(k)], axis=-1)
+  return patches @ kernel.reshape(k * k * c, -1)  # HWIO rows: (i, j, c)
+
+
+def square_conv(x: jax.Array, kernel: jax.Array, stride: int,
+                padding: int) -> jax.Array:
+  """Convolution with a square kernel, equal strides and equal zero padding.
+
+  Args:
+    x: (B, H, W, I) input.
+    kernel: (k, k, I, O) kernel, HWIO.
+    stride: Stride in both directions.
+    padding: Zero padding on every side.
+
+  Returns:
+    ``lax.conv_general_dilated(x, kernel, (stride, stride), ((padding,
+    padding),) * 2, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))``: stride-1
+    maps of at most `SMALL_MAP_POSITIONS` positions as one im2col matmul,
+    stride-1 "same" ones through `same_conv2d`, others directly.
+  """
+  k = kernel.shape[0]
+  if stride == 1 and x.shape[1] * x.shape[2] <= SMALL_MAP_POSITIONS:
+    return _conv_as_matmul(x, kernel, padding)
+  if stride == 1 and 2 * padding + 1 == k:
+    return same_conv2d(x, kernel)
+  pad = (padding, padding)
+  return lax.conv_general_dilated(x, kernel, (stride, stride), (pad, pad),
+                                  dimension_numbers=_DIMENSION_NUMBERS)

@@ -15,8 +15,8 @@ so official `D` tensors map one to one:
            fc (lrelu), out (1 logit)
 
 Channels at resolution r: min(channel_base // r, channel_max). Downsampling
-is StyleGAN2's: low-pass with the [1, 3, 3, 1] FIR filter (written as shifted
-adds, cheap on every backend), then a stride-2 convolution.
+is StyleGAN2's: low-pass with the [1, 3, 3, 1] FIR filter, then a stride-2
+convolution (`resampling.down_conv`).
 
 Objective (StyleGAN2's `StyleGAN2Loss` without path-length regularisation):
 
@@ -35,43 +35,10 @@ import numpy as np
 from jax import lax
 
 from gjscc_jax.models.stylegan2 import layers as sg_layers
+from gjscc_jax.models.stylegan2 import resampling
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 SQRT_HALF = float(np.sqrt(0.5))
-
-
-def _fir_taps(x, axis, n, stride):
-  """`(x[o::stride] ...)` windows for the 4-tap FIR along `axis`."""
-  return [lax.slice_in_dim(x, o, o + stride * (n - 1) + 1, stride, axis)
-          for o in range(4)]
-
-
-def fir_lowpass(x, pad, stride=1):
-  """StyleGAN2's `upfirdn2d(x, [1,3,3,1], padding=pad, down=stride)`, NHWC.
-
-  Pads `pad` zeros on every side, filters with `outer(a, a) / 64`,
-  `a = [1, 3, 3, 1]`, and keeps every `stride`-th output.
-  """
-  x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-  for axis in (1, 2):
-    n = (x.shape[axis] - 4) // stride + 1
-    a, b, c, d = _fir_taps(x, axis, n, stride)
-    x = (a + 3 * b + 3 * c + d) * 0.125
-  return x
-
-
-def down_conv(x, kernel, *, precision=None):
-  """Official `conv2d_resample(x, w, f=[1,3,3,1], down=2, padding=k // 2)`."""
-  k = kernel.shape[0]
-  if k == 1:  # Downsample first, then the 1x1 convolution.
-    x = fir_lowpass(x, 1, stride=2)
-    return lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
-                                    dimension_numbers=_DIMENSION_NUMBERS,
-                                    precision=precision)
-  x = fir_lowpass(x, k // 2 + 1)
-  return lax.conv_general_dilated(x, kernel, (2, 2), "VALID",
-                                  dimension_numbers=_DIMENSION_NUMBERS,
-                                  precision=precision)
 
 
 class Conv(nn.Module):
@@ -102,7 +69,7 @@ class Conv(nn.Module):
     w = (weight * (1 / np.sqrt(fan_in))).astype(self.dtype)
     x = x.astype(self.dtype)
     if self.down:
-      y = down_conv(x, w)
+      y = resampling.down_conv(x, w)
     else:
       pad = k // 2
       y = lax.conv_general_dilated(x, w, (1, 1), ((pad, pad), (pad, pad)),

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from gjscc_jax.interleave import interleave
+from gjscc_jax.ops.interleave import interleave
 
 #: Output tile side (m) and input tile side (m + 3 - 1).
 TILE = 4
@@ -88,9 +88,9 @@ _KERNEL_T2 = np.kron(_KERNEL_T, _KERNEL_T)                    # (36, 9)
 def transform_kernel(kernel: jax.Array) -> jax.Array:
   """``G g G^T`` of every channel pair: (3, 3, I, O) -> (36, I, O).
 
-  One (36 x 9) @ (9 x I*O) matmul: XLA runs it near memory speed, where the
-  same sums written as 36 stacked combinations ran ~2.4x slower (512 x 512
-  channels, 7.5 vs 3.1 ms, tuned allocator).
+  One (36 x 9) @ (9 x I*O) matmul with ``G (x) G``. Why: XLA runs it near
+  memory speed, where the same sums as 36 stacked combinations were
+  markedly slower (`benchmarks/stylegan2_throughput.py`).
   """
   if kernel.ndim != 4 or kernel.shape[:2] != (3, 3):
     raise ValueError('Winograd F(4x4, 3x3) needs a (3, 3, I, O) kernel; got '
@@ -107,10 +107,11 @@ def _tile_taps(x: jax.Array, axis: int, n: int) -> list[jax.Array]:
   Tile ``t`` reads ``x[4t + o - 1]``: one zero of "same" padding before the
   first element and zeros past the end (the tiles cover a multiple of 4
   outputs; the extra ones are cropped). Each tap is a stride-4 slice of `x`,
-  padded by at most a tile at either end: padding the whole input first
-  made XLA:CPU fuse the pad into the producer of `x` (in StyleGAN2 the
-  upsampling FIR, noise, bias, activation and style of ``conv0``), a fusion
-  that ran ~5x slower per element than the same producer without the pad.
+  padded by at most a tile at either end. Why not pad the whole input first:
+  XLA:CPU fuses such a pad into the producer of `x` (in StyleGAN2 the
+  upsampling FIR, noise, bias, activation and style of ``conv0``), and that
+  fusion runs several times slower per element
+  (`benchmarks/stylegan2_throughput.py`).
   """
   size = x.shape[axis]
   taps = []

@@ -42,13 +42,10 @@ import jax.numpy as jnp
 
 from gjscc_jax import channel as channel_lib
 from gjscc_jax.models import deepjscc
-from gjscc_jax.models import generative_receiver as receiver_lib
-from gjscc_jax.models import generative_synthesis as synthesis_lib
+from gjscc_jax.models.generative import receiver as receiver_lib
+from gjscc_jax.models.generative import synthesis as synthesis_lib
 
 Dtype = Any
-
-ENCODER_ARCHS = ("tung", "small")
-
 
 def straight_through_clip(images):
   """Clips to [-1, 1] in the forward pass; identity gradient.
@@ -92,7 +89,8 @@ class GenerativeJSCC(nn.Module):
   @property
   def bandwidth_ratio(self) -> fractions.Fraction:
     """`rho = C / (6 d^2)` complex channel uses per source dimension."""
-    return deepjscc.bandwidth_ratio(self.latent_channels, self.downsampling)
+    return channel_lib.bcr_of_latent_channels(self.latent_channels,
+                                              self.downsampling)
 
   def encode(self, images, snr_db):
     """Images `(B, R, R, 3)` in [-1, 1] -> real latents `(B, R/d, R/d, C)`."""
@@ -159,17 +157,8 @@ def build_generative_jscc(
     ValueError: naming the argument when a choice is unknown or the sizes do
       not fit together.
   """
-  if encoder_arch not in ENCODER_ARCHS:
-    raise ValueError(f"encoder_arch={encoder_arch!r} must be one of {ENCODER_ARCHS}.")
+  deepjscc.validate_encoder(encoder_arch, latent_channels, downsampling)
   channel_lib.validate_options(channel, fading, equalization)
-  if latent_channels < 2 or latent_channels % 2:
-    raise ValueError(f"latent_channels={latent_channels} must be a positive even "
-                     "number (pairs of channels form complex symbols).")
-  if downsampling < 2 or downsampling & (downsampling - 1):
-    raise ValueError(f"downsampling={downsampling} must be a power of two >= 2.")
-  if encoder_arch == "tung" and downsampling != 16:
-    raise ValueError("encoder_arch='tung' downsamples by 16; set downsampling=16 "
-                     "or use encoder_arch='small'.")
   if img_resolution % downsampling or img_resolution < downsampling:
     raise ValueError(f"img_resolution={img_resolution} must be a multiple of "
                      f"downsampling={downsampling}.")

@@ -1,9 +1,8 @@
 """The 'generative' scheme: GenerativeJSCC for the project's trainer.
 
-Registers `build_generative_scheme` under `config.scheme = 'generative'`
-(`gjscc_jax.train.schemes` imports this module). It maps the config onto
+`build(config)` maps the config onto
 `gjscc_jax.models.generative.build_generative_jscc` and supplies what the
-trainer asks of a scheme:
+trainer asks of a scheme (`base.Scheme`):
 
 * `init` / `reconstruct`: the model's variables are the trained pytree,
   `{'params': {encoder, receiver, synthesis}, 'buffers': {...},
@@ -36,11 +35,10 @@ import jax.numpy as jnp
 import optax
 
 from gjscc_jax.models import generative as generative_lib
-from gjscc_jax.models import generative_synthesis
 from gjscc_jax.models import stylegan2
-from gjscc_jax.models import stylegan2_discriminator as disc_lib
+from gjscc_jax.models.stylegan2 import discriminator as disc_lib
 from gjscc_jax.train import optimizer as optimizer_lib
-from gjscc_jax.train import schemes
+from gjscc_jax.schemes import base
 
 GENERATOR_TRAINING = ("finetune", "frozen")
 
@@ -94,7 +92,7 @@ def build_model(config):
       receiver_channel_max=m.receiver_channel_max,
       receiver_res_blocks=m.receiver_res_blocks,
       receiver_snr_adaptive=m.receiver_snr_adaptive, noise_mode=m.noise_mode,
-      dtype=schemes.compute_dtype(config))
+      dtype=base.compute_dtype(config))
 
 
 def graft_pretrained(params, generator_variables):
@@ -106,13 +104,13 @@ def graft_pretrained(params, generator_variables):
 
   Returns:
     `params` with the synthesis network's parameters and noise buffers
-    grafted (`generative_synthesis.graft_synthesis`) and the receiver's W+
+    grafted (`generative_lib.graft_synthesis`) and the receiver's W+
     offset set to the generator's `w_avg`.
   """
   p, b = dict(params["params"]), dict(params["buffers"])
-  p["synthesis"] = generative_synthesis.graft_synthesis(
+  p["synthesis"] = generative_lib.graft_synthesis(
       p["synthesis"], generator_variables["params"]["synthesis"])
-  b["synthesis"] = generative_synthesis.graft_synthesis(
+  b["synthesis"] = generative_lib.graft_synthesis(
       b["synthesis"], generator_variables["buffers"]["synthesis"])
   receiver = dict(p["receiver"])
   receiver["w_offset"] = jnp.asarray(stylegan2.w_avg(generator_variables),
@@ -182,10 +180,10 @@ def _adversarial_loss(config, discriminator):
   return extra_loss
 
 
-def build_generative_scheme(config):
+def build(config) -> base.Scheme:
   """Builds the GenerativeJSCC `Scheme` from `config` (module docstring)."""
   model = build_model(config)
-  dtype = schemes.compute_dtype(config)
+  dtype = base.compute_dtype(config)
   res = config.data.resolution
   frozen = config.generator.train == "frozen"
   if (frozen and config.model.injection == "concat"
@@ -240,10 +238,8 @@ def build_generative_scheme(config):
   def make(total_steps):
     return make_optimizer(config, total_steps)
 
-  return schemes.Scheme(
+  return base.Scheme(
       "generative", model, init, reconstruct, make, dtype,
       float(model.bandwidth_ratio), load_pretrained=load_pretrained,
       extra_loss=_adversarial_loss(config, discriminator) if adversarial else None)
 
-
-schemes.register_scheme("generative", build_generative_scheme)

@@ -1,0 +1,68 @@
+"""Trained runs on disk: a training workdir's config and parameters.
+
+A run directory is the `--workdir` of `python -m experiments.train`: it
+holds `config.json` (the resolved config) and `checkpoints/` (orbax). The
+evaluator and InverseJSCC reach a trained scheme only through `load_run`.
+"""
+
+import json
+import os
+
+import jax
+import ml_collections
+
+from gjscc_jax import schemes
+from gjscc_jax import sharding
+from gjscc_jax.train import checkpointing
+from gjscc_jax.train import step as step_lib
+
+
+def read_config(workdir) -> ml_collections.ConfigDict:
+  """The config a run was trained with (`workdir/config.json`).
+
+  Raises:
+    FileNotFoundError: naming the fix, when `workdir` is not a run.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f"{workdir!r} is not a training run directory: it has no config.json. "
+        "Pass the --workdir given to python -m experiments.train.")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def load_run(workdir, step=None):
+  """`(config, scheme, params)` of the training run in `workdir`.
+
+  Args:
+    workdir: The run directory.
+    step: Checkpoint step to load; None for the latest.
+
+  Returns:
+    The run's config, its `schemes.Scheme`, and its parameters, replicated
+    over every device.
+
+  Raises:
+    FileNotFoundError: when the directory is not a run or has no checkpoint.
+    ValueError: when the checkpoint does not fit the config it was written
+      with.
+  """
+  config = read_config(workdir)
+  scheme = schemes.build_scheme(config)
+  tx, _ = scheme.make_optimizer(config.total_steps)
+  res = config.data.resolution
+  dummy = jax.ShapeDtypeStruct((1, res, res, 3), "float32")
+  abstract = jax.eval_shape(
+      lambda k, x: step_lib.create_train_state(scheme.init(k, x), tx, k),
+      jax.random.PRNGKey(0), dummy)
+  repl = sharding.replicated(sharding.make_mesh())
+  abstract = checkpointing.abstract_with_shardings(
+      abstract, jax.tree.map(lambda _: repl, abstract))
+  try:
+    params = checkpointing.restore_params(workdir, abstract, step)
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(
+        f"The checkpoint in {workdir!r} does not match its config.json "
+        f"(scheme {config.scheme!r}): {e}") from e
+  return config, scheme, params
