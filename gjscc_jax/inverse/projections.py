@@ -7,15 +7,16 @@ Intermediate Layer Optimization (ILO, Daras et al., ICML 2021):
 * `preserve_norm`: rescale each vector (a W+ row, a noise map) back to a
   reference norm, the "spherical optimiser" of PULSE and ILO, which keeps a
   variable on the sphere it started on.
-* `project_l1_ball`: Euclidean projection onto an L1 ball (Duchi et al.,
-  ICML 2008). ILO projects the *deviation* of each variable from its value
-  at the start of a round, so a round can move a variable by a bounded
-  amount (`project_deviation`).
+* `project_deviation`: ILO projects the *deviation* of each variable from
+  its value at the start of a round onto an L1 ball, so a round can move a
+  variable by a bounded amount; the Euclidean projection onto the ball is
+  optax's (`optax.projections.projection_l1_ball`).
 * `geocross`: the mean squared geodesic distance between W+ rows, which
   pulls the per-layer styles towards each other (PULSE's "GEOCROSS").
 """
 
 import jax.numpy as jnp
+import optax
 
 #: Added to squared norms before the square root (gradient-safe at zero).
 NORM_EPS = 1e-9
@@ -52,41 +53,20 @@ def preserve_norm(x, reference_norms, vector_axes):
   return x / vector_norms(x, vector_axes) * reference_norms
 
 
-def project_l1_ball(v, radius):
-  """Euclidean projection of `v` (any shape, taken as one vector) onto
-  `{u : ||u||_1 <= radius}`.
-
-  The sort-based algorithm of Duchi, Shalev-Shwartz, Singer and Chandra
-  (2008): with `mu` the magnitudes sorted in decreasing order, the projection
-  soft-thresholds `v` at `theta = (sum_{j <= rho} mu_j - radius) / rho`, where
-  `rho` is the largest `j` with `mu_j > (sum_{i <= j} mu_i - radius) / j`.
-  Points inside the ball are returned unchanged. Cost: one sort of `v.size`
-  values.
+def project_deviation(x, anchor, radius):
+  """Moves `x` to the closest point whose deviation from `anchor` has L1
+  norm at most `radius`.
 
   Args:
-    v: An array.
+    x: An array.
+    anchor: An array of the same shape.
     radius: A positive scalar (may be traced).
 
   Returns:
-    The projection, with the shape and dtype of `v`.
+    `anchor + P(x - anchor)`, `P` the Euclidean projection onto
+    `{u : ||u||_1 <= radius}` (`optax.projections.projection_l1_ball`).
   """
-  flat = v.reshape(-1)
-  magnitudes = jnp.abs(flat)
-  mu = -jnp.sort(-magnitudes)
-  cumulative = jnp.cumsum(mu)
-  ranks = jnp.arange(1, flat.size + 1, dtype=flat.dtype)
-  active = mu * ranks > cumulative - radius
-  rho = jnp.max(jnp.where(active, ranks, 1.0))
-  theta = (jnp.take(cumulative, rho.astype(jnp.int32) - 1) - radius) / rho
-  projected = jnp.sign(flat) * jnp.maximum(magnitudes - theta, 0.0)
-  inside = jnp.sum(magnitudes) <= radius
-  return jnp.where(inside, flat, projected).reshape(v.shape)
-
-
-def project_deviation(x, anchor, radius):
-  """Moves `x` to the closest point whose deviation from `anchor` has L1
-  norm at most `radius`: `anchor + project_l1_ball(x - anchor, radius)`."""
-  return anchor + project_l1_ball(x - anchor, radius)
+  return anchor + optax.projections.projection_l1_ball(x - anchor, radius)
 
 
 def geocross(ws):

@@ -52,6 +52,7 @@ _DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
 #: larger kernels on CPU; smaller kernels take it at every size.
 EIGEN_SIDES = (8, 64)
 
+
 def _out_size(size: int, k: int, pad: tuple[int, int]) -> int:
   return size + pad[0] + pad[1] - k + 1
 
