@@ -11,7 +11,7 @@ Arguments (`--config=deepjscc_ffhq:ARG`, comma separated):
 
 Paper scale: 256x256 images, N = 256 filters, training SNR uniform in
 [-5, 5] dB per image, Adam 1e-4. Settings the paper does not state (marked
-inferred in ../shared/reference/paper-notes.md) are plain config fields.
+inferred in docs/paper-settings.md) are plain config fields.
 """
 
 import ml_collections

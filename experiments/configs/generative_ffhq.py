@@ -24,7 +24,7 @@ the FFHQ-256 StyleGAN2 (stylegan2-ada-pytorch's `ffhq256` config: channel
 base 16384, channel max 512, conv clamp 256) fine-tuned at a tenth of the
 learning rate, training SNR uniform in [-5, 5] dB per image, Adam 1e-4,
 batch 32. Settings the paper does not state (see
-../shared/reference/paper-notes.md §5) are plain config fields.
+docs/paper-settings.md) are plain config fields.
 """
 
 import ml_collections
