@@ -14,7 +14,7 @@ generator (default: 256x256, channel base 16384, batch 4):
   fraction of the machine's fp32 matmul peak, measured here with a jitted
   square matmul and with torch's (MKL) where it imports: against the best
   of the two, and against XLA's own. On CPU our 3x3 convolutions with many
-  channels and tiles run as Winograd F(4x4, 3x3) (`gjscc_jax.winograd`),
+  channels and tiles run as Winograd F(4x4, 3x3) (`gjscc_jax.ops.winograd`),
   which does fewer FLOPs than a direct convolution: the table also gives the
   count of the same program with every convolution direct (compiled at
   'highest' precision), and the "effective" rate that count implies.

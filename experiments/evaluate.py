@@ -54,12 +54,12 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not _RUNS.value or not _OUT.value:
     raise app.UsageError("Pass at least one --run=LABEL=WORKDIR and --output_dir.")
-  runs = [parse_run(v) for v in _RUNS.value]
+  labelled = [parse_run(v) for v in _RUNS.value]
   snrs = [float(s) for s in _SNRS.value]
   mesh = sharding.make_mesh()
   lpips = runner.lpips_metrics(_LPIPS.value)
   rows = []
-  for label, workdir in runs:
+  for label, workdir in labelled:
     config, scheme, params = runs.load_run(workdir, _STEP.value)
     with config.unlocked():
       if _IMAGE_DIR.value:
