@@ -55,6 +55,14 @@ _LPIPS = flags.DEFINE_list("lpips", ["alex"],
                            "LPIPS backbones to report (empty to skip LPIPS).")
 _FALLBACK = flags.DEFINE_enum("fallback", "gray", ["gray", "train_mean"],
                               "Image shown when an image is lost.")
+_EXHAUSTIVE = flags.DEFINE_bool(
+    "exhaustive", False, "Encode every codec quality per image (exact highest "
+    "fitting quality) instead of a binary search over the quality.")
+_HEADERS = flags.DEFINE_enum(
+    "headers", "stream", ["stream", "shared"],
+    "Payload accounting: 'stream' counts the whole coded stream; 'shared' "
+    "does not count stream headers identical for every image of the size "
+    "(parameter sets, J2K main header), as if the receiver held them.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the fading draws.")
 _LABEL = flags.DEFINE_string("label", None,
                              "Label of the rows (default e.g. 'HEIF (capacity)').")
@@ -82,7 +90,9 @@ def main(argv):
         [float(s) for s in _SNRS.value], channel=_CHANNEL.value,
         fading=_FADING.value, outage=_OUTAGE.value,
         realisations=_REALISATIONS.value, lpips_nets=_LPIPS.value,
-        fallback=_FALLBACK.value, seed=_SEED.value, label=_LABEL.value,
+        fallback=_FALLBACK.value, seed=_SEED.value,
+        exhaustive=_EXHAUSTIVE.value, headers=_HEADERS.value,
+        label=_LABEL.value,
         num_examples=_EXAMPLES.value, batch_size=_BATCH.value,
         progress=bar.update)
   out = _OUT.value

@@ -34,6 +34,7 @@ per image, 0 for images not sent), plus per-image arrays.
 """
 
 import dataclasses
+import functools
 import itertools
 from typing import Callable, Iterable, Optional
 
@@ -108,7 +109,10 @@ class SeparationResult:
 
 
 def default_label(codec, channel="awgn", fading="slow", outage=None):
-  """'HEIF (capacity)', 'HEIF (ergodic)', 'HEIF (outage 0.1)', ..."""
+  """'HEIF (capacity)', 'HEIF (ergodic)', 'HEIF (outage 0.1)', ...
+
+  Codecs with `headers='shared'` get ', shared headers' inside the brackets.
+  """
   if channel == "awgn":
     mode = "capacity"
   elif fading == "fast":
@@ -117,6 +121,8 @@ def default_label(codec, channel="awgn", fading="slow", outage=None):
     mode = "outage, best rate"
   else:
     mode = f"outage {outage:g}"
+  if codec.headers == "shared":
+    mode += ", shared headers"
   return f"{codec.display_name} ({mode})"
 
 
@@ -198,6 +204,37 @@ def plan_image(search, k, snrs_db, *, channel="awgn", fading="slow",
   return ImagePlan(quality, bits, budget, lost)
 
 
+@functools.lru_cache(maxsize=None)
+def _metric_fn(lpips_nets, with_ssim, with_ms_ssim):
+  """A jitted `(lpips_params, originals_u8, shown_u8) -> {metric: (B,)}`.
+
+  Cached, so every sweep of a process with the same metrics and image shape
+  reuses one compilation.
+  """
+  from gjscc_jax.losses import PerceptualLoss
+  losses = {f"lpips_{net}": PerceptualLoss(lambda_lpips=1.0, net=net)
+            for net in lpips_nets}
+
+  def measure(params, originals, shown):
+    x, y = pixels.from_uint8(shown), pixels.from_uint8(originals)
+    out = {"psnr": metrics_lib.psnr(x, y)}
+    if with_ssim:
+      out["ssim"] = metrics_lib.ssim(x, y)
+    if with_ms_ssim:
+      out["ms_ssim"] = metrics_lib.ms_ssim(x, y)
+    for name, loss in losses.items():
+      out[name] = loss.lpips(params[name], x, y)
+    return out
+
+  return jax.jit(measure)
+
+
+@functools.lru_cache(maxsize=None)
+def _lpips_params(net):
+  from gjscc_jax.losses import PerceptualLoss
+  return PerceptualLoss(lambda_lpips=1.0, net=net).load_params()
+
+
 class _Metrics:
   """Per-image metrics of (original, shown image) pairs, in fixed-size batches.
 
@@ -207,35 +244,21 @@ class _Metrics:
   """
 
   def __init__(self, lpips_nets, image_shape, batch_size):
-    from gjscc_jax.losses import PerceptualLoss
     from gjscc_jax.losses import lpips as lpips_lib
     side = min(image_shape[:2])
-    self.losses, self.params = {}, {}
-    for net in filter(None, lpips_nets):
+    nets = tuple(filter(None, lpips_nets))  # `--lpips=` gives ('',)
+    for net in nets:
       if side < lpips_lib.min_image_size(net):
         raise ValueError(
             f"LPIPS-{net} needs images of at least "
             f"{lpips_lib.min_image_size(net)} pixels a side; these are "
             f"{image_shape[0]}x{image_shape[1]}. Pass lpips_nets=() (--lpips=) "
             "or use larger images.")
-      self.losses[f"lpips_{net}"] = PerceptualLoss(lambda_lpips=1.0, net=net)
-      self.params[f"lpips_{net}"] = self.losses[f"lpips_{net}"].load_params()
-    self.with_ssim = side >= metrics_lib.WINDOW_SIZE
-    self.with_ms_ssim = side >= metrics_lib.ms_ssim_min_size()
+    self.params = {f"lpips_{net}": _lpips_params(net) for net in nets}
+    self._fn = _metric_fn(nets, side >= metrics_lib.WINDOW_SIZE,
+                          side >= metrics_lib.ms_ssim_min_size())
     self.batch_size = batch_size
     self.queue, self.results = [], {}
-    self._fn = jax.jit(self._measure)
-
-  def _measure(self, params, originals, shown):
-    x, y = pixels.from_uint8(shown), pixels.from_uint8(originals)
-    out = {"psnr": metrics_lib.psnr(x, y)}
-    if self.with_ssim:
-      out["ssim"] = metrics_lib.ssim(x, y)
-    if self.with_ms_ssim:
-      out["ms_ssim"] = metrics_lib.ms_ssim(x, y)
-    for name, loss in self.losses.items():
-      out[name] = loss.lpips(params[name], x, y)
-    return out
 
   def add(self, key, original, shown):
     self.queue.append((key, original, shown))
@@ -263,7 +286,8 @@ def evaluate_images(codec, images: Iterable, bcr, snrs_db, *,
                     indices: Optional[Iterable[int]] = None, channel="awgn",
                     fading="slow", outage=None, realisations=1,
                     lpips_nets=("alex",), fallback="gray", seed=0,
-                    label=None, num_examples=8, batch_size=16,
+                    exhaustive=False, headers="stream", label=None,
+                    num_examples=8, batch_size=16,
                     progress: Optional[Callable[[int], None]] = None
                     ) -> SeparationResult:
   """Runs the separation baseline over images; see the module docstring.
@@ -280,6 +304,11 @@ def evaluate_images(codec, images: Iterable, bcr, snrs_db, *,
     lpips_nets: LPIPS backbones to report ('alex', 'vgg'); empty for none.
     fallback: 'gray' or a uint8 `(H, W, 3)` image shown for lost images.
     seed: seed of the fading draws.
+    exhaustive: encode every codec quality per image (exact "highest quality
+      that fits") instead of a binary search (see `search`).
+    headers: for a codec given by name: 'stream' (count the whole coded
+      stream) or 'shared' (stream headers that are the same for every image
+      are known to the receiver); see `codecs`.
     label: the rows' label (default `default_label`).
     num_examples: images kept for grids.
     batch_size: images per metric batch.
@@ -292,15 +321,17 @@ def evaluate_images(codec, images: Iterable, bcr, snrs_db, *,
   return _evaluate_pairs(
       codec, pairs, bcr, snrs_db, channel=channel, fading=fading,
       outage=outage, realisations=realisations, lpips_nets=lpips_nets,
-      fallback=fallback, seed=seed, label=label, num_examples=num_examples,
-      batch_size=batch_size, progress=progress)
+      fallback=fallback, seed=seed, exhaustive=exhaustive, headers=headers,
+      label=label,
+      num_examples=num_examples, batch_size=batch_size, progress=progress)
 
 
 def _evaluate_pairs(codec, pairs, bcr, snrs_db, *, channel, fading, outage,
-                    realisations, lpips_nets, fallback, seed, label,
-                    num_examples, batch_size, progress):
+                    realisations, lpips_nets, fallback, seed, exhaustive,
+                    headers, label, num_examples, batch_size, progress):
   """`evaluate_images` over `(index, image)` pairs, consumed once."""
-  codec = codecs_lib.get_codec(codec) if isinstance(codec, str) else codec
+  if isinstance(codec, str):
+    codec = codecs_lib.get_codec(codec, headers)
   channel_lib.validate_options(channel, fading)
   if outage is not None and not 0.0 < outage < 1.0:
     raise ValueError(f"outage={outage!r} must lie in (0, 1), or be None to "
@@ -324,7 +355,7 @@ def _evaluate_pairs(codec, pairs, bcr, snrs_db, *, channel, fading, outage,
       raise ValueError(f"All images must have one shape; got {image.shape} "
                        f"after {shape}.")
     index = int(index)
-    search = search_lib.QualitySearch(codec, image)
+    search = search_lib.QualitySearch(codec, image, exhaustive)
     plan = plan_image(search, k, snrs, channel=channel, fading=fading,
                       outage=outage, realisations=realisations, seed=seed,
                       index=index, fallback=fb)
@@ -410,7 +441,8 @@ def mean_image(data_config, split="train", num_images=None, batch_size=64):
 def evaluate(codec, data_config, split="test", num_images=None, bcr="1/192",
              snrs_db=(-5, -3, -1, 0, 1, 3, 5), *, channel="awgn",
              fading="slow", outage=None, realisations=1,
-             lpips_nets=("alex",), fallback="gray", seed=0, label=None,
+             lpips_nets=("alex",), fallback="gray", seed=0,
+             exhaustive=False, headers="stream", label=None,
              num_examples=8, batch_size=16,
              progress=None) -> SeparationResult:
   """The separation baseline on a dataset split: one call, rows and arrays.
@@ -422,8 +454,9 @@ def evaluate(codec, data_config, split="test", num_images=None, bcr="1/192",
     num_images: the first N images of the split (None: all).
     bcr: bandwidth ratio `rho`.
     snrs_db: test SNRs in dB.
-    channel, fading, outage, realisations, lpips_nets, fallback, seed, label,
-      num_examples, batch_size, progress: as for `evaluate_images`;
+    channel, fading, outage, realisations, lpips_nets, fallback, seed,
+      exhaustive, headers, label, num_examples, batch_size, progress: as for
+      `evaluate_images`;
       `fallback='train_mean'` uses `mean_image(data_config, 'train')`.
 
   Returns:
@@ -435,5 +468,6 @@ def evaluate(codec, data_config, split="test", num_images=None, bcr="1/192",
       codec, _split_images(data_config, split, num_images, batch_size), bcr,
       snrs_db, channel=channel, fading=fading,
       outage=outage, realisations=realisations, lpips_nets=lpips_nets,
-      fallback=fallback, seed=seed, label=label, num_examples=num_examples,
-      batch_size=batch_size, progress=progress)
+      fallback=fallback, seed=seed, exhaustive=exhaustive, headers=headers,
+      label=label,
+      num_examples=num_examples, batch_size=batch_size, progress=progress)

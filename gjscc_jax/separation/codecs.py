@@ -52,6 +52,23 @@ field; the payload's total length itself is not counted.
   `ispe`, `colr`, `pixi`) and the `mdat` header are not counted. Decoded from
   the AVIF file, which carries exactly the counted OBUs.
 
+**Headers known in advance (`headers='shared'`).** Part of every payload
+above is a stream header that, at one image size and codec setting, is
+byte-identical for every image: HEVC's VPS, SPS and PPS (86 bytes with start
+codes at 64x64), J2K's SOC, SIZ, COD and QCD (about 94 bytes), JPEG's SOI,
+quantisation tables and SOF (the optimised Huffman tables differ per image),
+AV1's temporal delimiter and sequence header. `get_codec(name,
+headers='shared')` assumes the receiver holds these, as it holds the size
+and the settings (BPG goes most of the way: it drops the VPS and codes the
+SPS in a few bytes): the longest run of leading header units that equals
+that of a mid-gray image coded at the same size and quality is not counted.
+The receiver puts the same units back in front: `jpeg` and `jpeg2000` are
+decoded from exactly `shared + payload`. `headers='stream'` (the default)
+counts the whole stream, what a standard decoder needs; at 64x64 the
+difference decides whether anything fits a budget of a few hundred bits.
+WebP has no shareable unit (its frame header carries the first partition's
+size), so both accountings agree for it.
+
 **Quality parameter.** `Codec.qualities` lists the values of the codec's own
 quality knob in increasing quality (and, on natural images, increasing size):
 `heif`, `webp`, `jpeg`: the library's 0/1..100 quality; `avif`: 0..99
@@ -81,9 +98,16 @@ class Bitstream(NamedTuple):
     payload: the bytes a receiver must get (see the module docstring); the bit
       budget is charged `8 * len(payload)` bits.
     file: the bytes the library wrote (a complete file), for reference.
+    header_units: the leading units of `payload` that form its stream header
+      (NAL units, marker segments or OBUs), `payload` starts with their
+      concatenation; candidates for `headers='shared'`.
+    shared: header bytes the receiver knows in advance and puts in front of
+      `payload` (empty for `headers='stream'`).
   """
   payload: bytes
   file: bytes
+  header_units: tuple = ()
+  shared: bytes = b""
 
   @property
   def bits(self) -> int:
@@ -102,6 +126,8 @@ class Codec:
     qualities: the quality knob's values, increasing quality.
     package: the pip package that provides it.
     header: how its payload is counted (one sentence).
+    headers: 'stream' (count the whole stream) or 'shared' (the header units
+      identical for every image of the size are known to the receiver).
   """
   name: str
   display_name: str
@@ -111,6 +137,9 @@ class Codec:
   header: str
   _encode: Callable = dataclasses.field(repr=False)
   _decode: Callable = dataclasses.field(repr=False)
+  headers: str = "stream"
+  _references: dict = dataclasses.field(default_factory=dict, repr=False,
+                                        compare=False)
 
   @property
   def num_qualities(self) -> int:
@@ -130,7 +159,14 @@ class Codec:
     if not 0 <= index < self.num_qualities:
       raise IndexError(f"Quality index {index} is out of range for codec "
                        f"{self.name!r} (0 to {self.num_qualities - 1}).")
-    return self._encode(image, self.qualities[index])
+    bitstream = self._encode(image, self.qualities[index])
+    if self.headers == "stream":
+      return bitstream
+    key = (image.shape, index)
+    if key not in self._references:
+      gray = np.full(image.shape, 128, np.uint8)
+      self._references[key] = self._encode(gray, self.qualities[index])
+    return share_headers(bitstream, self._references[key].header_units)
 
   def decode(self, bitstream: Bitstream, shape) -> np.ndarray:
     """Decodes a `Bitstream` to a uint8 image of `shape` `(H, W, 3)`."""
@@ -142,6 +178,24 @@ class Codec:
           f"Codec {self.name!r} decoded a {image.dtype} image of shape "
           f"{image.shape}; expected uint8 {tuple(shape)}.")
     return image
+
+
+def share_headers(bitstream, known_units):
+  """Drops the leading header units that equal `known_units`, in order.
+
+  Returns:
+    A `Bitstream` whose `payload` lacks the common leading units and whose
+    `shared` holds them, so `shared + payload` is the whole stream.
+  """
+  count = 0
+  for unit, known in zip(bitstream.header_units, known_units):
+    if unit != known:
+      break
+    count += 1
+  shared = b"".join(bitstream.header_units[:count])
+  assert bitstream.payload.startswith(shared)
+  return Bitstream(bitstream.payload[len(shared):], bitstream.file,
+                   bitstream.header_units[count:], shared)
 
 
 def _check_image(image):
@@ -175,25 +229,32 @@ def _imagecodecs(codec, attribute):
 # --- Marker-segment formats: JPEG and JPEG 2000 ------------------------------
 
 
-def _strip_segments(stream, first_marker_end, stop, drop):
-  """Removes marker segments whose marker is in `drop`, before marker `stop`.
+def _marker_units(stream, first_marker_end, stop, drop):
+  """Splits a JPEG/J2K stream into header units and the rest.
 
-  `stream[:first_marker_end]` is kept (SOI or SOC); after it come segments
-  `FF xx LL LL ...` (length includes its own two bytes) until `stop`, from
-  which on everything is kept.
+  `stream[:first_marker_end]` (SOI or SOC) is the first unit; after it come
+  marker segments `FF xx LL LL ...` (the length counts its own two bytes)
+  until marker `stop` (SOS or SOT), from which on everything is the body.
+  Segments whose marker is in `drop` are removed.
+
+  Returns:
+    `(header_units, body)`: a tuple of bytes, and bytes.
   """
-  out, pos = [stream[:first_marker_end]], first_marker_end
+  units, pos = [stream[:first_marker_end]], first_marker_end
   while True:
     if stream[pos] != 0xFF:
       raise ValueError(f"Expected a marker at offset {pos}.")
     marker = stream[pos + 1]
     if marker == stop:
-      out.append(stream[pos:])
-      return b"".join(out)
+      return tuple(units), stream[pos:]
     length = int.from_bytes(stream[pos + 2:pos + 4], "big")
     if marker not in drop:
-      out.append(stream[pos:pos + 2 + length])
+      units.append(stream[pos:pos + 2 + length])
     pos += 2 + length
+
+
+def _with_units(units, body, file):
+  return Bitstream(b"".join(units) + body, file, units)
 
 
 _JPEG_DROP = frozenset(range(0xE0, 0xF0)) | {0xFE}  # APP0..APP15, COM
@@ -203,22 +264,24 @@ def _jpeg_encode(image, quality):
   imagecodecs = _imagecodecs("jpeg", "JPEG8")
   file = bytes(imagecodecs.jpeg8_encode(image, level=int(quality),
                                         optimize=True))
-  return Bitstream(_strip_segments(file, 2, 0xDA, _JPEG_DROP), file)
+  return _with_units(*_marker_units(file, 2, 0xDA, _JPEG_DROP), file)
 
 
 def _jpeg_decode(bitstream):
-  return _imagecodecs("jpeg", "JPEG8").jpeg8_decode(bitstream.payload)
+  return _imagecodecs("jpeg", "JPEG8").jpeg8_decode(
+      bitstream.shared + bitstream.payload)
 
 
 def _j2k_encode(image, target_psnr):
   imagecodecs = _imagecodecs("jpeg2000", "JPEG2K")
   file = bytes(imagecodecs.jpeg2k_encode(image, level=float(target_psnr),
                                          codecformat="J2K"))
-  return Bitstream(_strip_segments(file, 2, 0x90, {0x64}), file)
+  return _with_units(*_marker_units(file, 2, 0x90, {0x64}), file)
 
 
 def _j2k_decode(bitstream):
-  return _imagecodecs("jpeg2000", "JPEG2K").jpeg2k_decode(bitstream.payload)
+  return _imagecodecs("jpeg2000", "JPEG2K").jpeg2k_decode(
+      bitstream.shared + bitstream.payload)
 
 
 # --- WebP: a RIFF file around one VP8 frame ----------------------------------
@@ -254,22 +317,30 @@ _HEVC_NEEDED = frozenset(range(35))
 _HEVC_PARAMETER_SETS = frozenset((32, 33, 34))
 
 
-def hevc_annexb_payload(file):
-  """The Annex B HEVC stream a receiver needs, from a HEIF file's bytes."""
+def hevc_annexb_units(file):
+  """The Annex B HEVC stream a receiver needs, from a HEIF file's bytes.
+
+  Returns:
+    `(units, body)`: the parameter-set NAL units with their start codes, and
+    the slice NAL units with theirs, concatenated.
+  """
   nal_units, length_size = isobmff.hvcc_nal_units(
       isobmff.property_box(file, "hvcC"))
   nal_units += isobmff.split_length_prefixed(
       isobmff.primary_item_data(file), length_size)
-  out, first_slice = [], True
+  units, body, first_slice = [], [], True
   for nal in nal_units:
     nal_type = (nal[0] >> 1) & 0x3F
     if nal_type not in _HEVC_NEEDED:
       continue
-    long_code = nal_type in _HEVC_PARAMETER_SETS or first_slice
-    if nal_type not in _HEVC_PARAMETER_SETS:
+    if nal_type in _HEVC_PARAMETER_SETS:
+      if body:
+        raise ValueError("A parameter set follows a slice in the HEIF item.")
+      units.append(b"\0\0\0\1" + nal)
+    else:
+      body.append((b"\0\0\0\1" if first_slice else b"\0\0\1") + nal)
       first_slice = False
-    out.append((b"\0\0\0\1" if long_code else b"\0\0\1") + nal)
-  return b"".join(out)
+  return tuple(units), b"".join(body)
 
 
 def _heif_encode(image, quality):
@@ -280,7 +351,7 @@ def _heif_encode(image, quality):
   buffer = io.BytesIO()
   heif.save(buffer, quality=int(quality), chroma=420)
   file = buffer.getvalue()
-  return Bitstream(hevc_annexb_payload(file), file)
+  return _with_units(*hevc_annexb_units(file), file)
 
 
 def _heif_decode(bitstream):
@@ -294,12 +365,42 @@ def _heif_decode(bitstream):
 AVIF_SPEED = 6
 
 
+#: AV1 OBU types that carry the picture (frame header, tile group, frame).
+_AV1_PICTURE_OBUS = frozenset((3, 4, 6, 7))
+
+
+def av1_header_units(obus):
+  """Splits AV1 OBUs (low-overhead format) into the leading non-picture OBUs
+  (temporal delimiter, sequence header) and the rest.
+
+  Returns:
+    `(units, body)`: a tuple of OBUs, and the remaining bytes.
+  """
+  units, pos = [], 0
+  while pos < len(obus):
+    header = obus[pos]
+    obu_type, extension, has_size = (header >> 3) & 15, header & 4, header & 2
+    if obu_type in _AV1_PICTURE_OBUS or not has_size:
+      break
+    start, pos = pos, pos + 1 + (1 if extension else 0)
+    size, shift = 0, 0
+    while True:  # leb128
+      byte = obus[pos]
+      size |= (byte & 0x7F) << shift
+      pos, shift = pos + 1, shift + 7
+      if not byte & 0x80:
+        break
+    pos += size
+    units.append(obus[start:pos])
+  return tuple(units), obus[pos:]
+
+
 def _avif_encode(image, quality):
   imagecodecs = _imagecodecs("avif", "AVIF")
   file = bytes(imagecodecs.avif_encode(image, level=int(quality),
                                        speed=AVIF_SPEED, pixelformat="420"))
   isobmff.property_box(file, "av1C")  # one coded image
-  return Bitstream(isobmff.primary_item_data(file), file)
+  return _with_units(*av1_header_units(isobmff.primary_item_data(file)), file)
 
 
 def _avif_decode(bitstream):
@@ -344,16 +445,28 @@ _REGISTRY = {
 }
 
 
-def get_codec(name: str) -> Codec:
+#: The header accountings `get_codec` accepts (see the module docstring).
+HEADERS = ("stream", "shared")
+
+
+def get_codec(name: str, headers: str = "stream") -> Codec:
   """The codec registered as `name`, after checking its library imports.
 
+  Args:
+    name: one of `CODECS`.
+    headers: 'stream' counts the whole coded stream; 'shared' does not count
+      the leading header units that are the same for every image of the size
+      (see the module docstring).
+
   Raises:
-    ValueError: for an unknown name (listing the valid ones).
+    ValueError: for an unknown name or accounting (listing the valid ones).
     ImportError: when its package is missing, naming the package to install.
   """
   if name not in _REGISTRY:
     raise ValueError(f"Unknown codec {name!r}; choose one of "
                      f"{', '.join(CODECS)}.")
-  codec = Codec(name=name, **_REGISTRY[name])
+  if headers not in HEADERS:
+    raise ValueError(f"headers={headers!r}: use one of {', '.join(HEADERS)}.")
+  codec = Codec(name=name, headers=headers, **_REGISTRY[name])
   codec.encode(np.full((16, 16, 3), 128, np.uint8), codec.num_qualities - 1)
   return codec

@@ -7,12 +7,17 @@ SNRs (and, for slow fading, many candidate rates) shares the encodings: each
 search costs at most `ceil(log2(Q + 1))` new encodes for `Q` qualities, and
 usually fewer, since neighbouring budgets revisit the same indices.
 
-The search assumes that the payload grows with the quality index (true of the
-registered codecs on natural images, up to rare ties; `tests/` check it).
-Whatever the codec does, a returned index always fits its budget: the search
-only returns indices it has encoded and measured. `best_fitting_many` also
-makes the chosen index non-decreasing in the budget, by starting each search
-from the previous (smaller) budget's answer, which still fits.
+The binary search assumes that the payload grows with the quality index. On
+natural images it mostly does, but not strictly: the registered codecs' sizes
+have many ties and occasional small decreases between neighbouring qualities
+(e.g. WebP's and JPEG's Huffman or partition choices), so the binary search
+can stop at a boundary below a higher quality that also fits. With
+`exhaustive=True` every quality is encoded once per image (`Q` encodes) and
+the answer is the exact largest fitting index. Either way a returned index
+always fits its budget: the search only returns indices it has encoded and
+measured. `best_fitting_many` also makes the chosen index non-decreasing in
+the budget, by starting each search from the previous (smaller) budget's
+answer, which still fits.
 """
 
 import numpy as np
@@ -29,11 +34,14 @@ class QualitySearch:
   Attributes:
     codec: the `codecs.Codec`.
     image: the uint8 `(H, W, 3)` image.
+    exhaustive: whether `best_fitting` encodes every quality (exact) instead
+      of bisecting (`ceil(log2(Q + 1))` encodes per budget at most).
     encodes: how many encodes ran so far (for tests and profiling).
   """
 
-  def __init__(self, codec, image):
+  def __init__(self, codec, image, exhaustive=False):
     self.codec = codec
+    self.exhaustive = exhaustive
     self.image = np.asarray(image)
     self._bitstreams = {}
     self._decoded = {}
@@ -60,8 +68,9 @@ class QualitySearch:
   def best_fitting(self, budget_bits, at_least=NOT_SENT) -> int:
     """Largest quality index whose payload is at most `budget_bits`.
 
-    Binary search over `(at_least, Q)`; `at_least` must be `NOT_SENT` or an
-    index known to fit.
+    Binary search over `(at_least, Q)` (or, when `exhaustive`, a scan of
+    every index above `at_least`); `at_least` must be `NOT_SENT` or an index
+    known to fit.
 
     Args:
       budget_bits: the bit budget (int >= 0).
@@ -73,6 +82,10 @@ class QualitySearch:
     if at_least != NOT_SENT and self.bits(at_least) > budget_bits:
       raise ValueError(f"at_least={at_least} needs {self.bits(at_least)} bits, "
                        f"more than the budget of {budget_bits}.")
+    if self.exhaustive:
+      fitting = [i for i in range(at_least + 1, self.codec.num_qualities)
+                 if self.bits(i) <= budget_bits]
+      return max(fitting, default=at_least)
     low, high = at_least, self.codec.num_qualities
     while high - low > 1:
       middle = (low + high) // 2
