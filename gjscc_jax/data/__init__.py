@@ -11,24 +11,38 @@ with random access:
 The trainer calls `get_data_source`, `train_loader` and `eval_batches` with a
 config from `default_data_config()`; images are converted to the model range
 with `gjscc_jax.pixels.from_uint8` inside the jitted step.
+
+The names below are resolved on first use (PEP 562): importing this package,
+or `gjscc_jax.data.config` for `default_data_config`, does not import the
+data stack (tensorflow-datasets, grain, array_record), so configs, models,
+losses and the InverseJSCC search import without it.
 """
 
-from gjscc_jax.data.config import DATASET_NAMES
-from gjscc_jax.data.config import default_data_config
-from gjscc_jax.data.config import SPLITS
-from gjscc_jax.data.pipeline import eval_batches
-from gjscc_jax.data.pipeline import train_loader
-from gjscc_jax.data.sources import get_builder
-from gjscc_jax.data.sources import get_data_source
-from gjscc_jax.data.sources import prepare
+import importlib
 
-__all__ = [
-    "DATASET_NAMES",
-    "SPLITS",
-    "default_data_config",
-    "eval_batches",
-    "get_builder",
-    "get_data_source",
-    "prepare",
-    "train_loader",
-]
+#: Public name -> the submodule that defines it.
+_EXPORTS = {
+    "DATASET_NAMES": "config",
+    "SPLITS": "config",
+    "default_data_config": "config",
+    "eval_batches": "pipeline",
+    "train_loader": "pipeline",
+    "get_builder": "sources",
+    "get_data_source": "sources",
+    "prepare": "sources",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+  if name not in _EXPORTS:
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+  module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+  value = getattr(module, name)
+  globals()[name] = value
+  return value
+
+
+def __dir__():
+  return sorted(set(globals()) | set(_EXPORTS))
