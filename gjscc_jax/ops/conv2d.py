@@ -149,6 +149,19 @@ def _prefers_winograd(x, kernel, padding, precision) -> bool:
           and not _asks_highest(precision))
 
 
+#: Name scope of every CPU-only route: it marks the route's operations in a
+#: lowered program (``lowered.as_text(debug_info=True)``), so a test can check
+#: that nothing of it reaches an accelerator.
+CPU_ROUTE_SCOPE = 'gjscc_cpu_route'
+
+
+def _cpu_route(fn):
+  def routed(x, kernel):
+    with jax.named_scope(CPU_ROUTE_SCOPE):
+      return fn(x, kernel)
+  return routed
+
+
 def _routed(x, kernel, padding, precision):
   plain = functools.partial(_plain, padding=padding, precision=precision)
   if _prefers_winograd(x, kernel, padding, precision):
@@ -158,7 +171,7 @@ def _routed(x, kernel, padding, precision):
                             precision=precision)
   else:
     return plain(x, kernel)
-  return lax.platform_dependent(x, kernel, cpu=cpu, default=plain)
+  return lax.platform_dependent(x, kernel, cpu=_cpu_route(cpu), default=plain)
 
 
 def _crop_negative_padding(g, padding):

@@ -27,11 +27,18 @@ from gjscc_jax.train import step as step_lib
 
 
 def build_loss(config):
-  """The MSE + lambda * LPIPS objective and its frozen params ({} if lambda=0)."""
+  """The MSE + lambda * LPIPS objective and its frozen params ({} if lambda=0).
+
+  The loss has no run-time value check (`check_inputs=False`): the training
+  images are uint8 from the data pipeline, in range by construction, and a
+  check inside the step would be a host callback, which no accelerator
+  program should contain.
+  """
   from gjscc_jax.losses import PerceptualLoss  # pylint: disable=import-outside-toplevel
   loss = PerceptualLoss(lambda_lpips=config.loss.lambda_lpips,
                         net=config.loss.lpips_net,
-                        dtype=schemes.compute_dtype(config))
+                        dtype=schemes.compute_dtype(config),
+                        check_inputs=False)
   frozen = {"lpips": loss.load_params()} if config.loss.lambda_lpips > 0 else {}
   return loss, frozen
 
