@@ -13,8 +13,9 @@ Orbax with `grain.checkpoint.CheckpointSave(it)` /
 batches do not depend on `num_workers`, but a saved state can only be restored
 into a loader with the same `num_workers` (grain checks it).
 
-Evaluation (`eval_batches`) walks a split in order, once, in fixed-size batches
-whose padding is marked by `mask`, so a jitted eval step sees one shape.
+Evaluation (`eval_batches`) walks a split in order, once, in fixed-size global
+batches whose padding is marked by `mask`, so a jitted eval step sees one
+shape; each process reads only its slice of every batch.
 """
 
 from typing import Any, Iterator
@@ -28,11 +29,33 @@ import numpy as np
 from gjscc_jax.data import sources
 
 
+def check_image(image: np.ndarray, resolution: int, where: str) -> np.ndarray:
+  """Returns `image` if it is uint8 (resolution, resolution, 3), else raises.
+
+  The one check of training data: the train step maps uint8 images to
+  [-1, 1] (`pixels.from_uint8`), so values cannot be out of range and the
+  loss needs no run-time check; dtype and shape are checked here, on the
+  host, as each image is read.
+  """
+  image = np.asarray(image)
+  if image.dtype != np.uint8 or image.shape != (resolution, resolution, 3):
+    raise ValueError(
+        f"{where}: expected a uint8 ({resolution}, {resolution}, 3) image, got "
+        f"{image.dtype} {image.shape}. Prepare the dataset for "
+        f"data.resolution={resolution} (python -m gjscc_jax.data.prepare).")
+  return image
+
+
 class SelectImage(grain.transforms.Map):
-  """Keeps only the uint8 'image' of a decoded record (drops its file name)."""
+  """Keeps only the 'image' of a decoded record (drops its file name) and
+  checks it (`check_image`)."""
+
+  def __init__(self, resolution: int):
+    self.resolution = resolution
 
   def map(self, element: dict[str, Any]) -> dict[str, np.ndarray]:
-    return {"image": element["image"]}
+    return {"image": check_image(element["image"], self.resolution,
+                                 "training data")}
 
 
 class RandomHorizontalFlip(grain.transforms.RandomMap):
@@ -112,7 +135,7 @@ def train_loader(data_config, *, global_batch_size: int, seed: int,
     # notebook, a plain script) nothing has parsed them yet.
     logging.info("Marking absl flags as parsed (defaults) for grain workers.")
     flags.FLAGS.mark_as_parsed()
-  operations = [SelectImage()]
+  operations = [SelectImage(data_config.resolution)]
   if data_config.random_flip:
     operations.append(RandomHorizontalFlip())
   operations.append(grain.transforms.Batch(batch_size, drop_remainder=True))
@@ -122,48 +145,61 @@ def train_loader(data_config, *, global_batch_size: int, seed: int,
       read_options=_read_options(data_config))
 
 
-def _indexed_image(index: int, element: dict[str, Any]) -> dict[str, Any]:
-  return {"image": element["image"], "index": np.int32(index),
-          "mask": np.bool_(True)}
+class _EvalSlice:
+  """Element `j` of one process's slice of the padded, batched split."""
 
+  def __init__(self, source, num_images, batch_size, shard_index, local):
+    self.source, self.num_images = source, num_images
+    self.batch_size, self.shard_index, self.local = (batch_size, shard_index,
+                                                     local)
+    self.pad = np.zeros_like(np.asarray(source[0]["image"]))
 
-class PadBatch(grain.transforms.Map):
-  """Pads a final short batch to `batch_size` with masked-out zero images."""
-
-  def __init__(self, batch_size: int):
-    self.batch_size = batch_size
-
-  def map(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    missing = self.batch_size - len(batch["index"])
-    if not missing:
-      return batch
-    pad = {"image": np.zeros((missing,) + batch["image"].shape[1:], np.uint8),
-           "index": np.full((missing,), -1, np.int32),
-           "mask": np.zeros((missing,), bool)}
-    return {key: np.concatenate([batch[key], pad[key]]) for key in batch}
+  def __call__(self, j: int) -> dict[str, Any]:
+    batch, row = divmod(int(j), self.local)
+    index = batch * self.batch_size + self.shard_index * self.local + row
+    if index >= self.num_images:
+      return {"image": self.pad, "index": np.int32(-1), "mask": np.bool_(False)}
+    return {"image": np.asarray(self.source[index]["image"]),
+            "index": np.int32(index), "mask": np.bool_(True)}
 
 
 def eval_batches(data_config, split: str, batch_size: int,
-                 num_images: int | None = None) -> Iterator[dict[str, Any]]:
+                 num_images: int | None = None, *,
+                 shard_index: int | None = None,
+                 shard_count: int | None = None) -> Iterator[dict[str, Any]]:
   """Returns an iterator over the first `num_images` of `split`, in order.
+
+  The images are cut into global batches of `batch_size` (the last padded);
+  a process reads only its contiguous slice of each, rows
+  `[shard_index * L, (shard_index + 1) * L)` with
+  `L = batch_size // shard_count` (`gjscc_jax.sharding.process_shard`), so
+  the processes together see every image once.
 
   Args:
     data_config: A config like `default_data_config()`.
     split: 'train' or 'test'.
-    batch_size: Images per batch; the last batch is padded to it.
+    batch_size: Images per global batch; the last batch is padded to it.
     num_images: How many images from the start of the split; None for all.
+    shard_index: This process's slice; default `jax.process_index()`.
+    shard_count: Number of slices; default `jax.process_count()`.
 
   Returns:
-    A finite, deterministic iterator of dicts: 'image' uint8
-    (batch_size, H, W, 3); 'index' int32 (batch_size,), the position in the
-    split (-1 for padding); 'mask' bool (batch_size,), False for padding
-    (whose image is all zeros). Every index in [0, num_images) appears once.
+    A finite, deterministic iterator of dicts: 'image' uint8 (L, H, W, 3);
+    'index' int32 (L,), the position in the split (-1 for padding); 'mask'
+    bool (L,), False for padding (whose image is all zeros). Over all
+    shards, every index in [0, num_images) appears once.
 
   Raises:
-    ValueError: For a bad split, batch size or `num_images`.
+    ValueError: For a bad split, batch size, shard or `num_images`.
   """
   if batch_size < 1:
     raise ValueError(f"batch_size must be positive, got {batch_size}.")
+  shard_index = jax.process_index() if shard_index is None else shard_index
+  shard_count = jax.process_count() if shard_count is None else shard_count
+  if not 0 <= shard_index < shard_count:
+    raise ValueError(f"shard_index={shard_index} must lie in "
+                     f"[0, shard_count={shard_count}).")
+  local = per_process_batch_size(batch_size, shard_count)
   source = sources.get_data_source(data_config, split)
   if num_images is None:
     num_images = len(source)
@@ -171,9 +207,9 @@ def eval_batches(data_config, split: str, batch_size: int,
     raise ValueError(
         f"num_images={num_images} must lie in [1, {len(source)}] (the size of "
         f"the {split!r} split); pass None to evaluate the whole split.")
-  dataset = (grain.MapDataset.source(source)[:num_images]
-             .map_with_index(_indexed_image)
+  num_batches = -(-num_images // batch_size)
+  element = _EvalSlice(source, num_images, batch_size, shard_index, local)
+  dataset = (grain.MapDataset.range(num_batches * local).map(element)
              .to_iter_dataset(_read_options(data_config))
-             .batch(batch_size, drop_remainder=False)
-             .map(PadBatch(batch_size)))
+             .batch(local, drop_remainder=False))
   return iter(dataset)

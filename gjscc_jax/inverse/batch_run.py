@@ -4,9 +4,9 @@
 command line): it builds the batch function of `pipeline` from the trained
 DeepJSCC run and the StyleGAN2 prior named by the config, restores every
 image of the process's share at every SNR that has no record yet, writing
-each batch's outputs as soon as it is done (while the next batch computes),
-and at the end gathers the per-image metrics of all processes for process 0
-to write the summary, plots and grids.
+each batch's outputs from a few threads as soon as it is done (while the
+next batch computes), and at the end gathers the per-image metrics of all
+processes for process 0 to write the summary, plots and grids.
 
 Fault injection (tests): with `GJSCC_FAULT_KILL_AFTER_BATCHES=n` in the
 environment, the process SIGKILLs itself right after writing `n` batches,
@@ -145,14 +145,13 @@ def _record(item, name, out, k):
   return rec
 
 
-def _write_batch(store, source, chunk, mask, out):
+def _finished_images(source, chunk, mask, out):
+  """`(snr_db, index, images, record)` of the valid rows of a batch output."""
   out = jax.device_get(out)  # Waits for this batch (the only host sync).
-  for k, (item, valid) in enumerate(zip(chunk, mask)):
-    if valid:
-      _, name = source.load(item.index)
-      store.write(item.snr_db, item.index,
-                  dict(restored=out["restored"][k], received=out["received"][k]),
-                  _record(item, name, out, k))
+  return [(item.snr_db, item.index,
+           dict(restored=out["restored"][k], received=out["received"][k]),
+           _record(item, source.load(item.index)[1], out, k))
+          for k, (item, valid) in enumerate(zip(chunk, mask)) if valid]
 
 
 def run(config):
@@ -191,7 +190,15 @@ def run(config):
           f"done; {len(todo)} to go on process 0 of {jax.process_count()}.",
           flush=True)
   bar = inverse_report.progress_bar(len(todo))
-  pending, written = None, 0
+  written = []
+
+  def on_batch(num_images):
+    bar.update(num_images)
+    written.append(num_images)
+    faults.maybe_kill(faults.KILL_AFTER_BATCHES, len(written))
+
+  writer = outputs.BackgroundWriter(store, on_batch=on_batch)
+  pending = None
   t0 = time.perf_counter()
   batch_sharding = sharding.batch_sharding(mesh)
   for chunk, mask in work.batches(todo, config.batch_size):
@@ -200,15 +207,12 @@ def run(config):
          np.array([it.snr_db for it in chunk], np.float32),
          np.array([it.index for it in chunk], np.int32)), batch_sharding)
     out = batch_fn(frozen, *inputs)  # Asynchronous.
-    if pending is not None:
-      _write_batch(store, source, *pending)
-      written += 1
-      bar.update(int(pending[1].sum()))
-      faults.maybe_kill(faults.KILL_AFTER_BATCHES, written)
+    if pending is not None:  # Written while the devices compute `out`.
+      writer.submit(_finished_images(source, *pending))
     pending = (chunk, mask, out)
   if pending is not None:
-    _write_batch(store, source, *pending)
-    bar.update(int(pending[1].sum()))
+    writer.submit(_finished_images(source, *pending))
+  writer.close()
   bar.close()
   logging.info("Process %d finished %d pairs in %.1fs.", jax.process_index(),
                len(todo), time.perf_counter() - t0)

@@ -27,13 +27,40 @@ from gjscc_jax.train import step as step_lib
 
 
 def build_loss(config):
-  """The MSE + lambda * LPIPS objective and its frozen params ({} if lambda=0)."""
+  """The MSE + lambda * LPIPS objective and its frozen params ({} if lambda=0).
+
+  Built without the loss's run-time value check (`check_inputs=False`),
+  which would put a host callback in the train step: the step's targets
+  are uint8 batches mapped by `pixels.from_uint8`, in [-1, 1] by
+  construction, and the data pipeline checks each image's dtype and shape
+  as it reads it (`gjscc_jax.data.pipeline`). A diverging reconstruction
+  is caught by the step's non-finite guard instead.
+  """
   from gjscc_jax.losses import PerceptualLoss  # pylint: disable=import-outside-toplevel
   loss = PerceptualLoss(lambda_lpips=config.loss.lambda_lpips,
                         net=config.loss.lpips_net,
-                        dtype=schemes.compute_dtype(config))
+                        dtype=schemes.compute_dtype(config), check_inputs=False)
   frozen = {"lpips": loss.load_params()} if config.loss.lambda_lpips > 0 else {}
   return loss, frozen
+
+
+def use_compilation_cache(config, workdir):
+  """Points JAX's persistent compilation cache at a directory; returns it.
+
+  `config.compilation_cache_dir` when set; otherwise a cache already
+  configured (`JAX_COMPILATION_CACHE_DIR` or `jax.config`) is kept;
+  otherwise `workdir/compilation_cache`. A restarted run then loads its
+  compiled steps from disk instead of compiling them again. Call it before
+  the first compilation whose result should be cached.
+  """
+  directory = config.get("compilation_cache_dir")
+  if not directory:
+    directory = (jax.config.jax_compilation_cache_dir
+                 or os.path.join(workdir, "compilation_cache"))
+  if directory != jax.config.jax_compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", directory)
+  logging.info("Persistent compilation cache: %s", directory)
+  return directory
 
 
 def write_config(config, workdir):
@@ -58,6 +85,7 @@ def train(config, workdir, eval_at_end=True, distributed=False):
       is set.
   """
   sharding.maybe_initialize_distributed(force=distributed)
+  use_compilation_cache(config, workdir)
   mesh = sharding.make_mesh(**config.mesh)
   write_config(config, workdir)
   logging.info("Mesh %s over %d devices", dict(mesh.shape), jax.device_count())
@@ -110,12 +138,11 @@ def train(config, workdir, eval_at_end=True, distributed=False):
   base_key = jax.device_get(state.rng)  # A host copy: state is donated.
   writer = reporting.MetricWriter(workdir)
   bar = reporting.ProgressBar(config.total_steps, initial=step)
-  t0, images_seen = time.perf_counter(), 0
+  window_start, window_step = time.perf_counter(), step
   while step < config.total_steps:
     batch = sharding.global_batch(next(data_iter), mesh)
     state, metrics = train_step(state, batch, jax.random.fold_in(base_key, step), frozen)
     step += 1
-    images_seen += config.batch_size
     bar.update()
     saving = ckpt.should_save(step) or step == config.total_steps
     if step % config.log_every == 0 or saving:
@@ -128,9 +155,14 @@ def train(config, workdir, eval_at_end=True, distributed=False):
             f"checkpoint (step {ckpt.latest_step()}) is intact in "
             f"{ckpt.directory}. Lower --config.optimizer.lr or enable "
             "--config.optimizer.grad_clip_norm, then rerun to resume.")
-      elapsed = time.perf_counter() - t0
-      metrics.update(steps_per_s=images_seen / config.batch_size / elapsed,
-                     images_per_s=images_seen / elapsed)
+      # Rates over the steps since the last log (the device_get above
+      # waited for them), not since the start: compilation and restarts
+      # do not linger in them.
+      now = time.perf_counter()
+      steps_per_s = (step - window_step) / (now - window_start)
+      window_start, window_step = now, step
+      metrics.update(steps_per_s=steps_per_s,
+                     images_per_s=steps_per_s * config.batch_size)
       metrics.pop("nonfinite_steps")
       writer.write(step, metrics)
       bar.show({k: metrics[k] for k in ("loss", "psnr", "lr") if k in metrics})
