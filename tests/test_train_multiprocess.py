@@ -1,25 +1,38 @@
-"""Training and its end-of-training sweep as two `jax.distributed` processes.
+"""Training, resuming and the end-of-training sweep on 1 and 2 processes.
 
-Two processes on localhost (2 fake CPU devices each, as a 2-host pod
-would be) train the tiny demo for a few steps and sweep the final model;
-the sweep's summary must equal a one-process sweep of the same parameters:
-every test image transmitted once, whatever the number of processes.
+One run of two `jax.distributed` processes on localhost (2 fake CPU devices
+each, as a 2-host pod would be) serves every check: it resumes a one-process
+run stopped after step 2, trains steps 3 and 4 (checkpointing each) and
+sweeps the final model; its step-3 checkpoint is then resumed by one
+process. The final parameters of both resumed runs must equal an
+uninterrupted one-process run's (up to float reassociation: the devices
+split the batch differently), and the sweep's summary must equal a
+one-process sweep of the same parameters: every test image transmitted once,
+whatever the number of processes.
+
+A stopped run is its directory without the checkpoints after the step it
+stopped at, exactly what a kill after that step's commit leaves
+(test_train.py kills real processes).
 """
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
 
 from experiments.configs import deepjscc_ffhq
 from gjscc_jax import data
 from gjscc_jax import sharding
 from gjscc_jax.evaluation import runner
+from gjscc_jax.train import loop
 from gjscc_jax.train import runs
+from tests._helpers import restored_params
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 4
@@ -29,7 +42,7 @@ OVERRIDES = {
     "data.resolution": 32, "data.sample_train_size": 32,
     "data.sample_test_size": 8, "model.arch": "small", "model.num_filters": 16,
     "batch_size": 8, "log_every": 1, "optimizer.warmup_steps": 1,
-    "total_steps": STEPS, "checkpoint_every": 2, "eval.batch_size": 8,
+    "total_steps": STEPS, "checkpoint_every": 1, "eval.batch_size": 8,
     "eval.snrs_db": (-5.0, 5.0), "eval.lpips_nets": (), "eval.num_examples": 4,
 }
 
@@ -90,13 +103,59 @@ def tfds_dir(tmp_path_factory):
   return path
 
 
+def stopped_after(workdir, step, copy_to):
+  """A copy of `workdir` as a run stopped after `step` would have left it."""
+  shutil.copytree(workdir, copy_to)
+  checkpoints = os.path.join(copy_to, "checkpoints")
+  for name in os.listdir(checkpoints):
+    if name.isdigit() and int(name) > step:
+      shutil.rmtree(os.path.join(checkpoints, name))
+  shutil.rmtree(os.path.join(copy_to, "eval"), ignore_errors=True)
+  return copy_to
+
+
+def assert_close_params(workdir, reference):
+  (step_a, a), (step_b, b) = restored_params(workdir), restored_params(reference)
+  assert step_a == step_b == STEPS
+  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(leaves_a) == len(leaves_b) > 0
+  # Steps of lr 1e-3 on other batches would move parameters by ~1e-3.
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
 @pytest.fixture(scope="module")
-def two_process_run(tmp_path_factory, tfds_dir):
-  workdir = tmp_path_factory.mktemp("two_processes")
+def reference(tmp_path_factory, tfds_dir):
+  """One process, STEPS uninterrupted steps (in this process, 8 devices)."""
+  workdir = str(tmp_path_factory.mktemp("reference") / "run")
+  loop.train(tiny_config(tfds_dir), workdir, eval_at_end=False)
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory, tfds_dir, reference):
+  """Two processes resume the reference stopped after step 2, train, sweep."""
+  workdir = stopped_after(reference, 2,
+                          str(tmp_path_factory.mktemp("two") / "run"))
   results = finish(launch(workdir, tfds_dir, 2))
   for returncode, log in results:
     assert returncode == 0, log[-5000:]
+    assert "Resumed from step 2" in log
   return workdir
+
+
+def test_one_process_run_resumes_on_two_processes(two_process_run, reference):
+  with open(os.path.join(two_process_run, "checkpoints", "3", "meta",
+                         "metadata")) as f:
+    assert json.load(f)["process_count"] == 2
+  assert_close_params(two_process_run, reference)
+
+
+def test_two_process_run_resumes_on_one_process(two_process_run, reference,
+                                                tfds_dir, tmp_path):
+  workdir = stopped_after(two_process_run, 3, str(tmp_path / "run"))
+  loop.train(tiny_config(tfds_dir), workdir, eval_at_end=False)
+  assert_close_params(workdir, reference)
 
 
 def test_two_process_sweep_equals_a_one_process_sweep(two_process_run,

@@ -8,8 +8,9 @@ with random access:
 * 'celebahq' (27k/3k by index), 'ffhq' (60k/10k by index), 'image_folder'
   (seeded test fraction): prepared once from the user's folder of images.
 
-The trainer calls `get_data_source`, `train_loader` and `eval_batches` with a
-config from `default_data_config()`; images are converted to the model range
+The trainer calls `get_data_source`, `train_loader` (and pins
+`train_stream_spec` in checkpoints) and `eval_batches` with a config from
+`default_data_config()`; images are converted to the model range
 with `gjscc_jax.pixels.from_uint8` inside the jitted step.
 """
 
@@ -18,6 +19,8 @@ from gjscc_jax.data.config import default_data_config
 from gjscc_jax.data.config import SPLITS
 from gjscc_jax.data.pipeline import eval_batches
 from gjscc_jax.data.pipeline import train_loader
+from gjscc_jax.data.pipeline import train_stream_spec
+from gjscc_jax.data.pipeline import TrainStream
 from gjscc_jax.data.sources import get_builder
 from gjscc_jax.data.sources import get_data_source
 from gjscc_jax.data.sources import prepare
@@ -31,4 +34,6 @@ __all__ = [
     "get_data_source",
     "prepare",
     "train_loader",
+    "train_stream_spec",
+    "TrainStream",
 ]

@@ -11,8 +11,9 @@ with `<i>` the zero-padded global image index and `<s>` the SNR (`-5`,
 `0.5`, ...). Every file is written to a temporary name in the same directory
 and renamed into place (`os.replace`, atomic on POSIX), and the record is
 written last, so an image counts as finished exactly when its record
-exists: a job killed at any moment leaves either a finished image or no
-record for it, and a rerun computes only the images without a record.
+exists and reads back: a job killed at any moment leaves either a finished
+image or no record for it, and a rerun computes only the images without a
+(readable) record.
 
 Several processes may share one directory (multi-host runs): each writes
 only its own images, and temporary names carry the process id (and thread).
@@ -31,6 +32,7 @@ import os
 import threading
 from typing import Callable, Sequence
 
+from absl import logging
 import numpy as np
 from PIL import Image
 
@@ -82,9 +84,29 @@ class OutputStore:
     """Path of the 'restored' or 'received' PNG of one image."""
     return self._path(snr_db, kind, index, "png")
 
-  def is_done(self, snr_db: float, index: int) -> bool:
-    """Whether image `index` at `snr_db` has its record (is finished)."""
-    return os.path.exists(self.record_path(snr_db, index))
+  def finished_record(self, snr_db: float, index: int) -> dict | None:
+    """The record of image `index` at `snr_db` if it is finished, else None.
+
+    A record that exists but cannot be read, or is not this image's (a bad
+    disk, a half-synced copy), is logged as a warning and counts as not
+    finished: the image is recomputed and the record replaced.
+    """
+    path = self.record_path(snr_db, index)
+    if not os.path.exists(path):
+      return None
+    try:
+      record = self.read_record(snr_db, index)
+      if (record.get("image_index") != index or
+          float(record.get("snr_db")) != float(snr_db)):
+        raise ValueError(f"it belongs to image {record.get('image_index')} "
+                         f"at {record.get('snr_db')} dB")
+      return record
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+      logging.warning("Unreadable record %s (%s): recomputing that image.",
+                      path, e)
+      print(f"WARNING: unreadable record {path} ({e}); recomputing it.",
+            flush=True)
+      return None
 
   def write(self, snr_db: float, index: int, images: dict, record: dict):
     """Writes one finished image: its PNGs first, then its record.
