@@ -4,13 +4,25 @@ Every entry point in `experiments/` takes `--config=deepjscc_ffhq:bcr=1/192`:
 a bare NAME resolves to `experiments/configs/NAME.py` and ARG is passed to its
 `get_config(arg)`. Paths (`--config=path/to/file.py:arg`) work as usual, and
 `--config.key=value` overrides any field, as `ml_collections.config_flags`
-provides. Use `app.run(main, flags_parser=parse_flags)`.
+provides.
+
+`run(main)` is `absl.app.run` for the entry points: a user's mistake (a bad
+config argument, a missing checkpoint, weights or dataset) prints its
+one-line cause and fix on stderr and exits with status 1, without a Python
+traceback; `--verbose` (or `GJSCC_VERBOSE=1`) shows the traceback. A job
+stopped by SIGTERM/SIGINT after saving its work (`gjscc_jax.preemption`)
+prints what it saved and exits with status 75.
 """
 
 import os
 import re
+import sys
 
+from absl import app
 from absl import flags
+
+from gjscc_jax import preemption
+from gjscc_jax.train import checkpointing
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 _CONFIG_FLAG = re.compile(r"^--?config=(?P<value>.*)$")
@@ -36,16 +48,77 @@ def resolve_config_value(value):
   return path + sep + arg
 
 
+_VERBOSE = flags.DEFINE_bool(
+    "verbose", False, "Show the Python traceback of errors (also "
+    "GJSCC_VERBOSE=1); by default an error prints its one-line cause and fix.")
+
+#: Exceptions that report a user's mistake (their message names the fix).
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError,
+               PermissionError, FloatingPointError, checkpointing.RestoreError)
+#: The line a config file's error ends with in ml_collections' message.
+_LAST_ERROR_LINE = re.compile(r"^\w+(Error|Exception): (?P<message>.+)$")
+
+
+def verbose(argv=None):
+  """Whether tracebacks are wanted (`--verbose` or `GJSCC_VERBOSE=1`)."""
+  if os.environ.get("GJSCC_VERBOSE", "") not in ("", "0"):
+    return True
+  if argv is not None:
+    return any(a in ("--verbose", "-verbose") for a in argv)
+  return flags.FLAGS.is_parsed() and _VERBOSE.value
+
+
+def one_line(error):
+  """The message of `error` on one line: a config file's traceback, as
+  ml_collections embeds it, is cut to its final error line."""
+  text = str(error)
+  if "Traceback (most recent call last)" in text:
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    for line in reversed(lines):
+      match = _LAST_ERROR_LINE.match(line)
+      if match:
+        head = text.split("\n", 1)[0].replace(
+            "Error whilst parsing config file", "").rstrip(" :")
+        text = f"{head}: {match['message']}"
+        break
+  return " ".join(text.split())
+
+
+def fail(message):
+  """Prints `Error: message` (one line) to stderr and exits with status 1."""
+  print(f"Error: {message}", file=sys.stderr, flush=True)
+  sys.exit(1)
+
+
 def parse_flags(argv):
   """absl `flags_parser` that resolves bare config names, then parses flags."""
   argv = list(argv)
-  for i, arg in enumerate(argv):
-    match = _CONFIG_FLAG.match(arg)
-    if match:
-      argv[i] = "--config=" + resolve_config_value(match.group("value"))
-    elif arg in ("--config", "-config") and i + 1 < len(argv):
-      argv[i + 1] = resolve_config_value(argv[i + 1])
   try:
+    for i, arg in enumerate(argv):
+      match = _CONFIG_FLAG.match(arg)
+      if match:
+        argv[i] = "--config=" + resolve_config_value(match.group("value"))
+      elif arg in ("--config", "-config") and i + 1 < len(argv):
+        argv[i + 1] = resolve_config_value(argv[i + 1])
     return flags.FLAGS(argv)
-  except flags.Error as e:
-    raise SystemExit(f"FATAL Flags parsing error: {e}\nPass --help for help.")
+  except (flags.Error, ValueError) as e:
+    if verbose(argv):
+      raise
+    fail(f"{one_line(e)} (pass --help for help)")
+
+
+def run(main):
+  """`absl.app.run(main)` with one-line errors (see the module docstring)."""
+
+  def guarded(argv):
+    try:
+      return main(argv)
+    except preemption.Preempted as e:
+      print(e.message, file=sys.stderr, flush=True)
+      raise
+    except USER_ERRORS as e:
+      if verbose():
+        raise
+      fail(f"{one_line(e)} (--verbose shows the traceback)")
+
+  app.run(guarded, flags_parser=parse_flags)

@@ -18,6 +18,7 @@ from absl import app
 from absl import flags
 import jax
 
+from experiments import config_cli
 from gjscc_jax.evaluation import report
 from gjscc_jax import sharding
 from gjscc_jax.evaluation import runner
@@ -84,4 +85,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  config_cli.run(main)

@@ -18,7 +18,10 @@ interval per SNR, scheme and metric), one plot per metric vs SNR with both
 schemes, the mean objective per step (`convergence.png`) and image grids.
 
 Reruns skip finished images, so a killed job loses at most the batches in
-flight. Multi-host: start the same command once per host, with --distributed
+flight; SIGTERM or SIGINT finishes and writes the batch in flight and exits
+with status 75. Inputs are checked in the order a user fixes them (DeepJSCC
+checkpoint, generator weights, then data); an error prints one line with its
+cause and fix and exits with status 1 (--verbose for the traceback). Multi-host: start the same command once per host, with --distributed
 on TPU pods and SLURM (cluster auto-detection), or with JAX_COORDINATOR_ADDRESS,
 JAX_NUM_PROCESSES and JAX_PROCESS_ID set. Each process restores its own images on its own devices and
 writes them; the summary is gathered to process 0 with a collective.
@@ -38,8 +41,9 @@ import jax
 from ml_collections import config_flags
 
 from experiments import config_cli
-from gjscc_jax.inverse import batch_run
+from gjscc_jax import preemption
 from gjscc_jax import sharding
+from gjscc_jax.inverse import batch_run
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config: NAME[:ARG] from experiments/configs/, or a path.",
@@ -69,7 +73,13 @@ def train_demo_deepjscc(config, workdir):
   print(f"Demo: training a tiny DeepJSCC for {steps} steps in {workdir} "
         "(reused by reruns).", flush=True)
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  subprocess.run(command, check=True, cwd=root)
+  status = subprocess.run(command, check=False, cwd=root).returncode
+  if status == preemption.EXIT_CODE:
+    raise preemption.Preempted(
+        "Stopped while training the demo DeepJSCC; rerun to resume it.")
+  if status:
+    raise ValueError(f"Training the demo DeepJSCC in {workdir} failed (exit "
+                     f"status {status}; its error is above).")
 
 
 def main(argv):
@@ -87,4 +97,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=config_cli.parse_flags)
+  config_cli.run(main)

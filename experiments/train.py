@@ -5,8 +5,12 @@ r"""Trains a transmission scheme (DeepJSCC, GenerativeJSCC) end to end.
       --config.data.image_dir=/data/ffhq --workdir=runs/deepjscc_768
 
 The loop is `gjscc_jax.train.loop.train`: rerunning with the same --workdir
-resumes from the last checkpoint; an SNR sweep of the final model is
-written to WORKDIR/eval at the end.
+resumes from the newest good checkpoint, on any number of processes (a
+corrupt one is moved to WORKDIR/checkpoints/corrupt/); an SNR sweep of the
+final model is written to WORKDIR/eval at the end. SIGTERM or SIGINT
+checkpoints the step in flight and exits with status 75; a user error
+prints one line with its cause and fix and exits with status 1 (--verbose
+for the traceback).
 
 Multi-host: start the same command on every host with --distributed (JAX
 auto-detects TPU pods and SLURM), or set JAX_COORDINATOR_ADDRESS,
@@ -44,4 +48,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=config_cli.parse_flags)
+  config_cli.run(main)

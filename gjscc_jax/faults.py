@@ -1,13 +1,19 @@
-"""Fault injection: die as a pre-empted job would, at a chosen point.
+"""Fault injection: die or get preempted as a real job would, at a chosen point.
 
 The resume tests start a run with one of these variables set to `n`; the
-run SIGKILLs itself (no clean-up, no atexit, no flushing) when its counter
-reaches `n`, and the test then checks that a restart resumes exactly:
+run signals itself when its counter reaches `n`, and the test then checks
+what survived and that a restart resumes exactly:
 
-* `KILL_AFTER_STEP` (`GJSCC_FAULT_KILL_AFTER_STEP`): training, right after
-  the checkpoint of step `n` is committed;
-* `KILL_AFTER_BATCHES` (`GJSCC_FAULT_KILL_AFTER_BATCHES`): inversion, right
-  after the outputs of its `n`-th batch are written.
+* `KILL_AFTER_STEP` (`GJSCC_FAULT_KILL_AFTER_STEP`): training SIGKILLs
+  itself (no clean-up, no atexit, no flushing) right after the checkpoint
+  of step `n` is committed;
+* `KILL_AFTER_BATCHES` (`GJSCC_FAULT_KILL_AFTER_BATCHES`): inversion
+  SIGKILLs itself right after the outputs of its `n`-th batch are written;
+* `TERM_AFTER_STEP` (`GJSCC_FAULT_TERM_AFTER_STEP`): training sends itself
+  SIGTERM right after dispatching step `n`, as a scheduler's preemption
+  notice would arrive while that step computes;
+* `TERM_AFTER_BATCHES` (`GJSCC_FAULT_TERM_AFTER_BATCHES`): inversion sends
+  itself SIGTERM right after dispatching its `n`-th batch.
 """
 
 import os
@@ -16,19 +22,25 @@ from typing import Callable
 
 KILL_AFTER_STEP = "GJSCC_FAULT_KILL_AFTER_STEP"
 KILL_AFTER_BATCHES = "GJSCC_FAULT_KILL_AFTER_BATCHES"
+TERM_AFTER_STEP = "GJSCC_FAULT_TERM_AFTER_STEP"
+TERM_AFTER_BATCHES = "GJSCC_FAULT_TERM_AFTER_BATCHES"
+
+_SIGNALS = {KILL_AFTER_STEP: signal.SIGKILL, KILL_AFTER_BATCHES: signal.SIGKILL,
+            TERM_AFTER_STEP: signal.SIGTERM, TERM_AFTER_BATCHES: signal.SIGTERM}
 
 
 def kill_point(variable: str) -> int:
-  """The count at which to die, from `$variable`; -1 (never) when unset."""
+  """The count at which to act, from `$variable`; -1 (never) when unset."""
   return int(os.environ.get(variable, "-1"))
 
 
 def maybe_kill(variable: str, count: int,
                before: Callable[[], None] | None = None) -> None:
-  """SIGKILLs this process if `count` equals the value of `$variable`.
+  """Signals this process if `count` equals the value of `$variable`.
 
   Args:
-    variable: `KILL_AFTER_STEP` or `KILL_AFTER_BATCHES`.
+    variable: One of the variables above; it picks the signal (SIGKILL for
+      `KILL_*`, SIGTERM for `TERM_*`).
     count: The caller's counter (steps done, batches written).
     before: Called first, e.g. to wait for an asynchronous checkpoint.
   """
@@ -36,4 +48,4 @@ def maybe_kill(variable: str, count: int,
     return
   if before is not None:
     before()
-  os.kill(os.getpid(), signal.SIGKILL)
+  os.kill(os.getpid(), _SIGNALS[variable])

@@ -1,12 +1,11 @@
-"""grain pipelines: the sharded, shuffled, checkpointable training stream and
-the ordered, padded evaluation batches."""
+"""grain pipelines: the shuffled training stream, the same global batches for
+any number of processes and from any start step, and the ordered, padded,
+process-sliced evaluation batches."""
 
 import collections
 import itertools
 
-import grain
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from gjscc_jax import data
@@ -43,10 +42,8 @@ def _ids(batch_images, train_images):
   return [lookup[image.tobytes()] for image in batch_images]
 
 
-def _take(loader_or_iterator, count):
-  iterator = (iter(loader_or_iterator)
-              if isinstance(loader_or_iterator, grain.DataLoader)
-              else loader_or_iterator)
+def _take(dataset, count):
+  iterator = iter(dataset)
   return [next(iterator)["image"] for _ in range(count)]
 
 
@@ -79,21 +76,18 @@ def test_epochs_repeat_forever_each_a_full_permutation(config, train_images):
   assert epochs[0] != epochs[1]  # Reshuffled every epoch.
 
 
-def test_shards_are_disjoint_and_together_cover_an_epoch(config,
-                                                         train_images):
-  seen = []
-  for shard_index in range(2):
-    loader = data.train_loader(config, global_batch_size=4, seed=3,
-                               shard_index=shard_index, shard_count=2)
-    batches = _take(loader, 2 * TRAIN_SIZE // 4)  # Two epochs of the shard.
-    ids = list(itertools.chain.from_iterable(
-        _ids(images, train_images) for images in batches))
-    half = TRAIN_SIZE // 2
-    assert len(set(ids[:half])) == half  # One epoch: each shard image once.
-    assert set(ids[half:]) == set(ids[:half])  # Same shard every epoch.
-    seen.append(set(ids[:half]))
-  assert not seen[0] & seen[1]
-  assert seen[0] | seen[1] == set(range(TRAIN_SIZE))
+@pytest.mark.parametrize("shard_count", [2, 4])
+def test_process_slices_make_the_one_process_batches(config, shard_count):
+  """P processes read disjoint row slices of the same global batches."""
+  def stream(shard_index, count):
+    return _take(data.train_loader(config, global_batch_size=8, seed=3,
+                                   shard_index=shard_index, shard_count=count),
+                 6)  # Crosses epochs (20 images, 8 per batch).
+  one = stream(0, 1)
+  slices = [stream(p, shard_count) for p in range(shard_count)]
+  for b, batch in enumerate(one):
+    np.testing.assert_array_equal(
+        np.concatenate([s[b] for s in slices]), batch)
 
 
 def test_random_flip_mirrors_about_half_the_images_reproducibly(
@@ -115,39 +109,32 @@ def test_random_flip_mirrors_about_half_the_images_reproducibly(
   assert 20 <= flipped[True] <= 60, flipped  # Of 80 (p = 1/2: mean 40).
 
 
-def test_restored_iterator_state_yields_identical_next_batches(config):
-  loader = data.train_loader(config, global_batch_size=4, seed=11,
-                             shard_index=0, shard_count=1)
-  iterator = iter(loader)
-  _take(iterator, 3)
-  state = iterator.get_state()
-  expected = _take(iterator, 7)  # Crosses an epoch boundary (5 per epoch).
-  fresh = iter(data.train_loader(config, global_batch_size=4, seed=11,
-                                 shard_index=0, shard_count=1))
-  fresh.set_state(state)
-  np.testing.assert_array_equal(np.stack(_take(fresh, 7)), np.stack(expected))
+def test_start_step_continues_the_stream(config):
+  """Starting at step s gives batches s, s+1, ... of a fresh stream, for any
+  number of processes (what a resumed run reads)."""
+  straight = _take(data.train_loader(config, global_batch_size=4, seed=11,
+                                     shard_index=0, shard_count=1), 10)
+  later = _take(data.train_loader(config, global_batch_size=4, seed=11,
+                                  start_step=3, shard_index=0,
+                                  shard_count=1), 7)  # Crosses an epoch.
+  np.testing.assert_array_equal(np.stack(later), np.stack(straight[3:]))
+  half = _take(data.train_loader(config, global_batch_size=4, seed=11,
+                                 start_step=3, shard_index=1, shard_count=2), 7)
+  np.testing.assert_array_equal(np.stack(half),
+                                np.stack([b[2:] for b in straight[3:]]))
 
 
-def test_iterator_checkpoints_through_orbax_with_grain_handler(config,
-                                                               tmp_path):
-  def make_iterator():
-    return iter(data.train_loader(config, global_batch_size=2, seed=2,
-                                  shard_index=0, shard_count=1))
-  iterator = make_iterator()
-  _take(iterator, 4)
-  with ocp.CheckpointManager(tmp_path / "ckpt",
-                             item_names=("data",)) as manager:
-    manager.save(4, args=ocp.args.Composite(
-        data=grain.checkpoint.CheckpointSave(iterator)))
-    manager.wait_until_finished()
-  expected = _take(iterator, 6)
-  restored = make_iterator()
-  with ocp.CheckpointManager(tmp_path / "ckpt",
-                             item_names=("data",)) as manager:
-    manager.restore(4, args=ocp.args.Composite(
-        data=grain.checkpoint.CheckpointRestore(restored)))
-  np.testing.assert_array_equal(np.stack(_take(restored, 6)),
-                                np.stack(expected))
+def test_stream_spec_names_what_decides_the_batches(config):
+  spec = data.train_stream_spec(config, global_batch_size=4, seed=0)
+  assert spec["train_images"] == TRAIN_SIZE and spec["global_batch_size"] == 4
+  moved = config.copy_and_resolve_references()
+  moved.read_threads = 1  # How data is read, or where from, is not in it.
+  assert data.train_stream_spec(moved, global_batch_size=4, seed=0) == spec
+  assert data.train_stream_spec(config, global_batch_size=8, seed=0) != spec
+  assert data.train_stream_spec(config, global_batch_size=4, seed=1) != spec
+  flip = config.copy_and_resolve_references()
+  flip.random_flip = True
+  assert data.train_stream_spec(flip, global_batch_size=4, seed=0) != spec
 
 
 def test_bad_batch_size_shard_and_seed_raise_clear_errors(config):
@@ -160,6 +147,8 @@ def test_bad_batch_size_shard_and_seed_raise_clear_errors(config):
   with pytest.raises(ValueError,
                      match=r"seed must be an int in \[0, 2\*\*32\)"):
     data.train_loader(config, global_batch_size=4, seed=-1)
+  with pytest.raises(ValueError, match="start_step=-1 must be >= 0"):
+    data.train_loader(config, global_batch_size=4, seed=0, start_step=-1)
 
 
 def test_default_shard_is_this_jax_process(config):
@@ -190,6 +179,19 @@ def test_eval_batches_cover_each_index_once_in_order_with_padding(config):
   again = list(data.eval_batches(config, "test", batch_size=3))
   np.testing.assert_array_equal(
       np.concatenate([b["image"] for b in again]), images)
+
+
+def test_eval_batches_split_each_global_batch_over_processes(config):
+  whole = list(data.eval_batches(config, "test", batch_size=4))
+  halves = [list(data.eval_batches(config, "test", batch_size=4,
+                                   shard_index=p, shard_count=2))
+            for p in range(2)]
+  assert len(halves[0]) == len(halves[1]) == len(whole) == 2
+  for b, batch in enumerate(whole):
+    for key in ("image", "index", "mask"):
+      np.testing.assert_array_equal(
+          np.concatenate([halves[0][b][key], halves[1][b][key]]), batch[key])
+  np.testing.assert_array_equal(halves[1][1]["index"], [6, -1])
 
 
 def test_eval_batches_num_images_prefix_and_errors(config):

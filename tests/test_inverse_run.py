@@ -22,20 +22,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.configs import deepjscc_ffhq
 from experiments.configs import inverse_ffhq
 from gjscc_jax import faults
 from gjscc_jax import metrics
 from gjscc_jax import pixels
-from gjscc_jax import schemes
+from gjscc_jax import preemption
 from gjscc_jax.inverse import batch_run
 from gjscc_jax.inverse import forward_operators
 from gjscc_jax.inverse import outputs
 from gjscc_jax.inverse import work
 from gjscc_jax.losses import PerceptualLoss
-from gjscc_jax.train import checkpointing
 from gjscc_jax.train import runs
-from gjscc_jax.train import step as step_lib
+from tests._helpers import untrained_deepjscc_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RES, NUM_IMAGES, SNRS = 16, 6, (0.0, 10.0)
@@ -49,34 +47,12 @@ _OVERRIDES = (
     ("demo_generator.channel_base", 256), ("demo_generator.channel_max", 16))
 
 
-def _untrained_deepjscc_run(workdir, tfds_dir):
-  """A DeepJSCC run directory as the trainer writes it, at step 0."""
-  config = deepjscc_ffhq.get_config("demo")
-  config.data.resolution = RES
-  config.data.tfds_dir = tfds_dir
-  config.model.arch = "small"
-  config.model.downsampling = 4
-  config.model.num_filters = 8
-  scheme = schemes.build_scheme(config)
-  tx, _ = scheme.make_optimizer(config.total_steps)
-  key = jax.random.PRNGKey(0)
-  state = jax.jit(lambda k: step_lib.create_train_state(
-      scheme.init(k, jnp.zeros((1, RES, RES, 3))), tx, k))(key)
-  os.makedirs(workdir)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort())
-  ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                    save_every=1, asynchronous=False)
-  ckpt.save(0, state, force=True)
-  ckpt.close()
-
-
 @pytest.fixture(scope="module")
 def setting(tmp_path_factory):
   root = tmp_path_factory.mktemp("inverse_run")
   tfds_dir = str(root / "tfds")
   deepjscc = str(root / "deepjscc")
-  _untrained_deepjscc_run(deepjscc, tfds_dir)
+  untrained_deepjscc_run(deepjscc, tfds_dir, RES)
   return root, tfds_dir, deepjscc
 
 
@@ -199,8 +175,15 @@ def test_killed_run_is_completed_by_a_rerun(setting, first_run):
   log, _ = proc.communicate(timeout=600)
   assert proc.returncode == -9, log
   done = _records(output_dir)
-  assert len(done) == 8  # The first batch; the second was in flight.
-  before = _mtimes(output_dir)
+  # The first batch at least; the second was in flight (being computed or
+  # written by the writer threads) and may be partly written.
+  assert 8 <= len(done) <= 12
+  store = outputs.OutputStore(str(output_dir))
+  finished = [store.record_path(snr, index) for index, snr in done] + [
+      store.image_path(snr, index, kind) for index, snr in done
+      for kind in ("restored", "received")]
+  before = {p: t for p, t in _mtimes(output_dir).items() if p in finished}
+  assert len(before) == 3 * len(done)  # A record only after its PNGs.
   batch_run.run(_config(setting, output_dir))
   after = _mtimes(output_dir)
   assert all(after[p] == t for p, t in before.items())
@@ -210,6 +193,30 @@ def test_killed_run_is_completed_by_a_rerun(setting, first_run):
   for key, record in _records(first_run[0]).items():
     assert records[key]["inverse"] == record["inverse"]
     assert records[key]["history"] == record["history"]
+
+
+def test_sigterm_writes_the_batch_in_flight_and_bad_records_are_redone(
+    setting, first_run):
+  output_dir = setting[0] / "terminated"
+  # SIGTERM arrives while the first batch computes: it is finished and
+  # written, the second is never started, and the run exits with 75.
+  proc = _run_cli(_flags(setting, output_dir),
+                  {faults.TERM_AFTER_BATCHES: "1"})
+  log, _ = proc.communicate(timeout=600)
+  assert proc.returncode == preemption.EXIT_CODE, log
+  assert "Stopped by SIGTERM" in log and "Traceback" not in log
+  done = _records(output_dir)
+  assert len(done) == 8
+  # A record that does not read back (a half-synced copy) is recomputed.
+  bad = outputs.OutputStore(str(output_dir)).record_path(SNRS[0], 0)
+  assert (0, SNRS[0]) in done
+  with open(bad, "w") as f:
+    f.write('{"image_index": 0, "inverse": {"psnr": ')
+  batch_run.run(_config(setting, output_dir))
+  records = _records(output_dir)
+  assert len(records) == 12
+  for key, record in _records(first_run[0]).items():
+    assert records[key]["inverse"] == record["inverse"], key
 
 
 def _free_port():

@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -14,9 +15,12 @@ import pytest
 
 from experiments import config_cli
 from experiments.configs import deepjscc_ffhq
+from gjscc_jax import faults
+from gjscc_jax import preemption
 from gjscc_jax import schemes
 from gjscc_jax import sharding
 from gjscc_jax.train import step as step_lib
+from tests._helpers import flip_largest_array_file
 from tests._helpers import restored_params
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,11 +124,27 @@ def test_evaluate_rejects_a_directory_that_is_not_a_run(tmp_path):
     runs.load_run(str(tmp_path))
 
 
-def test_resume_after_kill_gives_identical_parameters(tmp_path, tfds_dir):
-  straight = tmp_path / "straight"
-  proc = run_train_subprocess(straight, tfds_dir, 6)
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory, tfds_dir):
+  """Six uninterrupted steps, checkpoints at 3 and 6: the reference."""
+  workdir = tmp_path_factory.mktemp("straight")
+  proc = run_train_subprocess(workdir, tfds_dir, 6)
   assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir
 
+
+def assert_same_final_params(workdir, reference):
+  step_a, params_a = restored_params(reference)
+  step_b, params_b = restored_params(workdir)
+  assert step_a == step_b == 6
+  leaves_a, leaves_b = jax.tree.leaves(params_a), jax.tree.leaves(params_b)
+  assert len(leaves_a) == len(leaves_b) > 0
+  for a, b in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_resume_after_kill_gives_identical_parameters(tmp_path, tfds_dir,
+                                                      straight_run):
   resumed = tmp_path / "resumed"
   proc = run_train_subprocess(resumed, tfds_dir, 6,
                               {"GJSCC_FAULT_KILL_AFTER_STEP": "3"})
@@ -133,14 +153,37 @@ def test_resume_after_kill_gives_identical_parameters(tmp_path, tfds_dir):
   proc = run_train_subprocess(resumed, tfds_dir, 6)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "Resumed from step 3" in proc.stdout
+  assert_same_final_params(resumed, straight_run)
 
-  step_a, params_a = restored_params(straight)
-  step_b, params_b = restored_params(resumed)
-  assert step_a == step_b == 6
-  leaves_a, leaves_b = jax.tree.leaves(params_a), jax.tree.leaves(params_b)
-  assert len(leaves_a) == len(leaves_b) > 0
-  for a, b in zip(leaves_a, leaves_b):
-    np.testing.assert_array_equal(a, b)
+
+def test_sigterm_checkpoints_the_step_in_flight_and_resumes(
+    tmp_path, tfds_dir, straight_run):
+  # A step that is not a periodic checkpoint step (3, 6), drawn at random.
+  step = random.choice([1, 2, 4, 5])
+  workdir = tmp_path / "terminated"
+  proc = run_train_subprocess(workdir, tfds_dir, 6,
+                              {faults.TERM_AFTER_STEP: str(step)})
+  assert proc.returncode == preemption.EXIT_CODE, (step, proc.stderr[-3000:])
+  assert f"Stopped by SIGTERM after step {step}" in proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert restored_params(workdir)[0] == step
+  proc = run_train_subprocess(workdir, tfds_dir, 6)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f"Resumed from step {step}" in proc.stdout
+  assert_same_final_params(workdir, straight_run)
+
+
+def test_corrupt_newest_checkpoint_is_set_aside_and_the_run_finishes(
+    tmp_path, tfds_dir, straight_run):
+  from gjscc_jax.train import loop as train
+  workdir = str(tmp_path / "corrupted")
+  shutil.copytree(straight_run, workdir)  # Checkpoints of steps 3 and 6.
+  flip_largest_array_file(os.path.join(workdir, "checkpoints", "6"))
+  config = tiny_config(tfds_dir, total_steps=6, checkpoint_every=3)
+  train.train(config, workdir, eval_at_end=False)
+  assert os.listdir(os.path.join(workdir, "checkpoints", "corrupt")) == ["6"]
+  # Resumed from step 3, trained steps 4-6 on the same batches again.
+  assert_same_final_params(workdir, straight_run)
 
 
 def test_non_finite_loss_stops_with_error_and_keeps_last_checkpoint(

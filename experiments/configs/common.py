@@ -95,6 +95,9 @@ def add_training(config):
   config.log_every = 100
   config.checkpoint_every = 5000
   config.keep_checkpoints = 3
+  # JAX's persistent compilation cache; None: $JAX_COMPILATION_CACHE_DIR if
+  # set, else WORKDIR/compilation_cache.
+  config.compilation_cache_dir = config_dict.placeholder(str)
 
   config.eval = ml_collections.ConfigDict(dict(
       split="test", snrs_db=(-5.0, -3.0, -1.0, 0.0, 1.0, 3.0, 5.0),

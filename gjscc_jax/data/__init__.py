@@ -8,8 +8,9 @@ with random access:
 * 'celebahq' (27k/3k by index), 'ffhq' (60k/10k by index), 'image_folder'
   (seeded test fraction): prepared once from the user's folder of images.
 
-The trainer calls `get_data_source`, `train_loader` and `eval_batches` with a
-config from `default_data_config()`; images are converted to the model range
+The trainer calls `get_data_source`, `train_loader` (and pins
+`train_stream_spec` in checkpoints) and `eval_batches` with a config from
+`default_data_config()`; images are converted to the model range
 with `gjscc_jax.pixels.from_uint8` inside the jitted step.
 
 The names below are resolved on first use (PEP 562): importing this package,
@@ -27,6 +28,8 @@ _EXPORTS = {
     "default_data_config": "config",
     "eval_batches": "pipeline",
     "train_loader": "pipeline",
+    "train_stream_spec": "pipeline",
+    "TrainStream": "pipeline",
     "get_builder": "sources",
     "get_data_source": "sources",
     "prepare": "sources",

@@ -9,6 +9,7 @@ from absl import logging
 import jax
 
 from gjscc_jax import data as data_lib
+from gjscc_jax import sharding
 from gjscc_jax.evaluation import report
 from gjscc_jax.evaluation import sweep as sweep_lib
 
@@ -18,7 +19,9 @@ def lpips_metrics(nets):
   from gjscc_jax.losses import PerceptualLoss
   losses, params = {}, {}
   for net in filter(None, nets):  # `--config.eval.lpips_nets=` gives ('',).
-    loss = PerceptualLoss(lambda_lpips=1.0, net=net)
+    # Scored images are uint8 originals and clipped reconstructions: in
+    # range by construction, so no run-time value check.
+    loss = PerceptualLoss(lambda_lpips=1.0, net=net, check_inputs=False)
     losses[f"lpips_{net}"] = loss
     params[f"lpips_{net}"] = loss.load_params()
   return losses, params
@@ -33,8 +36,11 @@ def evaluate_params(config, scheme, params, mesh, output_dir, *, label,
   """
   ev = eval_config or config.eval
   losses, lpips_params = lpips if lpips is not None else lpips_metrics(ev.lpips_nets)
+  shard_index, shard_count = sharding.process_shard(mesh, ev.batch_size)
   batches = data_lib.eval_batches(config.data, ev.split, ev.batch_size,
-                                  num_images=ev.get("num_images"))
+                                  num_images=ev.get("num_images"),
+                                  shard_index=shard_index,
+                                  shard_count=shard_count)
   result = sweep_lib.sweep(
       scheme, params, batches, list(ev.snrs_db), key=jax.random.PRNGKey(ev.seed),
       realisations=ev.realisations, lpips_losses=losses, lpips_params=lpips_params,

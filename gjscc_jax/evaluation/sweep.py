@@ -60,45 +60,83 @@ def make_eval_fn(scheme, lpips_losses, mesh):
 def sweep(scheme, params, batches, snrs_db, *, key, realisations=1,
           lpips_losses=None, lpips_params=None, mesh=None, num_examples=8,
           progress=None):
-  """Runs the SNR sweep; returns a `SweepResult`.
+  """Runs the SNR sweep; returns a `SweepResult` (on every process).
+
+  Multi-process: every process passes its slice of the same global batches
+  (`eval_batches` with `gjscc_jax.sharding.process_shard`), so no image is
+  transmitted twice; each reads its own rows' metrics back from its own
+  devices, and the per-image metrics of all processes are gathered once at
+  the end. The result does not depend on the number of processes.
 
   Args:
     scheme: A `schemes.Scheme`.
     params: Its parameters.
-    batches: Iterable of {'image': uint8 (B,H,W,3), 'mask': bool (B,)} with a
-      fixed B divisible by the number of devices (padding rows masked out).
+    batches: Iterable of this process's slices of the global batches:
+      {'image': uint8 (L, H, W, 3), 'index': int32 (L,) (the image's
+      position in the split), 'mask': bool (L,) (False for padding)}, with
+      the global batch size divisible by the number of devices.
     snrs_db: Test SNRs in dB.
-    key: PRNG key; realisation r of batch b at SNR s uses fold_in(key, (b,s,r)).
+    key: PRNG key; realisation r of global batch b at SNR s uses
+      fold_in(key, (b, s, r)).
     realisations: Channel realisations per image and SNR.
     lpips_losses: Optional {name: PerceptualLoss} of LPIPS metrics to compute.
     lpips_params: {name: params} matching `lpips_losses`.
     mesh: Device mesh; None builds a data-parallel mesh of all devices.
-    num_examples: Reconstructions kept per SNR for image grids.
+    num_examples: Reconstructions kept per SNR for image grids (those of the
+      first images of the split).
     progress: Optional callable(n) told of every processed batch.
   """
   mesh = sharding_lib.make_mesh() if mesh is None else mesh
   lpips_losses = lpips_losses or {}
   lpips_params = lpips_params or {}
   eval_fn = make_eval_fn(scheme, lpips_losses, mesh)
-  values = {float(s): {} for s in snrs_db}
-  examples = {float(s): [] for s in snrs_db}
-  originals = []
+  snrs = [float(s) for s in snrs_db]
+  rows = {}  # Column name -> list of per-batch arrays (this process's rows).
+  kept = {}  # The same for the example images.
+  image_shape = None
+
+  def add(table, **columns):
+    for name, value in columns.items():
+      table.setdefault(name, []).append(np.asarray(value))
+
   for b, batch in enumerate(batches):
     mask = np.asarray(batch["mask"], bool)
+    index = np.asarray(batch["index"], np.int32)[mask]
     images = sharding_lib.global_batch(batch["image"], mesh)
-    if sum(len(o) for o in originals) < num_examples:
-      originals.append(np.asarray(batch["image"])[mask])
-    for s, snr in enumerate(snrs_db):
+    image_shape = np.shape(batch["image"])[1:]
+    n_kept = sum(len(x) for x in kept.get("index", ()))
+    keep = max(0, min(num_examples - n_kept, len(index)))
+    examples = {}
+    for s, snr in enumerate(snrs):
       for r in range(realisations):
         k = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, b), s), r)
-        recon, out = eval_fn(params, images, float(snr), k, lpips_params)
-        for name, v in out.items():
-          values[float(snr)].setdefault(name, []).append(np.asarray(v)[mask])
-        if r == 0 and sum(len(e) for e in examples[float(snr)]) < num_examples:
-          examples[float(snr)].append(np.asarray(recon)[mask])
+        recon, out = eval_fn(params, images, snr, k, lpips_params)
+        out = {name: sharding_lib.host_local(v)[mask] for name, v in out.items()}
+        add(rows, snr_db=np.full(len(index), snr), index=index,
+            realisation=np.full(len(index), r, np.int32), **out)
+        if r == 0 and keep:
+          examples[f"recon/{s}"] = sharding_lib.host_local(recon)[mask][:keep]
+    if keep:
+      add(kept, index=index[:keep],
+          original=np.asarray(batch["image"])[mask][:keep], **examples)
     if progress is not None:
       progress(1)
-  values = {s: {m: np.concatenate(v) for m, v in d.items()} for s, d in values.items()}
-  cut = lambda xs: (np.concatenate(xs)[:num_examples] if xs
-                    else np.zeros((0, 1, 1, 3), np.uint8))
-  return SweepResult(values, {s: cut(e) for s, e in examples.items()}, cut(originals))
+
+  columns = sharding_lib.gather_rows(
+      {name: np.concatenate(parts) for name, parts in rows.items()})
+  order = np.lexsort((columns["realisation"], columns["index"]))
+  columns = {name: v[order] for name, v in columns.items()}
+  metrics = [n for n in columns if n not in ("snr_db", "index", "realisation")]
+  values = {snr: {m: columns[m][columns["snr_db"] == snr] for m in metrics}
+            for snr in snrs}
+  kept = {name: np.concatenate(parts) for name, parts in kept.items()}
+  if not kept:  # This process holds none of the first images.
+    shape = (0,) + tuple(image_shape)
+    kept = dict(index=np.zeros(0, np.int32), original=np.zeros(shape, np.uint8),
+                **{f"recon/{s}": np.zeros(shape, np.uint8)
+                   for s in range(len(snrs))})
+  kept = sharding_lib.gather_rows(kept)
+  first = np.argsort(kept["index"], kind="stable")[:num_examples]
+  return SweepResult(values, {snr: kept[f"recon/{s}"][first]
+                              for s, snr in enumerate(snrs)},
+                     kept["original"][first])

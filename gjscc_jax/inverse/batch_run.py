@@ -4,13 +4,18 @@
 command line): it builds the batch function of `pipeline` from the trained
 DeepJSCC run and the StyleGAN2 prior named by the config, restores every
 image of the process's share at every SNR that has no record yet, writing
-each batch's outputs as soon as it is done (while the next batch computes),
-and at the end gathers the per-image metrics of all processes for process 0
-to write the summary, plots and grids.
+each batch's outputs from a few threads as soon as it is done (while the
+next batch computes), and at the end gathers the per-image metrics of all
+processes for process 0 to write the summary, plots and grids.
+
+SIGTERM or SIGINT (`gjscc_jax.preemption`): the batch in flight is finished
+and written, then `Preempted` (exit status 75); a rerun does the rest. An
+unreadable record (a half-synced copy) is recomputed, with a warning.
 
 Fault injection (tests): with `GJSCC_FAULT_KILL_AFTER_BATCHES=n` in the
 environment, the process SIGKILLs itself right after writing `n` batches,
-as a pre-empted job would die (`gjscc_jax.faults`).
+as a pre-empted job would die; `GJSCC_FAULT_TERM_AFTER_BATCHES=n` sends it
+SIGTERM after dispatching batch `n` (`gjscc_jax.faults`).
 """
 
 import time
@@ -21,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gjscc_jax import faults
+from gjscc_jax import preemption
 from gjscc_jax import sharding
 from gjscc_jax.inverse import forward_operators
 from gjscc_jax.inverse import generator as generator_lib
@@ -145,14 +151,13 @@ def _record(item, name, out, k):
   return rec
 
 
-def _write_batch(store, source, chunk, mask, out):
+def _finished_images(source, chunk, mask, out):
+  """`(snr_db, index, images, record)` of the valid rows of a batch output."""
   out = jax.device_get(out)  # Waits for this batch (the only host sync).
-  for k, (item, valid) in enumerate(zip(chunk, mask)):
-    if valid:
-      _, name = source.load(item.index)
-      store.write(item.snr_db, item.index,
-                  dict(restored=out["restored"][k], received=out["received"][k]),
-                  _record(item, name, out, k))
+  return [(item.snr_db, item.index,
+           dict(restored=out["restored"][k], received=out["received"][k]),
+           _record(item, source.load(item.index)[1], out, k))
+          for k, (item, valid) in enumerate(zip(chunk, mask)) if valid]
 
 
 def run(config):
@@ -173,17 +178,19 @@ def run(config):
     raise ValueError(
         f"batch_size={config.batch_size} must be a multiple of this "
         f"process's {local_devices} devices.")
+  # Inputs in the order a user fixes them: checkpoint, weights, then data.
+  batch_fn, frozen, facts = build(config, mesh)
   source = work.ImageSource(config.data, config.split, config.input_dir)
   num_images = len(source) if config.num_images is None else config.num_images
   if not 0 < num_images <= len(source):
     raise ValueError(f"num_images={num_images} must lie in [1, {len(source)}].")
-  batch_fn, frozen, facts = build(config, mesh)
   store = outputs.OutputStore(config.output_dir)
   store.check_run_config(result_settings(config, facts))
 
   mine = work.items_for(work.process_images(
       num_images, jax.process_index(), jax.process_count()), config.snrs_db)
-  todo = [it for it in mine if not store.is_done(it.snr_db, it.index)]
+  done = {it: store.finished_record(it.snr_db, it.index) for it in mine}
+  todo = [it for it in mine if done[it] is None]
   logging.info("Process %d: %d of its %d image-SNR pairs to do (%d done).",
                jax.process_index(), len(todo), len(mine), len(mine) - len(todo))
   if jax.process_index() == 0:
@@ -191,29 +198,43 @@ def run(config):
           f"done; {len(todo)} to go on process 0 of {jax.process_count()}.",
           flush=True)
   bar = inverse_report.progress_bar(len(todo))
-  pending, written = None, 0
+  written = []
+
+  def on_batch(num_images):
+    bar.update(num_images)
+    written.append(num_images)
+    faults.maybe_kill(faults.KILL_AFTER_BATCHES, len(written))
+
+  writer = outputs.BackgroundWriter(store, on_batch=on_batch)
+  pending = None
   t0 = time.perf_counter()
   batch_sharding = sharding.batch_sharding(mesh)
-  for chunk, mask in work.batches(todo, config.batch_size):
-    inputs = jax.device_put(
-        (np.stack([source.load(it.index)[0] for it in chunk]),
-         np.array([it.snr_db for it in chunk], np.float32),
-         np.array([it.index for it in chunk], np.int32)), batch_sharding)
-    out = batch_fn(frozen, *inputs)  # Asynchronous.
+  with preemption.PreemptionGuard() as guard:
+    for n, (chunk, mask) in enumerate(work.batches(todo, config.batch_size)):
+      if guard.requested:
+        break  # Only the batch in flight is finished and written.
+      inputs = jax.device_put(
+          (np.stack([source.load(it.index)[0] for it in chunk]),
+           np.array([it.snr_db for it in chunk], np.float32),
+           np.array([it.index for it in chunk], np.int32)), batch_sharding)
+      out = batch_fn(frozen, *inputs)  # Asynchronous.
+      faults.maybe_kill(faults.TERM_AFTER_BATCHES, n + 1)
+      if pending is not None:  # Written while the devices compute `out`.
+        writer.submit(_finished_images(source, *pending))
+      pending = (chunk, mask, out)
     if pending is not None:
-      _write_batch(store, source, *pending)
-      written += 1
-      bar.update(int(pending[1].sum()))
-      faults.maybe_kill(faults.KILL_AFTER_BATCHES, written)
-    pending = (chunk, mask, out)
-  if pending is not None:
-    _write_batch(store, source, *pending)
-    bar.update(int(pending[1].sum()))
+      writer.submit(_finished_images(source, *pending))
+    writer.close()
   bar.close()
+  if guard.requested:
+    raise preemption.Preempted(
+        f"Stopped by {guard.signal_name} on process {jax.process_index()} after "
+        f"writing {sum(written)} more image-SNR pairs to "
+        f"{config.output_dir}; rerun the same command to finish.")
   logging.info("Process %d finished %d pairs in %.1fs.", jax.process_index(),
                len(todo), time.perf_counter() - t0)
 
-  records = [store.read_record(it.snr_db, it.index) for it in mine]
+  records = [done[it] or store.read_record(it.snr_db, it.index) for it in mine]
   rows, curves = inverse_report.summarize(records, bcr=facts["bcr"],
                                          tag=config.get("tag", ""))
   if jax.process_index() == 0:

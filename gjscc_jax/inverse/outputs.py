@@ -11,17 +11,28 @@ with `<i>` the zero-padded global image index and `<s>` the SNR (`-5`,
 `0.5`, ...). Every file is written to a temporary name in the same directory
 and renamed into place (`os.replace`, atomic on POSIX), and the record is
 written last, so an image counts as finished exactly when its record
-exists: a job killed at any moment leaves either a finished image or no
-record for it, and a rerun computes only the images without a record.
+exists and reads back: a job killed at any moment leaves either a finished
+image or no record for it, and a rerun computes only the images without a
+(readable) record.
 
 Several processes may share one directory (multi-host runs): each writes
-only its own images, and temporary names carry the process id.
+only its own images, and temporary names carry the process id (and thread).
+
+`BackgroundWriter` writes finished batches from a small thread pool, so
+the devices compute the next batches while PNGs are encoded and files
+synced; a killed job loses at most the batches in flight (computing,
+queued, or being written).
 """
 
+import collections
+from concurrent import futures
 import io
 import json
 import os
+import threading
+from typing import Callable, Sequence
 
+from absl import logging
 import numpy as np
 from PIL import Image
 
@@ -40,8 +51,8 @@ def atomic_write(path: str, data: bytes) -> None:
   """Writes `data` to `path` atomically (temporary file, fsync, rename)."""
   directory = os.path.dirname(path)
   os.makedirs(directory, exist_ok=True)
-  tmp = os.path.join(directory,
-                     f".{os.path.basename(path)}.tmp{os.getpid()}")
+  tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp"
+                     f"{os.getpid()}-{threading.get_ident()}")
   with open(tmp, "wb") as f:
     f.write(data)
     f.flush()
@@ -73,9 +84,29 @@ class OutputStore:
     """Path of the 'restored' or 'received' PNG of one image."""
     return self._path(snr_db, kind, index, "png")
 
-  def is_done(self, snr_db: float, index: int) -> bool:
-    """Whether image `index` at `snr_db` has its record (is finished)."""
-    return os.path.exists(self.record_path(snr_db, index))
+  def finished_record(self, snr_db: float, index: int) -> dict | None:
+    """The record of image `index` at `snr_db` if it is finished, else None.
+
+    A record that exists but cannot be read, or is not this image's (a bad
+    disk, a half-synced copy), is logged as a warning and counts as not
+    finished: the image is recomputed and the record replaced.
+    """
+    path = self.record_path(snr_db, index)
+    if not os.path.exists(path):
+      return None
+    try:
+      record = self.read_record(snr_db, index)
+      if (record.get("image_index") != index or
+          float(record.get("snr_db")) != float(snr_db)):
+        raise ValueError(f"it belongs to image {record.get('image_index')} "
+                         f"at {record.get('snr_db')} dB")
+      return record
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+      logging.warning("Unreadable record %s (%s): recomputing that image.",
+                      path, e)
+      print(f"WARNING: unreadable record {path} ({e}); recomputing it.",
+            flush=True)
+      return None
 
   def write(self, snr_db: float, index: int, images: dict, record: dict):
     """Writes one finished image: its PNGs first, then its record.
@@ -124,3 +155,54 @@ class OutputStore:
             "results to recompute them.")
       return
     atomic_write(path, json.dumps(settings, indent=1, sort_keys=True).encode())
+
+
+class BackgroundWriter:
+  """Writes the images of finished batches to an `OutputStore` from threads.
+
+  `submit` hands over one batch and returns at once, unless `max_pending`
+  batches are still being written, in which case it first waits for the
+  oldest (so memory stays bounded when the disk is slower than the
+  devices). Batches are reported done in submission order; a failed write
+  raises in the caller's thread at the next `submit` or `close`.
+
+  Args:
+    store: The `OutputStore`.
+    workers: Writer threads (PNG encoding releases the GIL).
+    max_pending: Batches that may be queued or being written at once.
+    on_batch: Called with the number of images of each batch, once all of
+      them are written (progress bars, fault injection).
+  """
+
+  def __init__(self, store: OutputStore, workers: int = 4,
+               max_pending: int = 2,
+               on_batch: Callable[[int], None] | None = None):
+    self.store, self.max_pending, self.on_batch = store, max_pending, on_batch
+    self._pool = futures.ThreadPoolExecutor(
+        workers, thread_name_prefix="inverse-writer")
+    self._pending = collections.deque()
+
+  def submit(self, images: Sequence[tuple[float, int, dict, dict]]) -> None:
+    """Queues one batch: `(snr_db, index, images, record)` per image, as
+    `OutputStore.write` takes them."""
+    self._pending.append([self._pool.submit(self.store.write, *args)
+                          for args in images])
+    self._collect(keep=self.max_pending)
+
+  def _collect(self, keep: int) -> None:
+    """Retires finished batches in order, waiting while more than `keep`
+    are pending."""
+    while self._pending and (len(self._pending) > keep or
+                             all(f.done() for f in self._pending[0])):
+      batch = self._pending.popleft()
+      for f in batch:
+        f.result()
+      if self.on_batch is not None:
+        self.on_batch(len(batch))
+
+  def close(self) -> None:
+    """Waits until every submitted batch is written."""
+    try:
+      self._collect(keep=0)
+    finally:
+      self._pool.shutdown(wait=True)

@@ -13,9 +13,9 @@ import sys
 import jax
 import numpy as np
 
+from gjscc_jax import sharding
 from gjscc_jax.evaluation import report
 from gjscc_jax.inverse import outputs
-from gjscc_jax.inverse import work
 
 SCHEMES = (("inverse", "inversejscc", "InverseJSCC"),
            ("deepjscc", "deepjscc", "DeepJSCC"))
@@ -57,7 +57,7 @@ def summarize(records, *, bcr: float, tag: str = ""):
     `(rows, curves)`: report rows, and `{snr_db: (total_steps,)}` mean
     search objective per step.
   """
-  columns = work.gather_rows(record_columns(records))
+  columns = sharding.gather_rows(record_columns(records))
   if not columns:
     return [], {}
   rows, curves = [], {}

@@ -7,9 +7,10 @@ each other, each skips what it already finished (its records exist), and
 each batch is padded to the fixed batch size with masked copies, so one
 compiled program serves the whole run.
 
-At the end, `gather_rows` collects the per-image metrics of every process on
-every process (a collective over `jax.distributed`), so that process 0 can
-write the run's summary even when the processes share no file system.
+At the end, `gjscc_jax.sharding.gather_rows` collects the per-image metrics
+of every process on every process (a collective over `jax.distributed`), so
+that process 0 can write the run's summary even when the processes share no
+file system.
 """
 
 import dataclasses
@@ -17,7 +18,6 @@ import functools
 import os
 from typing import Iterator, Sequence
 
-import jax
 import numpy as np
 
 from gjscc_jax.data import photos
@@ -105,32 +105,3 @@ def batches(items: Sequence[Item], batch_size: int
     mask[:len(chunk)] = True
     chunk += [chunk[-1]] * (batch_size - len(chunk))
     yield chunk, mask
-
-
-def gather_rows(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-  """Concatenates per-process columns of equal keys over all processes.
-
-  Args:
-    columns: `{name: (n_local,) float64 array}`; `n_local` may differ
-      between processes; every process passes the same names.
-
-  Returns:
-    `{name: (n_total,)}` on every process, process 0's rows first. With one
-    process the input is returned as is (no collective).
-  """
-  if jax.process_count() == 1:
-    return columns
-  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-  names = sorted(columns)
-  local = np.stack([np.asarray(columns[n], np.float64) for n in names], 1)
-  counts = multihost_utils.process_allgather(np.array([len(local)], np.int64))
-  counts = np.asarray(counts).reshape(-1)
-  padded = np.zeros((int(counts.max()), len(names)), np.float64)
-  padded[:len(local)] = local
-  # float64 would be truncated to float32 by JAX (x64 disabled): send the
-  # raw bytes as int32 words instead and reinterpret them afterwards.
-  words = padded.view(np.int32)
-  gathered = np.asarray(multihost_utils.process_allgather(words))
-  gathered = gathered.reshape(len(counts), *words.shape).view(np.float64)
-  rows = np.concatenate([gathered[p, :c] for p, c in enumerate(counts)])
-  return {n: rows[:, k] for k, n in enumerate(names)}

@@ -1,11 +1,13 @@
 """The training loop: `train(config, workdir)` for every scheme.
 
-One readable loop: build the scheme, optimiser and data; restore the latest
+One readable loop: build the scheme and optimiser; restore the newest good
 checkpoint in `workdir` if there is one (so a restarted job resumes exactly
-where it stopped); then jitted, data-parallel (optionally FSDP) steps over a
-device mesh with the train state donated; metrics to a progress bar, JSON
-lines and TensorBoard; checkpoints every `config.checkpoint_every` steps; an
-SNR sweep of the final model on the test split at the end.
+where it stopped, on any number of processes); load the weights; start the
+data stream at the restored step; then jitted, data-parallel (optionally
+FSDP) steps over a device mesh with the train state donated; metrics to a
+progress bar, JSON lines and TensorBoard; checkpoints every `config.checkpoint_every` steps and
+when SIGTERM/SIGINT asks the job to stop; an SNR sweep of the final model on
+the test split at the end.
 
 `python -m experiments.train` is its command line.
 """
@@ -19,6 +21,7 @@ import jax.numpy as jnp
 
 from gjscc_jax import data as data_lib
 from gjscc_jax import faults
+from gjscc_jax import preemption
 from gjscc_jax import schemes
 from gjscc_jax import sharding
 from gjscc_jax.train import checkpointing
@@ -29,18 +32,38 @@ from gjscc_jax.train import step as step_lib
 def build_loss(config):
   """The MSE + lambda * LPIPS objective and its frozen params ({} if lambda=0).
 
-  The loss has no run-time value check (`check_inputs=False`): the training
-  images are uint8 from the data pipeline, in range by construction, and a
-  check inside the step would be a host callback, which no accelerator
-  program should contain.
+  Built without the loss's run-time value check (`check_inputs=False`),
+  which would put a host callback in the train step: the step's targets
+  are uint8 batches mapped by `pixels.from_uint8`, in [-1, 1] by
+  construction, and the data pipeline checks each image's dtype and shape
+  as it reads it (`gjscc_jax.data.pipeline`). A diverging reconstruction
+  is caught by the step's non-finite guard instead.
   """
   from gjscc_jax.losses import PerceptualLoss  # pylint: disable=import-outside-toplevel
   loss = PerceptualLoss(lambda_lpips=config.loss.lambda_lpips,
                         net=config.loss.lpips_net,
-                        dtype=schemes.compute_dtype(config),
-                        check_inputs=False)
+                        dtype=schemes.compute_dtype(config), check_inputs=False)
   frozen = {"lpips": loss.load_params()} if config.loss.lambda_lpips > 0 else {}
   return loss, frozen
+
+
+def use_compilation_cache(config, workdir):
+  """Points JAX's persistent compilation cache at a directory; returns it.
+
+  `config.compilation_cache_dir` when set; otherwise a cache already
+  configured (`JAX_COMPILATION_CACHE_DIR` or `jax.config`) is kept;
+  otherwise `workdir/compilation_cache`. A restarted run then loads its
+  compiled steps from disk instead of compiling them again. Call it before
+  the first compilation whose result should be cached.
+  """
+  directory = config.get("compilation_cache_dir")
+  if not directory:
+    directory = (jax.config.jax_compilation_cache_dir
+                 or os.path.join(workdir, "compilation_cache"))
+  if directory != jax.config.jax_compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", directory)
+  logging.info("Persistent compilation cache: %s", directory)
+  return directory
 
 
 def write_config(config, workdir):
@@ -54,28 +77,41 @@ def write_config(config, workdir):
 def train(config, workdir, eval_at_end=True, distributed=False):
   """Trains `config` in `workdir`; returns the final train state.
 
+  Inputs are checked in the order a user would fix them: the checkpoint to
+  resume (the newest one that restores; see `checkpointing`), the weights
+  (LPIPS, pretrained), then the data; a fresh model without pretrained
+  weights is initialised after the data is found.
+
+  SIGTERM or SIGINT (`gjscc_jax.preemption`) stops the run after the step
+  in flight: that step is checkpointed and committed, then `Preempted`
+  (exit status 75) is raised; rerunning resumes.
+
   Args:
     config: A training config (`experiments/configs/deepjscc_ffhq.py`,
       `generative_ffhq.py`).
     workdir: Checkpoints, metrics, `config.json` and the evaluation go here;
-      an existing run in it is resumed.
+      an existing run in it is resumed, with any number of processes.
     eval_at_end: Sweep the final model over `config.eval` SNRs.
     distributed: Force `jax.distributed.initialize()` (cluster
       auto-detection); otherwise it runs only when JAX_COORDINATOR_ADDRESS
       is set.
+
+  Raises:
+    preemption.Preempted: after a stop signal, once the checkpoint is saved.
+    checkpointing.RestoreError: if checkpoints exist but none restores.
+    ValueError: if the run was trained on another data stream.
+    FloatingPointError: on a non-finite loss or gradient.
   """
   sharding.maybe_initialize_distributed(force=distributed)
+  use_compilation_cache(config, workdir)
   mesh = sharding.make_mesh(**config.mesh)
   write_config(config, workdir)
   logging.info("Mesh %s over %d devices", dict(mesh.shape), jax.device_count())
 
   scheme = schemes.build_scheme(config)
-  loss, frozen = build_loss(config)
   tx, schedule = scheme.make_optimizer(config.total_steps)
-  local_batch = sharding.batch_size_per_process(config.batch_size, mesh)
-  loader = data_lib.train_loader(config.data, global_batch_size=config.batch_size,
-                                 seed=config.seed)
-  data_iter = iter(loader)
+  shard_index, shard_count = sharding.process_shard(mesh, config.batch_size)
+  local_batch = config.batch_size // shard_count
 
   init_key, run_key = jax.random.split(jax.random.PRNGKey(config.seed))
   res = config.data.resolution
@@ -87,63 +123,102 @@ def train(config, workdir, eval_at_end=True, distributed=False):
   abstract = jax.eval_shape(init_state, init_key)
   state_sh = sharding.param_shardings(abstract, mesh)
   repl = sharding.replicated(mesh)
-  frozen = jax.device_put(frozen, repl)
 
+  # 1. The checkpoint to resume.
   ckpt = checkpointing.Checkpointer(
       os.path.join(workdir, "checkpoints"), save_every=config.checkpoint_every,
       keep=config.keep_checkpoints)
-  if ckpt.latest_step() is not None:
-    state = ckpt.restore(None, checkpointing.abstract_with_shardings(abstract, state_sh),
-                         data_iter)
-    logging.info("Resumed from step %d of %s", int(state.step), ckpt.directory)
-    print(f"Resumed from step {int(state.step)}", flush=True)
-  else:
+  restored = None
+  if ckpt.all_steps():
+    restored = ckpt.restore(
+        None, checkpointing.abstract_with_shardings(abstract, state_sh),
+        quarantine=True)
+  # 2. The weights: LPIPS, and pretrained ones grafted onto a fresh init.
+  loss, frozen = build_loss(config)
+  frozen = jax.device_put(frozen, repl)
+
+  def fresh_params():
     params = jax.jit(lambda k: scheme.init(k, dummy),
                      out_shardings=state_sh.params)(init_key)
-    if scheme.load_pretrained is not None:
-      params = scheme.load_pretrained(params)
+    return params if scheme.load_pretrained is None else scheme.load_pretrained(params)
+
+  params = None
+  if restored is None and scheme.load_pretrained is not None:
+    params = fresh_params()
+  # 3. The data: global batch `step` comes next, whoever saved the step.
+  stream = data_lib.train_stream_spec(
+      config.data, global_batch_size=config.batch_size, seed=config.seed)
+  if restored is not None:
+    state = restored.state
+    checkpointing.check_data_stream(restored.meta, stream, ckpt.directory)
+    logging.info("Resumed from step %d of %s (saved by %s processes)",
+                 int(state.step), ckpt.directory,
+                 restored.meta.get("process_count", "?"))
+    print(f"Resumed from step {int(state.step)}", flush=True)
+  else:
+    params = fresh_params() if params is None else params
     state = jax.jit(lambda p: step_lib.create_train_state(p, tx, run_key),
                     out_shardings=state_sh, donate_argnums=0)(params)
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
     logging.info("Initialised %s: %.2fM parameters, bcr %.5f", scheme.name,
                  n_params / 1e6, scheme.bandwidth_ratio)
+  step = int(state.step)
+  data_iter = iter(data_lib.train_loader(
+      config.data, global_batch_size=config.batch_size, seed=config.seed,
+      start_step=step, shard_index=shard_index, shard_count=shard_count))
 
   train_step = jax.jit(
       step_lib.make_train_step(scheme, loss, tx, tuple(config.train_snr_db), schedule),
       in_shardings=(state_sh, sharding.batch_sharding(mesh), repl, repl),
       out_shardings=(state_sh, repl), donate_argnums=(0,))
 
-  step = int(state.step)
   base_key = jax.device_get(state.rng)  # A host copy: state is donated.
   writer = reporting.MetricWriter(workdir)
   bar = reporting.ProgressBar(config.total_steps, initial=step)
-  t0, images_seen = time.perf_counter(), 0
-  while step < config.total_steps:
-    batch = sharding.global_batch(next(data_iter), mesh)
-    state, metrics = train_step(state, batch, jax.random.fold_in(base_key, step), frozen)
-    step += 1
-    images_seen += config.batch_size
-    bar.update()
-    saving = ckpt.should_save(step) or step == config.total_steps
-    if step % config.log_every == 0 or saving:
-      metrics = jax.device_get(metrics)  # The only host sync in the loop.
-      if metrics["nonfinite_steps"] > 0:
+  window_start, window_step = time.perf_counter(), step
+  with preemption.PreemptionGuard(coordinated=True) as guard:
+    while step < config.total_steps:
+      batch = sharding.global_batch(next(data_iter), mesh)
+      state, metrics = train_step(state, batch, jax.random.fold_in(base_key, step), frozen)
+      step += 1
+      faults.maybe_kill(faults.TERM_AFTER_STEP, step)
+      stop = guard.reached(step)
+      bar.update()
+      saving = stop or ckpt.should_save(step) or step == config.total_steps
+      if step % config.log_every == 0 or saving:
+        metrics = jax.device_get(metrics)  # The only host sync in the loop.
+        if metrics["nonfinite_steps"] > 0:
+          ckpt.wait()
+          raise FloatingPointError(
+              f"Non-finite loss or gradients at or before step {step} (loss="
+              f"{float(metrics['loss'])}). Training stopped; the last good "
+              f"checkpoint (step {ckpt.latest_step()}) is intact in "
+              f"{ckpt.directory}. Lower --config.optimizer.lr or enable "
+              "--config.optimizer.grad_clip_norm, then rerun to resume.")
+        # Rates over the steps since the last log (the device_get above
+        # waited for them), not since the start: compilation and restarts
+        # do not linger in them.
+        now = time.perf_counter()
+        steps_per_s = (step - window_step) / (now - window_start)
+        window_start, window_step = now, step
+        metrics.update(steps_per_s=steps_per_s,
+                       images_per_s=steps_per_s * config.batch_size)
+        metrics.pop("nonfinite_steps")
+        writer.write(step, metrics)
+        bar.show({k: metrics[k] for k in ("loss", "psnr", "lr") if k in metrics})
+      if saving:
+        ckpt.save(step, state, dict(data=stream), force=True)
+      if stop:
         ckpt.wait()
-        raise FloatingPointError(
-            f"Non-finite loss or gradients at or before step {step} (loss="
-            f"{float(metrics['loss'])}). Training stopped; the last good "
-            f"checkpoint (step {ckpt.latest_step()}) is intact in "
-            f"{ckpt.directory}. Lower --config.optimizer.lr or enable "
-            "--config.optimizer.grad_clip_norm, then rerun to resume.")
-      elapsed = time.perf_counter() - t0
-      metrics.update(steps_per_s=images_seen / config.batch_size / elapsed,
-                     images_per_s=images_seen / elapsed)
-      metrics.pop("nonfinite_steps")
-      writer.write(step, metrics)
-      bar.show({k: metrics[k] for k in ("loss", "psnr", "lr") if k in metrics})
-    if saving:
-      ckpt.save(step, state, data_iter, force=step == config.total_steps)
-    faults.maybe_kill(faults.KILL_AFTER_STEP, step, before=ckpt.wait)
+        ckpt.close()
+        bar.close()
+        writer.close()
+        message = (f"Stopped by {guard.signal_name or 'a preemption notice'} "
+                   f"after step {step}: its checkpoint is committed in "
+                   f"{ckpt.directory}. Rerun the same command to resume.")
+        logging.warning(message)
+        raise preemption.Preempted(message)
+      faults.maybe_kill(faults.KILL_AFTER_STEP, step, before=ckpt.wait)
   bar.close()
   ckpt.wait()
   ckpt.close()

@@ -45,8 +45,9 @@ def load_run(workdir, step=None):
 
   Raises:
     FileNotFoundError: when the directory is not a run or has no checkpoint.
-    ValueError: when the checkpoint does not fit the config it was written
-      with.
+    checkpointing.RestoreError: when no checkpoint restores (e.g. it does
+      not fit the config it was written with); the message lists each
+      step's error.
   """
   config = read_config(workdir)
   scheme = schemes.build_scheme(config)
@@ -59,10 +60,5 @@ def load_run(workdir, step=None):
   repl = sharding.replicated(sharding.make_mesh())
   abstract = checkpointing.abstract_with_shardings(
       abstract, jax.tree.map(lambda _: repl, abstract))
-  try:
-    params = checkpointing.restore_params(workdir, abstract, step)
-  except (ValueError, KeyError, TypeError) as e:
-    raise ValueError(
-        f"The checkpoint in {workdir!r} does not match its config.json "
-        f"(scheme {config.scheme!r}): {e}") from e
+  params = checkpointing.restore_params(workdir, abstract, step)
   return config, scheme, params

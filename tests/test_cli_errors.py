@@ -1,0 +1,78 @@
+"""A user's mistake on the command line: one line with the cause and the fix,
+exit status 1, no Python traceback (unless asked for), inputs checked in the
+order a user fixes them (checkpoint, weights, then data)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests._helpers import untrained_deepjscc_run
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _start(module, *flags, env_extra=None):
+  env = dict(os.environ, **(env_extra or {}))
+  return subprocess.Popen(
+      [sys.executable, "-m", f"experiments.{module}", *flags], cwd=REPO,
+      env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+  """Every case started at once (each is a fresh Python), then collected."""
+  root = tmp_path_factory.mktemp("cli_errors")
+  tfds = str(root / "tfds")  # Empty: no dataset is prepared in it.
+  run = str(root / "deepjscc")
+  untrained_deepjscc_run(run, tfds, resolution=16)
+  invert = ["--config=inverse_ffhq", f"--config.data.tfds_dir={tfds}",
+            f"--config.output_dir={root / 'out'}"]
+  cases = {
+      "bcr": _start("train", "--config=deepjscc_ffhq:bcr=1/100",
+                    f"--workdir={root / 'bcr'}"),
+      "bcr_verbose": _start("train", "--config=deepjscc_ffhq:bcr=1/100",
+                            f"--workdir={root / 'bcr'}",
+                            env_extra={"GJSCC_VERBOSE": "1"}),
+      "dataset": _start("train", "--config=deepjscc_ffhq",
+                        f"--config.data.tfds_dir={tfds}",
+                        f"--workdir={root / 'dataset'}"),
+      "checkpoint": _start("invert", *invert,
+                           f"--config.deepjscc_checkpoint={root / 'none'}"),
+      "weights": _start("invert", *invert, f"--config.deepjscc_checkpoint={run}",
+                        "--config.data.resolution=16",
+                        f"--config.generator_weights={root / 'none'}"),
+  }
+  outputs = {name: proc.communicate(timeout=300) for name, proc in cases.items()}
+  return {name: (cases[name].returncode, *out) for name, out in outputs.items()}
+
+
+@pytest.mark.parametrize("case,cause,fix", [
+    ("bcr", "rho=1/100 needs C=15.36 latent channels", "Nearest reachable"),
+    ("dataset", "'ffhq' dataset is not prepared", "--config.data.image_dir="),
+    ("checkpoint", "is not a training run directory",
+     "python -m experiments.train"),
+    ("weights", "is not a converted StyleGAN2 generator",
+     "python -m weights_convert stylegan2"),
+])
+def test_error_is_one_line_with_cause_and_fix(results, case, cause, fix):
+  returncode, stdout, stderr = results[case]
+  assert returncode == 1, stderr[-3000:]
+  assert "Traceback" not in stdout + stderr
+  errors = [line for line in stderr.splitlines() if line.startswith("Error: ")]
+  assert len(errors) == 1, stderr[-3000:]
+  assert cause in errors[0] and fix in errors[0]
+
+
+def test_checkpoint_is_checked_before_the_data(results):
+  # The default inverse_ffhq data (FFHQ) is not prepared either; the
+  # checkpoint and weights errors come first.
+  for case in ("checkpoint", "weights"):
+    assert "dataset" not in results[case][2].split("Error: ")[-1]
+
+
+def test_verbose_shows_the_traceback(results):
+  returncode, _, stderr = results["bcr_verbose"]
+  assert returncode == 1
+  assert "Traceback" in stderr and "rho=1/100" in stderr
