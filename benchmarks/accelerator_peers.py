@@ -151,6 +151,18 @@ class Recorder:
       write_json(self.path, self.data)
 
 
+def wait_for_config(path, limit_s=3600.0):
+  """Blocks until the suite writes this stage's config (see `Suite.spawn`);
+  returns it, or exits after `limit_s` (a suite that died)."""
+  start = time.time()
+  while not os.path.exists(path):
+    if time.time() - start > limit_s:
+      sys.exit(3)
+    time.sleep(0.02)
+  with open(path) as f:
+    return json.load(f)
+
+
 class Deadline:
   """The stage's absolute deadline (``time.time()`` seconds)."""
 
@@ -464,14 +476,14 @@ def main(argv=None):
   parser.add_argument('--result', required=True)
   args = parser.parse_args(argv)
   os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
-  with open(args.config) as f:
-    cfg = json.load(f)
+  import torch  # pylint: disable=import-outside-toplevel
+  cfg = wait_for_config(args.config)
   rec = Recorder(args.result)
   try:
-    import torch  # pylint: disable=import-outside-toplevel
     rec.info(torch=torch.__version__, device=str(_device()),
              threads=torch.get_num_threads())
     STAGES[args.stage](cfg, rec, Deadline(cfg['deadline']))
+    rec.info(process_cpu_s=time.process_time())
   except Exception:  # pylint: disable=broad-except
     traceback.print_exc()
     return 1

@@ -99,27 +99,30 @@ PAPER_GENERATIVE = dict(
     conv_clamp=256, injection='concat', inject_max_resolution=None,
     w_mode='per_layer', receiver_channel_base=8192, receiver_channel_max=512,
     receiver_res_blocks=2, receiver_snr_adaptive=True, noise_mode='const')
-#: Its ``:demo`` sizes (at --tiny's 32x32).
+#: Its ``:demo`` widths at --tiny's 16x16, with the small encoder (the Tung
+#: network alone takes XLA:CPU ~15 s per program to compile).
 DEMO_GENERATIVE = dict(
-    PAPER_GENERATIVE, num_filters=32, w_dim=128, synthesis_channel_base=1024,
-    synthesis_channel_max=64, receiver_channel_base=512,
-    receiver_channel_max=64, receiver_res_blocks=1, inject_max_resolution=32)
+    PAPER_GENERATIVE, encoder_arch='small', downsampling=4, num_filters=32,
+    w_dim=128, synthesis_channel_base=1024, synthesis_channel_max=64,
+    receiver_channel_base=512, receiver_channel_max=64, receiver_res_blocks=1,
+    inject_max_resolution=8)
 
 SIZES = dict(
     full=dict(resolution=256, channel_base=16384, sg2_batch=64,
               parity_batch=4, lpips_size=256, lpips_batch=32, ilo_steps=(8,),
               ilo_identity_batches=(1, 8, 64),
-              ilo_deepjscc_batches=(8, 1, 64), jscc_filters=256,
+              ilo_deepjscc_batches=(8, 1, 64), jscc=('tung', 256, 16),
               latent_channels=8, train_batch=32, generative=PAPER_GENERATIVE,
               matmul=(('bf16', 8192), ('fp32', 8192), ('fp32_highest', 4096)),
-              copy_mib=2048, warmups=2, calls=10),
-    tiny=dict(resolution=32, channel_base=1024, sg2_batch=4, parity_batch=2,
-              lpips_size=32, lpips_batch=2, ilo_steps=(2,),
-              ilo_identity_batches=(1, 2), ilo_deepjscc_batches=(2, 1),
-              jscc_filters=32, latent_channels=8, train_batch=2,
+              lpips_dtypes=('fp32', 'bf16'), copy_mib=2048, warmups=2,
+              calls=10),
+    tiny=dict(resolution=16, channel_base=1024, sg2_batch=4, parity_batch=2,
+              lpips_size=16, lpips_batch=2, ilo_steps=(2,),
+              ilo_identity_batches=(1, 2), ilo_deepjscc_batches=(2,),
+              jscc=('small', 32, 4), latent_channels=8, train_batch=2,
               generative=DEMO_GENERATIVE,
               matmul=(('bf16', 256), ('fp32', 256), ('fp32_highest', 256)),
-              copy_mib=16, warmups=1, calls=3))
+              lpips_dtypes=('fp32',), copy_mib=16, warmups=1, calls=3))
 
 #: (stage, process kind, seconds it needs at least: full sizes, --tiny). A
 #: stage with several rows skips the later ones itself when they don't fit.
@@ -135,6 +138,13 @@ STAGES = (
 NEEDS_PREPARE = ('sg2_', 'ilo_')
 #: Stages whose PyTorch ops would use the custom CUDA build.
 USES_CUDA_OPS = ('sg2_fwd_peer', 'sg2_fwdbwd_peer', 'ilo_peer')
+#: --tiny proves the code, it times nothing that matters: XLA:CPU compiles
+#: about four times faster without LLVM's optimisations and with its older
+#: loop emitters (measured in CPU time on the 2-core host).
+TINY_XLA_FLAGS = ('--xla_backend_optimization_level=0 '
+                  '--xla_llvm_disable_expensive_passes=true '
+                  '--xla_cpu_use_fusion_emitters=false '
+                  '--xla_cpu_parallel_codegen_split_count=1')
 #: Seconds kept for the final table; stages stop this much earlier.
 RESERVE_S = 4.0
 
@@ -296,6 +306,13 @@ def _init(model, resolution, batch=1):
   return jax.jit(model.init)(key, images, jnp.zeros((batch,)), key)
 
 
+def _deepjscc(sizes):
+  """DeepJSCC of `sizes['jscc']` = (arch, filters, downsampling)."""
+  arch, filters, downsampling = sizes['jscc']
+  return DeepJSCC(arch=arch, num_filters=filters, downsampling=downsampling,
+                  latent_channels=sizes['latent_channels'])
+
+
 def _scheme(name, model, init, reconstruct):
   """The trainer's `Scheme` (the one place naming its module)."""
   def no_optimizer(total_steps):
@@ -398,7 +415,8 @@ def stage_lpips(cfg, rec, deadline):
     return jax.value_and_grad(
         lambda x, y, p: jnp.mean(model.apply({'params': p}, x, y)))
 
-  for label, dtype in reversed(_DTYPES):  # fp32 first: the peer's dtype
+  for label in s['lpips_dtypes']:  # fp32 first: the peer's dtype
+    dtype = dict(_DTYPES)[label]
     measure(rec, cfg, f'lpips_{label}', program(dtype), (x, y, params),
             images=s['lpips_batch'], dtype=label)
   p = s['parity_batch']
@@ -428,8 +446,7 @@ def _ilo_stage(cfg, rec, deadline, operator):
   frozen = dict(generator=variables, lpips=_lpips_params())
   reconstruct = None
   if operator == 'deepjscc':
-    model = DeepJSCC(arch='tung', num_filters=s['jscc_filters'],
-                     latent_channels=s['latent_channels'])
+    model = _deepjscc(s)
     frozen['deepjscc'] = _init(model, res)
     reconstruct = model.apply
   terms = forward_operators.DataTerms(operator, loss, res, res,
@@ -503,8 +520,7 @@ def _train_stage(cfg, rec, deadline, which):
   s = cfg['sizes']
   res, batch = s['resolution'], s['train_batch']
   if which == 'deepjscc':  # The deepjscc_ffhq config: MSE, Adam 1e-4.
-    model = DeepJSCC(arch='tung', num_filters=s['jscc_filters'],
-                     latent_channels=s['latent_channels'])
+    model = _deepjscc(s)
     loss, frozen, tx = PerceptualLoss(lambda_lpips=0.0), {}, optax.adam(1e-4)
     reconstruct = model.apply
   else:  # generative_ffhq: MSE + 0.1 LPIPS-VGG, synthesis at lr / 10.
@@ -578,7 +594,7 @@ class Suite:
         p for p in (REPO, os.environ.get('PYTHONPATH')) if p),
                     PYTHONUNBUFFERED='1',
                     TORCH_EXTENSIONS_DIR=os.path.join(self.work, 'torch_ext'))
-    self.ops_proc, self.ops_waited = None, 0.0
+    self.ops_proc, self.ops_waited, self.standby = None, 0.0, None
     self.results = dict(
         suite='benchmarks/accelerator_suite.py', command=sys.argv,
         started=datetime.datetime.now().isoformat(timespec='seconds'),
@@ -605,41 +621,63 @@ class Suite:
 
   # -- stages
 
-  def run_stage(self, name, kind, needs_s):
-    entry = dict(kind=kind)
-    self.results['stages'][name] = entry
-    if name.startswith(NEEDS_PREPARE) and (
-        self.results['stages'].get('prepare', {}).get('status') != 'ok'):
-      entry['status'] = 'skipped: needs the prepare stage'
-    elif needs_s > self.left():
-      entry['status'] = (f'skipped: budget (needs ~{needs_s:.0f} s, '
-                         f'{max(self.left(), 0):.0f} s left)')
-    if 'status' in entry:
-      self.log(f'{name}: {entry["status"]}')
-      self.save()
-      return entry
-    if name in USES_CUDA_OPS:
-      self.poll_cuda_ops(wait=True)
-    cfg_path = os.path.join(self.work, f'{name}.config.json')
-    peers.write_json(cfg_path, self.config())
-    result = os.path.join(self.work, f'{name}.json')
-    log = os.path.join(self.work, f'{name}.log')
+  def spawn(self, name, kind):
+    """Starts a stage's process on standby: it imports its libraries (no
+    device is touched) and waits for its config, so that the import of the
+    next stage overlaps the current one."""
     script = (os.path.join(HERE, 'accelerator_peers.py') if kind == 'torch'
               else os.path.abspath(__file__))
-    start = time.time()
-    with open(log, 'w') as out:
-      proc = subprocess.Popen(
-          [sys.executable, script, '--stage', name, '--config', cfg_path,
-           '--result', result], stdout=out, stderr=subprocess.STDOUT,
-          env=self.env, start_new_session=True)
-      try:
-        rc = proc.wait(timeout=max(self.left(), 1.0))
-      except subprocess.TimeoutExpired:
+    env = dict(self.env)
+    if self.mode == 'tiny' and kind == 'jax':
+      env['XLA_FLAGS'] = f"{env.get('XLA_FLAGS', '')} {TINY_XLA_FLAGS}".strip()
+      if 'JAX_COMPILATION_CACHE_DIR' not in env:  # Programs shared by stages
+        env.update(JAX_COMPILATION_CACHE_DIR=os.path.join(self.work, 'cache'),
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+    with open(os.path.join(self.work, f'{name}.log'), 'w') as out:
+      return subprocess.Popen(
+          [sys.executable, script, '--stage', name, '--config',
+           os.path.join(self.work, f'{name}.config.json'), '--result',
+           os.path.join(self.work, f'{name}.json')], stdout=out,
+          stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+  def skip_reason(self, name, needs_s):
+    if name.startswith(NEEDS_PREPARE) and (
+        self.results['stages'].get('prepare', {}).get('status') != 'ok'):
+      return 'skipped: needs the prepare stage'
+    if needs_s > self.left():
+      return (f'skipped: budget (needs ~{needs_s:.0f} s, '
+              f'{max(self.left(), 0):.0f} s left)')
+    return None
+
+  def run_stage(self, name, kind, needs_s, proc=None, after=None):
+    """Runs one stage (`proc`: its standby process, if spawned) and records
+    it; `after` = (name, kind) of the next stage, spawned on standby."""
+    entry = dict(kind=kind)
+    self.results['stages'][name] = entry
+    skipped = self.skip_reason(name, needs_s)
+    if skipped:
+      if proc is not None:
         _kill(proc)
-        rc = None
+      entry['status'] = skipped
+      self.log(f'{name}: {skipped}')
+      self.save()
+      return entry, None
+    if name in USES_CUDA_OPS:
+      self.poll_cuda_ops(wait=True)
+    proc = proc or self.spawn(name, kind)
+    standby = self.spawn(*after) if after else None
+    start = time.time()
+    peers.write_json(os.path.join(self.work, f'{name}.config.json'),
+                     self.config())
+    try:
+      rc = proc.wait(timeout=max(self.left(), 1.0))
+    except subprocess.TimeoutExpired:
+      _kill(proc)
+      rc = None
     entry['wall_s'] = time.time() - start
     try:
-      with open(result) as f:
+      with open(os.path.join(self.work, f'{name}.json')) as f:
         entry.update(json.load(f))
     except (OSError, ValueError):
       entry.update(rows=[], info={})
@@ -648,11 +686,11 @@ class Suite:
     else:
       entry['status'] = ('timeout: budget' if rc is None
                          else f'error (exit {rc})')
-      entry['error'] = _tail(log)
+      entry['error'] = _tail(os.path.join(self.work, f'{name}.log'))
     self.log(f'{name}: {entry["status"]} ({entry["wall_s"]:.1f} s)')
     self.compare()
     self.save()
-    return entry
+    return entry, standby
 
   def start_cuda_ops(self, env_info):
     if env_info.get('platform') != 'gpu' or self.args.no_cuda_ops:
@@ -716,7 +754,7 @@ class Suite:
     self.log(f'cuda_ops: {status}')
 
   def run(self):
-    env = self.run_stage('env', 'jax', 0)
+    env, _ = self.run_stage('env', 'jax', 0)
     info = env.get('info', {})
     if env['status'] != 'ok' or 'mode' not in info:
       self.log('env failed: nothing else can run')
@@ -727,10 +765,13 @@ class Suite:
       self.budget = 450.0 if self.mode == 'full' else 600.0
     self.start_cuda_ops(info)
     wanted = self.args.stages.split(',') if self.args.stages else None
-    for name, kind, full_s, tiny_s in STAGES[1:]:
-      if wanted and name not in wanted and name != 'prepare':
-        continue
-      self.run_stage(name, kind, full_s if self.mode == 'full' else tiny_s)
+    plan = [(name, kind, full_s if self.mode == 'full' else tiny_s)
+            for name, kind, full_s, tiny_s in STAGES[1:]
+            if not wanted or name in wanted or name == 'prepare']
+    for i, (name, kind, needs_s) in enumerate(plan):
+      after = plan[i + 1][:2] if i + 1 < len(plan) else None
+      _, self.standby = self.run_stage(name, kind, needs_s, self.standby,
+                                       after)
     if self.ops_proc is not None:
       self.poll_cuda_ops()
       if self.ops_proc is not None:
@@ -924,10 +965,10 @@ def _targets(rows, ceil):
 
 def _stage_main(args):
   """Runs one JAX stage in this process."""
-  with open(args.config) as f:
-    cfg = json.load(f)
+  cfg = peers.wait_for_config(args.config)
   rec = peers.Recorder(args.result)
   JAX_STAGES[args.stage](cfg, rec, peers.Deadline(cfg['deadline']))
+  rec.info(process_cpu_s=time.process_time())
   return 0
 
 
@@ -968,8 +1009,9 @@ def main(argv=None):
   try:
     return suite.run()
   finally:
-    if suite.ops_proc is not None:
-      _kill(suite.ops_proc)
+    for proc in (suite.ops_proc, suite.standby):
+      if proc is not None and proc.poll() is None:
+        _kill(proc)
     if args.keep_work:
       print(f'work folder kept: {suite.work}')
     else:
