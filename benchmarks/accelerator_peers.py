@@ -461,6 +461,21 @@ def stage_ilo_peer(cfg, rec, deadline):
              steps=list(s['ilo_steps']))
 
 
+def _preimport(stage):
+  """Imports what `stage` needs, before it is started (no device touched)."""
+  import torch  # pylint: disable=import-outside-toplevel,unused-import
+  _official_path()
+  import training.networks  # pylint: disable=import-outside-toplevel,import-error,unused-import
+  if stage in ('lpips_peer', 'ilo_peer'):
+    _install_torchvision_stub()
+    import lpips  # pylint: disable=import-outside-toplevel,unused-import
+  if stage == 'ilo_peer':
+    import torch._dynamo  # pylint: disable=import-outside-toplevel,unused-import,protected-access  # Adam's first use imports it
+    import benchmarks.inverse_throughput  # pylint: disable=import-outside-toplevel,unused-import
+  if stage == 'prepare':
+    import benchmarks.official_stylegan2  # pylint: disable=import-outside-toplevel,unused-import
+
+
 STAGES = {
     'prepare': stage_prepare, 'cuda_ops': stage_cuda_ops,
     'sg2_fwd_peer': stage_sg2_fwd_peer,
@@ -477,6 +492,7 @@ def main(argv=None):
   args = parser.parse_args(argv)
   os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
   import torch  # pylint: disable=import-outside-toplevel
+  _preimport(args.stage)
   cfg = wait_for_config(args.config)
   rec = Recorder(args.result)
   try:

@@ -118,7 +118,7 @@ SIZES = dict(
               calls=10),
     tiny=dict(resolution=16, channel_base=1024, sg2_batch=4, parity_batch=2,
               lpips_size=16, lpips_batch=2, ilo_steps=(2,),
-              ilo_identity_batches=(1, 2), ilo_deepjscc_batches=(2,),
+              ilo_identity_batches=(1,), ilo_deepjscc_batches=(2,),
               jscc=('small', 32, 4), latent_channels=8, train_batch=2,
               generative=DEMO_GENERATIVE,
               matmul=(('bf16', 256), ('fp32', 256), ('fp32_highest', 256)),
@@ -630,10 +630,6 @@ class Suite:
     env = dict(self.env)
     if self.mode == 'tiny' and kind == 'jax':
       env['XLA_FLAGS'] = f"{env.get('XLA_FLAGS', '')} {TINY_XLA_FLAGS}".strip()
-      if 'JAX_COMPILATION_CACHE_DIR' not in env:  # Programs shared by stages
-        env.update(JAX_COMPILATION_CACHE_DIR=os.path.join(self.work, 'cache'),
-                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
     with open(os.path.join(self.work, f'{name}.log'), 'w') as out:
       return subprocess.Popen(
           [sys.executable, script, '--stage', name, '--config',
