@@ -128,13 +128,13 @@ SIZES = dict(
 #: (stage, process kind, seconds it needs at least: full sizes, --tiny). A
 #: stage with several rows skips the later ones itself when they don't fit.
 STAGES = (
-    ('env', 'jax', 25, 4), ('prepare', 'torch', 15, 3),
-    ('sg2_fwd', 'jax', 50, 5), ('sg2_fwd_peer', 'torch', 30, 3),
-    ('sg2_fwdbwd', 'jax', 70, 6), ('sg2_fwdbwd_peer', 'torch', 30, 3),
-    ('lpips', 'jax', 35, 4), ('lpips_peer', 'torch', 20, 3),
-    ('ilo_identity', 'jax', 70, 10), ('ilo_peer', 'torch', 25, 4),
-    ('ilo_deepjscc', 'jax', 80, 10), ('train_deepjscc', 'jax', 50, 6),
-    ('train_generative', 'jax', 110, 12))
+    ('env', 'jax', 20, 4), ('prepare', 'torch', 10, 3),
+    ('sg2_fwd', 'jax', 40, 5), ('sg2_fwd_peer', 'torch', 25, 3),
+    ('sg2_fwdbwd', 'jax', 50, 6), ('sg2_fwdbwd_peer', 'torch', 25, 3),
+    ('lpips', 'jax', 30, 4), ('lpips_peer', 'torch', 15, 3),
+    ('ilo_identity', 'jax', 50, 10), ('ilo_peer', 'torch', 20, 4),
+    ('ilo_deepjscc', 'jax', 60, 10), ('train_deepjscc', 'jax', 40, 6),
+    ('train_generative', 'jax', 80, 12))
 #: Stages that load the generator the `prepare` stage writes.
 NEEDS_PREPARE = ('sg2_', 'ilo_')
 #: Stages whose PyTorch ops would use the custom CUDA build.
@@ -344,7 +344,10 @@ def stage_env(cfg, rec, deadline):
   backend = jax.default_backend()
   mode = cfg['mode'] if cfg['mode'] != 'auto' else (
       'tiny' if backend == 'cpu' else 'full')
-  cfg = dict(cfg, sizes=SIZES[mode])
+  # The ceilings are measured at the sizes that suit the device.
+  ceiling_sizes = SIZES['tiny' if backend == 'cpu' else 'full']
+  cfg = dict(cfg, sizes=dict(SIZES[mode], matmul=ceiling_sizes['matmul'],
+                             copy_mib=ceiling_sizes['copy_mib']))
   versions = {}
   for name in ('jax', 'jaxlib', 'flax', 'optax', 'numpy', 'torch', 'draggan',
                'lpips', 'ml_collections'):
