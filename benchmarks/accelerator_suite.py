@@ -220,7 +220,7 @@ def _memory(compiled):
 
 
 def measure(rec, cfg, name, fn, args, *, images, dtype, flops=None,
-            carry=False, **extra):
+            carry=False, precision='default', **extra):
   """Compiles ``fn`` once, times it and records one row.
 
   Args:
@@ -233,6 +233,8 @@ def measure(rec, cfg, name, fn, args, *, images, dtype, flops=None,
     images: Images per call.
     dtype: 'bf16' or 'fp32': the ceiling the row is set against.
     flops: FLOPs per call; by default `direct_flops`.
+    carry: Whether ``fn`` is a step whose state is carried (see `fn`).
+    precision: The matmul precision `fn` is lowered at (for the record).
     **extra: Recorded in the row.
 
   Returns:
@@ -256,7 +258,7 @@ def measure(rec, cfg, name, fn, args, *, images, dtype, flops=None,
   flops = direct_flops(fn, *args) if flops is None else flops
   row = dict(name=name, images=images,
              images_per_s=images / timing['median_s'], timing=timing,
-             compile_s=compile_s, dtype=dtype, precision='default',
+             compile_s=compile_s, dtype=dtype, precision=precision,
              flops_compiled=compiled_flops(compiled), **_memory(compiled),
              **extra)
   if not flops and flops != 0 and row['flops_compiled'] > 0:
@@ -271,6 +273,15 @@ def measure(rec, cfg, name, fn, args, *, images, dtype, flops=None,
 def _skip_row(rec, name, needed, deadline):
   rec.row(name=name, skipped=f'budget (needs ~{needed:.0f} s, '
           f'{max(deadline.left(), 0):.0f} s left)')
+
+
+def _parity_fits(rec, deadline, needed):
+  """Whether the parity outputs (one more compile) fit; records if not."""
+  if deadline.allows(needed):
+    return True
+  rec.info(parity=f'skipped: budget (needs ~{needed:.0f} s, '
+           f'{max(deadline.left(), 0):.0f} s left)')
+  return False
 
 
 # ----------------------------------------------------------------------------
@@ -367,7 +378,8 @@ def stage_env(cfg, rec, deadline):
     precision = 'highest' if label.endswith('highest') else None
     with jax.default_matmul_precision(precision):
       measure(rec, cfg, f'matmul_{label}', lambda a, b: a @ b, (a, b),
-              images=1, dtype=label, flops=2.0 * n**3, n=n)
+              images=1, dtype=label, flops=2.0 * n**3, n=n,
+              precision=precision or 'default')
   x = jax.random.normal(key, (cfg['sizes']['copy_mib'] << 18,), jnp.float32)
   measure(rec, cfg, 'device_copy', lambda x: x + 1, (x,), images=1,
           dtype='fp32', flops=0, bytes_moved=2 * x.nbytes)
@@ -401,6 +413,9 @@ def _sg2_stage(cfg, rec, deadline, backward):
     out = out[1] if backward else out
     saved[f"{'grad_ws' if backward else 'image'}_{label}_timed"] = out[:p]
     last = time.time() - start
+  _save(cfg, f'sg2_{kind}', **saved)
+  if not _parity_fits(rec, deadline, last or 0):
+    return
   # Parity outputs: fp32 at the highest precision, the first images.
   fn, variables = program(jnp.float32)
   with jax.default_matmul_precision('highest'):
@@ -411,7 +426,6 @@ def _sg2_stage(cfg, rec, deadline, backward):
 
 def stage_lpips(cfg, rec, deadline):
   """LPIPS-VGG value and gradient w.r.t. the first image."""
-  del deadline
   s = cfg['sizes']
   params = _lpips_params()
   x, y = (jnp.asarray(a) for a in peers.lpips_images(s['lpips_batch'],
@@ -422,10 +436,17 @@ def stage_lpips(cfg, rec, deadline):
     return jax.value_and_grad(
         lambda x, y, p: jnp.mean(model.apply({'params': p}, x, y)))
 
+  last = None
   for label in s['lpips_dtypes']:  # fp32 first: the peer's dtype
-    dtype = dict(_DTYPES)[label]
-    measure(rec, cfg, f'lpips_{label}', program(dtype), (x, y, params),
-            images=s['lpips_batch'], dtype=label)
+    if last is not None and not deadline.allows(1.5 * last):
+      _skip_row(rec, f'lpips_{label}', 1.5 * last, deadline)
+      continue
+    start = time.time()
+    measure(rec, cfg, f'lpips_{label}', program(dict(_DTYPES)[label]),
+            (x, y, params), images=s['lpips_batch'], dtype=label)
+    last = time.time() - start
+  if not _parity_fits(rec, deadline, last or 0):
+    return
   p = s['parity_batch']
   with jax.default_matmul_precision('highest'):
     value, grad = jax.jit(program(jnp.float32))(x[:p], y[:p], params)
@@ -493,7 +514,11 @@ def _ilo_stage(cfg, rec, deadline, operator):
     last = (b, row['compile_s'], row['timing']['median_s'])
     if b == 1:
       saved['objective0_timed'] = result.terms['objective'][0, 0]
-  if operator == 'identity':  # The first objective in full fp32.
+  if operator != 'identity':
+    return
+  _save(cfg, 'ilo_identity', **saved)
+  if _parity_fits(rec, deadline, 0.5 * last[1] if last else 0):
+    # The first objective in full fp32.
     with jax.default_matmul_precision('highest'):
       target0 = jax.tree.map(lambda a: a[0], prepare(
           frozen, received[:1], snr[:1], keys[:1]))
@@ -918,9 +943,13 @@ def report_lines(results):
         f"{fmt(ratio, '.2f'):>6}{r['compile_s']:>10.1f}"
         f"{fmt(mem and mem / 2**30, '.2f'):>8}{fmt(r.get('tflops'), '.3g'):>9}"
         f"{fmt(frac and 100 * frac, '.0f'):>6}{fmt(err, '.1e'):>9}")
+  unfinished = {}
   for name, stage in results['stages'].items():
-    if stage.get('status') != 'ok':
-      lines.append(f'stage {name}: {stage.get("status")}')
+    status = stage.get('status', '?')
+    if status != 'ok':
+      unfinished.setdefault(status.split(' (')[0], []).append(name)
+  for status, names in unfinished.items():
+    lines.append(f"{status}: {', '.join(names)}")
   targets = _targets(rows, ceil)
   for t in targets:
     lines.append(f"target: {t['target']}: {t['verdict']}"
