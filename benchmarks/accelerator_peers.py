@@ -321,7 +321,7 @@ def stage_cuda_ops(cfg, rec, deadline):
     from torch_utils.ops import bias_act, upfirdn2d  # pylint: disable=import-outside-toplevel,import-error
     built = bias_act._init() and upfirdn2d._init()  # pylint: disable=protected-access
   reason = [str(w.message) for w in caught if 'Failed to build' in str(w.message)]
-  reason = reason[0].strip().splitlines()[-1][:300] if reason else ''
+  reason = ' | '.join(reason[0].strip().splitlines()[-6:])[-600:] if reason else ''
   rec.info(built=bool(built), reason=reason,
            seconds=time.perf_counter() - start)
 

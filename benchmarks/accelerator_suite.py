@@ -733,9 +733,10 @@ class Suite:
       return
     cfg_path = os.path.join(self.work, 'cuda_ops.config.json')
     peers.write_json(cfg_path, self.config())
-    env = dict(self.env)
-    if env_info.get('compute_capability'):
-      env.setdefault('TORCH_CUDA_ARCH_LIST', env_info['compute_capability'])
+    if env_info.get('compute_capability'):  # The build and every later load
+      self.env.setdefault('TORCH_CUDA_ARCH_LIST',  # agree: no rebuild.
+                          env_info['compute_capability'])
+    env = self.env
     self.ops_log = os.path.join(self.work, 'cuda_ops.log')
     with open(self.ops_log, 'w') as out:
       self.ops_proc = subprocess.Popen(
@@ -784,6 +785,8 @@ class Suite:
             self.ops_log, 3, 300) or f'exit {proc.returncode}')
     self.ops_proc = None
     self.results['cuda_ops'] = dict(status=status, seconds=seconds)
+    if status != 'built':
+      self.results['cuda_ops']['log'] = _tail(self.ops_log, 12, 1500)
     self.log(f'cuda_ops: {status}')
 
   def run(self):
