@@ -61,6 +61,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 import numpy as np
 
@@ -275,6 +276,17 @@ def _skip_row(rec, name, needed, deadline):
           f'{max(deadline.left(), 0):.0f} s left)')
 
 
+def _guarded(rec, name, thunk):
+  """Runs one row's measurement; an exception (say, out of memory) becomes
+  the row's recorded error and the stage goes on. None then."""
+  try:
+    return thunk()
+  except Exception as e:  # pylint: disable=broad-except
+    traceback.print_exc()
+    rec.row(name=name, error=f'{type(e).__name__}: {e}'.strip()[:400])
+    return None
+
+
 def _parity_fits(rec, deadline, needed):
   """Whether the parity outputs (one more compile) fit; records if not."""
   if deadline.allows(needed):
@@ -393,31 +405,33 @@ def _sg2_stage(cfg, rec, deadline, backward):
   saved, last = {}, None
 
   def program(dtype):
+    """(function, its arguments)."""
     module, variables = _generator(cfg, dtype)
 
     def synth(v, ws):
       return module.apply(v, ws, noise_mode='const', method=module.synthesize)
     if not backward:
-      return synth, variables
+      return synth, (variables, ws)
     loss = lambda ws, v: jnp.sum(jnp.square(synth(v, ws)))
-    return (lambda v, ws: jax.value_and_grad(loss)(ws, v)), variables
+    return (lambda v, ws: jax.value_and_grad(loss)(ws, v)), (variables, ws)
 
   for label, dtype in _DTYPES:
     if last is not None and not deadline.allows(1.5 * last):
       _skip_row(rec, f'sg2_{kind}_{label}', 1.5 * last, deadline)
       continue
     start = time.time()
-    fn, variables = program(dtype)
-    out = measure(rec, cfg, f'sg2_{kind}_{label}', fn, (variables, ws),
-                  images=s['sg2_batch'], dtype=label)
-    out = out[1] if backward else out
-    saved[f"{'grad_ws' if backward else 'image'}_{label}_timed"] = out[:p]
+    name = f'sg2_{kind}_{label}'
+    out = _guarded(rec, name, lambda dtype=dtype, name=name: measure(
+        rec, cfg, name, *program(dtype), images=s['sg2_batch'], dtype=label))
+    if out is not None:
+      out = out[1] if backward else out
+      saved[f"{'grad_ws' if backward else 'image'}_{label}_timed"] = out[:p]
     last = time.time() - start
   _save(cfg, f'sg2_{kind}', **saved)
   if not _parity_fits(rec, deadline, last or 0):
     return
   # Parity outputs: fp32 at the highest precision, the first images.
-  fn, variables = program(jnp.float32)
+  fn, (variables, _) = program(jnp.float32)
   with jax.default_matmul_precision('highest'):
     out = jax.jit(fn)(variables, ws[:p])
   saved['grad_ws' if backward else 'image'] = out[1] if backward else out
@@ -442,8 +456,10 @@ def stage_lpips(cfg, rec, deadline):
       _skip_row(rec, f'lpips_{label}', 1.5 * last, deadline)
       continue
     start = time.time()
-    measure(rec, cfg, f'lpips_{label}', program(dict(_DTYPES)[label]),
-            (x, y, params), images=s['lpips_batch'], dtype=label)
+    name = f'lpips_{label}'
+    _guarded(rec, name, lambda label=label, name=name: measure(
+        rec, cfg, name, program(dict(_DTYPES)[label]), (x, y, params),
+        images=s['lpips_batch'], dtype=label))
     last = time.time() - start
   if not _parity_fits(rec, deadline, last or 0):
     return
@@ -495,30 +511,9 @@ def _ilo_stage(cfg, rec, deadline, operator):
           **{f'noise{i}': v for i, v in enumerate(start.noises)})
   step_flops = _ilo_step_flops(layered, config, terms, frozen,
                                jax.tree.map(lambda a: a[0], targets))
-  saved, last = {}, None
-  for b in batches:
-    if last is not None:
-      (prev_b, prev_compile, prev_call) = last
-      needed = 1.3 * (prev_compile + (s['warmups'] + s['calls'] + 1)
-                      * prev_call * b / prev_b)
-      if not deadline.allows(needed):
-        _skip_row(rec, f'ilo_{operator}_b{b}', needed, deadline)
-        continue
-    sub = jax.tree.map(lambda a, b=b: a[:b], targets)
-    flops = step_flops * config.total_steps * b if step_flops else None
-    result = measure(rec, cfg, f'ilo_{operator}_b{b}',
-                     search.batch_inverter(layered, config, terms),
-                     (frozen, sub, keys[:b]), images=b, dtype='fp32',
-                     flops=flops, steps=list(config.steps))
-    row = rec.data['rows'][-1]
-    last = (b, row['compile_s'], row['timing']['median_s'])
-    if b == 1:
-      saved['objective0_timed'] = result.terms['objective'][0, 0]
-  if operator != 'identity':
-    return
-  _save(cfg, 'ilo_identity', **saved)
-  if _parity_fits(rec, deadline, 0.5 * last[1] if last else 0):
-    # The first objective in full fp32.
+
+  def parity():
+    """The first objective of image 0 in full fp32 (the peer's first)."""
     with jax.default_matmul_precision('highest'):
       target0 = jax.tree.map(lambda a: a[0], prepare(
           frozen, received[:1], snr[:1], keys[:1]))
@@ -529,9 +524,35 @@ def _ilo_stage(cfg, rec, deadline, operator):
         return (config.mse_weight[0] * t['mse']
                 + config.lambda_lpips[0] * t['lpips']
                 + config.geocross_weight * projections.geocross(ws))
-      saved['objective0'] = jax.jit(objective0)(frozen, start.ws,
-                                                start.noises, target0)
-    _save(cfg, 'ilo_identity', **saved)
+      return jax.jit(objective0)(frozen, start.ws, start.noises, target0)
+
+  last = None
+  for b in batches:
+    name = f'ilo_{operator}_b{b}'
+    if last is not None:
+      (prev_b, prev_compile, prev_call) = last
+      needed = 1.3 * (prev_compile + (s['warmups'] + s['calls'] + 1)
+                      * prev_call * b / prev_b)
+      if not deadline.allows(needed):
+        _skip_row(rec, name, needed, deadline)
+        continue
+    sub = jax.tree.map(lambda a, b=b: a[:b], targets)
+    # XLA counts a loop's body once: one step's count x steps x images.
+    flops = step_flops * config.total_steps * b if step_flops else 0
+    result = _guarded(rec, name, lambda b=b, sub=sub, flops=flops, name=name:
+                      measure(rec, cfg, name,
+                              search.batch_inverter(layered, config, terms),
+                              (frozen, sub, keys[:b]), images=b, dtype='fp32',
+                              flops=flops, steps=list(config.steps)))
+    if result is None:
+      continue
+    row = rec.data['rows'][-1]
+    last = (b, row['compile_s'], row['timing']['median_s'])
+    if b == 1 and operator == 'identity':  # Before any larger batch.
+      saved = dict(objective0_timed=result.terms['objective'][0, 0])
+      _save(cfg, 'ilo_identity', **saved)
+      if _parity_fits(rec, deadline, 0.5 * row['compile_s']):
+        _save(cfg, 'ilo_identity', objective0=parity(), **saved)
 
 
 def _generative_optimizer(lr, generator_lr):
@@ -929,8 +950,10 @@ def report_lines(results):
     r = rows.get(name)
     if r is None:
       continue
-    if 'skipped' in r:
-      lines.append(f'{label:<21} skipped: {r["skipped"]}')
+    if 'skipped' in r or 'error' in r:
+      why = (f"skipped: {r['skipped']}" if 'skipped' in r
+             else f"error: {r['error']}")
+      lines.append(f'{label:<21} {why}'[:110])
       continue
     peer = _fastest(rows, peer_prefix) if peer_prefix else None
     ratio = r['images_per_s'] / peer['images_per_s'] if peer else None
