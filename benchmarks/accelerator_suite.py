@@ -922,11 +922,10 @@ TABLE = (
 
 
 def _peer_label(r):
+  """'fp16 fused+ops' (custom CUDA ops), 'fp32 nonfused', 'ilo b1', ..."""
   name = r['name'].replace('official_', '').replace('pytorch_', '')
   parts = [p for p in name.split('_') if p not in ('fwd', 'fwdbwd', 'lpips')]
-  if r.get('ops') == 'cuda':
-    parts.append('ops')
-  return ' '.join(parts)
+  return ' '.join(parts) + ('+ops' if r.get('ops') == 'cuda' else '')
 
 
 def report_lines(results):
@@ -938,13 +937,14 @@ def report_lines(results):
   lines = [
       f"{env.get('device_kind', '?')} ({env.get('backend', '?')}, "
       f"{env.get('device_count', '?')} dev), mode {results.get('mode')}, "
-      f"jax {v.get('jax', '?')}, torch {v.get('torch', '?')}; cuda ops: "
-      f"{results['cuda_ops']['status'][:60]}",
+      f"jax {v.get('jax', '?')}, torch {v.get('torch', '?')}, python "
+      f"{env.get('python', '?')}",
+      f"official CUDA ops: {results['cuda_ops']['status']}"[:110],
       'ceilings: ' + ', '.join(
           f'{k} {val:.3g} TFLOP/s' if k != 'copy_gbs' else f'copy {val:.3g} GB/s'
           for k, val in ceil.items()),
       f"{'row':<21}{'batch':>5}{'ours img/s':>12}{'peer img/s':>12} "
-      f"{'peer':<15}{'x':>6}{'compile s':>10}{'mem GiB':>8}{'TFLOP/s':>9}"
+      f"{'peer':<17}{'x':>6}{'compile s':>10}{'mem GiB':>8}{'TFLOP/s':>9}"
       f"{'%ceil':>6}{'err':>9}"]
   for name, label, peer_prefix, parity_key in TABLE:
     r = rows.get(name)
@@ -965,7 +965,7 @@ def report_lines(results):
     lines.append(
         f"{label:<21}{r['images']:>5}{r['images_per_s']:>12.4g}"
         f"{fmt(peer and peer['images_per_s'], '>12.4g'):>12} "
-        f"{(_peer_label(peer) if peer else '-')[:15]:<15}"
+        f"{(_peer_label(peer) if peer else '-')[:17]:<17}"
         f"{fmt(ratio, '.2f'):>6}{r['compile_s']:>10.1f}"
         f"{fmt(mem and mem / 2**30, '.2f'):>8}{fmt(r.get('tflops'), '.3g'):>9}"
         f"{fmt(frac and 100 * frac, '.0f'):>6}{fmt(err, '.1e'):>9}")
