@@ -100,14 +100,16 @@ PAPER_GENERATIVE = dict(
     w_dim=512, synthesis_channel_base=16384, synthesis_channel_max=512,
     conv_clamp=256, injection='concat', inject_max_resolution=None,
     w_mode='per_layer', receiver_channel_base=8192, receiver_channel_max=512,
-    receiver_res_blocks=2, receiver_snr_adaptive=True, noise_mode='const')
-#: Its ``:demo`` widths at --tiny's 16x16, with the small encoder (the Tung
-#: network alone takes XLA:CPU ~15 s per program to compile).
+    receiver_res_blocks=2, receiver_snr_adaptive=True, noise_mode='const',
+    lambda_lpips=0.1)
+#: Its ``:demo`` widths and loss (MSE alone) at --tiny's 16x16, with the
+#: small encoder (the Tung network alone takes XLA:CPU ~15 s per program to
+#: compile).
 DEMO_GENERATIVE = dict(
     PAPER_GENERATIVE, encoder_arch='small', downsampling=4, num_filters=32,
     w_dim=128, synthesis_channel_base=1024, synthesis_channel_max=64,
     receiver_channel_base=512, receiver_channel_max=64, receiver_res_blocks=1,
-    inject_max_resolution=8)
+    inject_max_resolution=8, lambda_lpips=0.0)
 
 SIZES = dict(
     full=dict(resolution=256, channel_base=16384, sg2_batch=64,
@@ -331,6 +333,7 @@ def _init(model, resolution, batch=1):
   key = jax.random.key(0, impl='rbg')
   images = jnp.zeros((batch, resolution, resolution, 3), jnp.float32)
   return jax.jit(model.init)(key, images, jnp.zeros((batch,)), key)
+
 
 
 def _deepjscc(sizes):
@@ -577,17 +580,21 @@ def _train_stage(cfg, rec, deadline, which):
     loss, frozen, tx = PerceptualLoss(lambda_lpips=0.0), {}, optax.adam(1e-4)
     reconstruct = model.apply
   else:  # generative_ffhq: MSE + 0.1 LPIPS-VGG, synthesis at lr / 10.
-    model = build_generative_jscc(img_resolution=res, **s['generative'])
-    loss = PerceptualLoss(lambda_lpips=0.1, net='vgg')
-    frozen, tx = dict(lpips=_lpips_params()), _generative_optimizer(1e-4, 1e-5)
+    g = dict(s['generative'])
+    lambda_lpips = g.pop('lambda_lpips')
+    model = build_generative_jscc(img_resolution=res, **g)
+    loss = PerceptualLoss(lambda_lpips=lambda_lpips, net='vgg')
+    frozen = dict(lpips=_lpips_params()) if lambda_lpips else {}
+    tx = _generative_optimizer(1e-4, 1e-5)
 
     def reconstruct(params, images, snr_db, key):
       variables = dict(params=params['params'],
                        buffers=jax.lax.stop_gradient(params['buffers']))
       return model.apply(variables, images, snr_db, key)
   scheme = _scheme(which, model, model.init, reconstruct)
-  params = _init(model, res)
-  state = step_lib.create_train_state(params, tx, jax.random.PRNGKey(1))
+  state = jax.jit(lambda: step_lib.create_train_state(  # One compile.
+      _init(model, res), tx, jax.random.PRNGKey(1)))()
+  params = state.params
   train_step = step_lib.make_train_step(scheme, loss, tx, (-5.0, 5.0))
   images = np.random.RandomState(5).randint(0, 256, (batch, res, res, 3))
   data = dict(image=jnp.asarray(images, jnp.uint8))
