@@ -153,11 +153,11 @@ class Recorder:
 
 def wait_for_config(path, limit_s=3600.0):
   """Blocks until the suite writes this stage's config (see `Suite.spawn`);
-  returns it, or exits after `limit_s` (a suite that died)."""
-  start = time.time()
+  returns it. Exits if the suite dies or `limit_s` passes first."""
+  start, parent = time.time(), os.getppid()
   while not os.path.exists(path):
-    if time.time() - start > limit_s:
-      sys.exit(3)
+    if time.time() - start > limit_s or os.getppid() != parent:
+      sys.exit(3)  # The suite is gone.
     time.sleep(0.02)
   with open(path) as f:
     return json.load(f)

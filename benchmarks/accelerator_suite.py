@@ -637,6 +637,17 @@ def _tail(path, lines=15, chars=2500):
   return '\n'.join(text[-lines:])[-chars:]
 
 
+def _die_with_parent():
+  """In a stage's process, before it runs: SIGKILL it if the suite dies
+  (Linux's PR_SET_PDEATHSIG), so no stage outlives a suite that was killed
+  and keeps the device."""
+  try:
+    import ctypes  # pylint: disable=import-outside-toplevel
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+  except (OSError, AttributeError):
+    pass
+
+
 def _kill(proc):
   """Ends a stage we started, with everything it started (its session)."""
   try:
@@ -700,7 +711,8 @@ class Suite:
           [sys.executable, script, '--stage', name, '--config',
            os.path.join(self.work, f'{name}.config.json'), '--result',
            os.path.join(self.work, f'{name}.json')], stdout=out,
-          stderr=subprocess.STDOUT, env=env, start_new_session=True)
+          stderr=subprocess.STDOUT, env=env, start_new_session=True,
+          preexec_fn=_die_with_parent)
 
   def skip_reason(self, name, needs_s):
     if name.startswith(NEEDS_PREPARE) and (
@@ -771,7 +783,8 @@ class Suite:
           [sys.executable, os.path.join(HERE, 'accelerator_peers.py'),
            '--stage', 'cuda_ops', '--config', cfg_path, '--result',
            os.path.join(self.work, 'cuda_ops.json')], stdout=out,
-          stderr=subprocess.STDOUT, env=env, start_new_session=True)
+          stderr=subprocess.STDOUT, env=env, start_new_session=True,
+          preexec_fn=_die_with_parent)
     self.ops_start = time.time()
     self.results['cuda_ops'] = dict(status='building')
     self.log('cuda_ops: building in the background')
