@@ -591,9 +591,9 @@ def _train_stage(cfg, rec, deadline, which):
                        buffers=jax.lax.stop_gradient(params['buffers']))
       return model.apply(variables, images, snr_db, key)
   scheme = _scheme(which, model, model.init, reconstruct)
-  state = jax.jit(lambda: step_lib.create_train_state(  # One compile.
-      _init(model, res), tx, jax.random.PRNGKey(1)))()
-  params = state.params
+  params = _init(model, res)  # DeepJSCC's: the program ilo_deepjscc cached.
+  state = jax.jit(lambda p: step_lib.create_train_state(
+      p, tx, jax.random.PRNGKey(1)))(params)
   train_step = step_lib.make_train_step(scheme, loss, tx, (-5.0, 5.0))
   images = np.random.RandomState(5).randint(0, 256, (batch, res, res, 3))
   data = dict(image=jnp.asarray(images, jnp.uint8))
