@@ -282,8 +282,14 @@ def official_lpips():
   return model.to(_device())
 
 
-def _timed_row(rec, cfg, name, call, images, **extra):
+def _timed_row(rec, cfg, name, call, images, deadline=None, **extra):
+  """Times `call` (`time_calls`) and records a row; a row that would not
+  leave 5 s before the deadline is recorded as skipped."""
   import torch  # pylint: disable=import-outside-toplevel
+  if deadline is not None and not deadline.allows(5):
+    rec.row(name=name, skipped=f'budget ({max(deadline.left(), 0):.0f} s '
+            'left)')
+    return
   cuda = torch.cuda.is_available()
   if cuda:
     torch.cuda.reset_peak_memory_stats()
@@ -365,20 +371,18 @@ def _sg2_stage(cfg, rec, deadline, backward):
   if backward and dev.type != 'cuda':
     modes = modes[:1]  # Fused backward is ~3x slower on CPU: not a contender.
   for label, fused in modes:
-    if deadline.allows(5):
-      _timed_row(rec, cfg, f'official_{pass_name}_fp32_{label}',
-                 call(g32, fused, ws), s['sg2_batch'], dtype='float32',
-                 ops=ops)
+    _timed_row(rec, cfg, f'official_{pass_name}_fp32_{label}',
+               call(g32, fused, ws), s['sg2_batch'], deadline,
+               dtype='float32', ops=ops)
   if dev.type != 'cuda':
     rec.info(fp16='skipped: fp16 and the custom ops need CUDA')
     return
   del g32
   g16 = official_generator(cfg, fp16=True)
   for label, fused in modes:
-    if deadline.allows(5):
-      _timed_row(rec, cfg, f'official_{pass_name}_fp16_{label}',
-                 call(g16, fused, ws), s['sg2_batch'], dtype='float16',
-                 ops=ops)
+    _timed_row(rec, cfg, f'official_{pass_name}_fp16_{label}',
+               call(g16, fused, ws), s['sg2_batch'], deadline,
+               dtype='float16', ops=ops)
 
 
 def stage_sg2_fwd_peer(cfg, rec, deadline):
