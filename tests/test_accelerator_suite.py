@@ -6,10 +6,11 @@ stage, finished; every figure finite; our outputs within tolerance of the
 official PyTorch code's (in fp32, ours at 'highest' precision); the table
 within 40 lines and a verdict per target.
 
-Its wall time is printed against the 90 s goal for two otherwise idle cores
-(about 70 s of CPU time on the faster development host). Only a gross
-overrun fails: the development hosts differ by 2.5x in speed, and other
-work on the machine stretches the wall time as much again.
+Its wall time is printed against the 90 s goal for two otherwise idle
+cores. Only a gross overrun fails: the suite's processes use about 90 s of
+CPU time in all (the next stage's imports overlap the current stage), the
+development hosts differ by 2.5x in speed, and other work on the machine
+stretches the wall time as much again.
 """
 
 import json
