@@ -258,12 +258,15 @@ def measure(rec, cfg, name, fn, args, *, images, dtype, flops=None,
   timing = peers.time_calls(call, cfg['sizes']['warmups'],
                             cfg['sizes']['calls'])
   flops = direct_flops(fn, *args) if flops is None else flops
+  try:
+    counted = compiled_flops(compiled)
+  except Exception:  # pylint: disable=broad-except  # Not on every backend.
+    counted = float('nan')
   row = dict(name=name, images=images,
              images_per_s=images / timing['median_s'], timing=timing,
              compile_s=compile_s, dtype=dtype, precision=precision,
-             flops_compiled=compiled_flops(compiled), **_memory(compiled),
-             **extra)
-  if not flops and flops != 0 and row['flops_compiled'] > 0:
+             flops_compiled=counted, **_memory(compiled), **extra)
+  if not flops and flops != 0 and counted > 0:
     flops, row['flops_source'] = row['flops_compiled'], 'compiled'
   if flops:
     row['flops_per_call'] = flops
