@@ -102,6 +102,9 @@ STAGES = (
     ('train_generative', 'jax', 80, 12))
 #: Stages that load the generator the `prepare` stage writes.
 NEEDS_PREPARE = ('sg2_', 'ilo_')
+#: Peer stage -> our stage it is compared with (skipped when that was).
+PEER_OF = dict(sg2_fwd_peer='sg2_fwd', sg2_fwdbwd_peer='sg2_fwdbwd',
+               lpips_peer='lpips', ilo_peer='ilo_identity')
 #: Stages whose PyTorch ops would use the custom CUDA build.
 USES_CUDA_OPS = ('sg2_fwd_peer', 'sg2_fwdbwd_peer', 'ilo_peer')
 #: --tiny on a CPU proves the code, it times nothing that matters: XLA:CPU
@@ -238,9 +241,12 @@ class Suite:
           preexec_fn=_die_with_parent)
 
   def skip_reason(self, name, needs_s):
-    if name.startswith(NEEDS_PREPARE) and (
-        self.results['stages'].get('prepare', {}).get('status') != 'ok'):
+    status = lambda stage: self.results['stages'].get(stage, {}).get(
+        'status', 'not run')
+    if name.startswith(NEEDS_PREPARE) and status('prepare') != 'ok':
       return 'skipped: needs the prepare stage'
+    if name in PEER_OF and status(PEER_OF[name]).startswith('skipped'):
+      return f'skipped: {PEER_OF[name]} was'
     if needs_s > self.left():
       return (f'skipped: budget (needs ~{needs_s:.0f} s, '
               f'{max(self.left(), 0):.0f} s left)')
