@@ -19,7 +19,9 @@ synthesis in bf16):
   `--batch` x 256 x 256;
 * ``ilo``: InverseJSCC's whole batch search (`search.inverter`, one XLA
   program, a `lax.scan` of value-and-gradient steps per round) on that
-  generator, `--ilo-batch` images, MSE + LPIPS-VGG, A = identity.
+  generator, `--ilo-batch` images, MSE + LPIPS-VGG (at most 256x256),
+  A = identity; its residuals are those of one image's step (the search
+  keeps one step's per image at a time).
 
 XLA:CPU does not realise remat's savings: it drops the optimisation
 barriers that keep the recomputation apart, and its common-subexpression
@@ -29,7 +31,7 @@ GPU and TPU keep the barriers.
 
   python benchmarks/remat_memory.py                       # 256x256, batch 4
   python benchmarks/remat_memory.py --resolution 1024 --channel-base 32768 \\
-      --batch 1 --only stylegan2 --dtype bfloat16
+      --batch 1 --only stylegan2,ilo --dtype bfloat16 --no-compile
 """
 
 import argparse
@@ -96,8 +98,8 @@ def stylegan2_case(args, remat):
 
   label = (f"StyleGAN2 {args.resolution}px (base {args.channel_base}, "
            f"{args.dtype}) fwd+bwd, batch {args.batch}")
-  return (label, (loss, 2), (variables["params"], ws, variables["buffers"]),
-          jax.grad(loss, (0, 1)))
+  inputs = (variables["params"], ws, variables["buffers"])
+  return label, (loss, 2), inputs, (jax.grad(loss, (0, 1)), inputs)
 
 
 def lpips_case(args, remat):
@@ -109,7 +111,8 @@ def lpips_case(args, remat):
     return jnp.mean(loss.lpips(params, x, y))
 
   label = f"LPIPS-VGG value+grad, {args.batch}x256x256"
-  return (label, (value, 1), (x, x, params), jax.value_and_grad(value))
+  inputs = (x, x, params)
+  return label, (value, 1), inputs, (jax.value_and_grad(value), inputs)
 
 
 def ilo_case(args, remat):
@@ -129,12 +132,38 @@ def ilo_case(args, remat):
   keys = jax.eval_shape(lambda: jax.random.split(jax.random.PRNGKey(0), n))
   targets = jax.eval_shape(terms.prepare_targets, frozen, received,
                            jax.ShapeDtypeStruct((n,), jnp.float32), keys)
-  fn = search.batch_inverter(layered, config, terms)
+  start = jax.eval_shape(lambda v: ilo.initial_variables(
+      layered, v, jax.random.PRNGKey(0)), variables)
+
+  def objective(ws, noises, frozen, target, key):
+    """One image's round-0 step objective (what `jax.grad` differentiates)."""
+    image = layered.synthesize_one(frozen["generator"], ws, noises)
+    t = terms(frozen, image, target, key)
+    return t["mse"] + t["lpips"]
+
+  def batched(ws, noises, frozen, targets, keys):
+    return jnp.sum(jax.vmap(objective, (0, 0, None, 0, 0))(
+        ws, noises, frozen, targets, keys))
+
+  def per_image(ws, noises, frozen, targets, keys):
+    """Residual bytes of the vmapped step, batch 2 minus batch 1: what each
+    image adds (the frozen networks' own residuals are shared)."""
+    sizes = []
+    for k in (1, 2):
+      take = lambda a, k=k: jax.ShapeDtypeStruct((k,) + a.shape[1:], a.dtype)
+      sizes.append(residual_bytes(
+          batched, 2, *jax.tree.map(take, (ws, noises)), frozen,
+          *jax.tree.map(take, (targets, keys))))
+    return sizes[1] - sizes[0]
+
+  stack = lambda a: jax.ShapeDtypeStruct((n,) + a.shape, a.dtype)
+  inputs = (jax.tree.map(stack, start.ws), jax.tree.map(stack, start.noises),
+            frozen, targets, keys)
   label = (f"ILO search {args.resolution}px ({args.dtype}), {n} images, "
-           "MSE + LPIPS-VGG")
-  # The search's own backward passes are inside the program: no residuals
-  # to report for the program as a whole.
-  return label, None, (frozen, targets, keys), fn
+           "MSE + LPIPS-VGG; residuals per image")
+  return (label, per_image, inputs,
+          (search.batch_inverter(layered, config, terms),
+           (frozen, targets, keys)))
 
 
 CASES = {"stylegan2": stylegan2_case, "lpips": lpips_case, "ilo": ilo_case}
@@ -150,6 +179,9 @@ def main():
                       choices=("float32", "bfloat16"))
   parser.add_argument("--only", default=",".join(CASES),
                       help="comma-separated subset of " + ", ".join(CASES))
+  parser.add_argument("--no-compile", action="store_true",
+                      help="residuals only (XLA:CPU takes minutes to compile "
+                      "the large programs)")
   args = parser.parse_args()
   print(f"backend {jax.default_backend()} ({jax.devices()[0].device_kind}), "
         f"jax {jax.__version__}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
@@ -157,13 +189,17 @@ def main():
   print("|---|---|---:|---:|---:|")
   for name in args.only.split(","):
     for remat in (False, True):
-      label, value_fn, inputs, program = CASES[name](args, remat)
-      residuals = ("" if value_fn is None else
-                   f"{residual_bytes(*value_fn, *inputs) / MIB:.1f}")
-      start = time.perf_counter()
-      temp = temp_bytes(program, *inputs) / MIB
-      print(f"| {label} | {'on' if remat else 'off'} | {temp:.1f} | "
-            f"{residuals} | {time.perf_counter() - start:.0f} |", flush=True)
+      label, value_fn, inputs, (program, program_inputs) = CASES[name](
+          args, remat)
+      residuals = (value_fn(*inputs) if callable(value_fn) else
+                   residual_bytes(*value_fn, *inputs)) / MIB
+      temp, seconds = "", ""
+      if not args.no_compile:
+        start = time.perf_counter()
+        temp = f"{temp_bytes(program, *program_inputs) / MIB:.1f}"
+        seconds = f"{time.perf_counter() - start:.0f}"
+      print(f"| {label} | {'on' if remat else 'off'} | {temp} | "
+            f"{residuals:.1f} | {seconds} |", flush=True)
 
 
 if __name__ == "__main__":

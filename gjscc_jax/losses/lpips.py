@@ -190,12 +190,14 @@ def tap_distance(fx: jax.Array, fy: jax.Array, lin: jax.Array) -> jax.Array:
 
 def backbone_stages(net: str) -> tuple[tuple[ConvLayer, ...], ...]:
   """The conv layers of ``net`` grouped into stages: a max-pool starts each
-  stage but the first (VGG16: 5 stages, AlexNet: 3)."""
+  stage but the first (VGG16: 5 stages, AlexNet: 3). Every stage ends with
+  a tap."""
   stages = []
   for layer in backbone_layers(net):
     if layer.pool_before or not stages:
       stages.append([])
     stages[-1].append(layer)
+  assert all(stage[-1].tap for stage in stages), net
   return tuple(tuple(stage) for stage in stages)
 
 
@@ -230,14 +232,14 @@ class Backbone(nn.Module):
           x = relu(x)
           if layer.tap:
             taps.append(x)
-        return x, tuple(taps)
+        return tuple(taps)  # The last is the stage's output.
       return nn.remat(run) if self.remat else run
 
     taps = ()
     x = x.astype(self.dtype)
     for stage in backbone_stages(self.net):
-      x, stage_taps = stage_fn(stage)(self, x)
-      taps += stage_taps
+      taps += stage_fn(stage)(self, x)
+      x = taps[-1]
     return taps
 
 
