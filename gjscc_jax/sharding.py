@@ -5,8 +5,11 @@ The mesh has two axes:
 * `data`: data parallelism. The global batch is split over it.
 * `fsdp`: parameter sharding (fully sharded data parallelism). The batch is
   split over it too, and large parameters (and so their optimiser state) are
-  split along one of their dimensions, so that a 1024x1024 StyleGAN2 and its
-  Adam state fit across devices. With `fsdp=1` everything is replicated.
+  split along one of their dimensions, so each device holds 1/fsdp of the
+  train state. With `fsdp=1` everything is replicated. The project's
+  networks are small (a 1024x1024 StyleGAN2 and its Adam state are under
+  0.4 GB): sharding them saves little per device; activations, not
+  parameters, bound the batch a device fits (see the models' `remat`).
 
 Multi-host: call `maybe_initialize_distributed()` first; the mesh then spans
 the devices of every process. Each process loads only the rows of the global

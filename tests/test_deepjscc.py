@@ -96,8 +96,15 @@ def _gdn_reference(x, beta, gamma, inverse):
   return x * np.sqrt(norm) if inverse else x / np.sqrt(norm)
 
 
+@pytest.fixture
+def highest_precision():
+  """Comparisons with float64 references at full float32 precision."""
+  with jax.default_matmul_precision("highest"):
+    yield
+
+
 @pytest.mark.parametrize("inverse", [False, True])
-def test_gdn_matches_definition(inverse):
+def test_gdn_matches_definition(inverse, highest_precision):
   x = 2.0 * jax.random.normal(jax.random.key(0), (2, 3, 5, 6))
   layer = gdn_lib.GDN(inverse=inverse)
   params = jax.jit(layer.init)(jax.random.key(1), x)
@@ -121,6 +128,51 @@ def test_gdn_matches_definition(inverse):
   np.testing.assert_allclose(
       apply({"params": stored}, x),
       _gdn_reference(x, beta, gamma, inverse), rtol=1e-5, atol=1e-6)
+
+
+def _trained_like_gdn_params(channels, seed=0):
+  rng = np.random.default_rng(seed)
+  return {"params": {
+      "beta": jnp.asarray(rng.uniform(0.5, 1.5, channels), jnp.float32),
+      "gamma": jnp.asarray(rng.uniform(0.0, 0.3, (channels, channels)),
+                           jnp.float32)}}
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_gdn_default_precision_and_bfloat16(inverse):
+  """The norm's matmul runs at the default precision (no forced 'highest').
+
+  On CPU a default-precision float32 matmul is a float32 matmul, so it
+  agrees with 'highest' to float32 rounding (1e-6 relative here); on a GPU
+  the default rounds float32 operands to TF32 (~1e-3 relative), on a TPU to
+  bfloat16 passes. With dtype=bfloat16 the matmul's operands are bfloat16
+  (float32 accumulation): the output is then within 1.5 bfloat16 steps
+  (1.5 * 2^-8 relative) of the exact GDN of the same bfloat16 input, where
+  rounding the exact value to bfloat16 alone costs up to 2^-8.
+  """
+  x = 3.0 * jax.random.normal(jax.random.key(0), (2, 8, 8, 64))
+  params = _trained_like_gdn_params(64)
+  plain = jax.jit(gdn_lib.GDN(inverse=inverse).apply)
+  with jax.default_matmul_precision("highest"):
+    exact = jax.jit(gdn_lib.GDN(inverse=inverse).apply)(params, x)
+  np.testing.assert_allclose(plain(params, x), exact, rtol=1e-6, atol=1e-7)
+
+  x16 = x.astype(jnp.bfloat16)
+  layer16 = gdn_lib.GDN(inverse=inverse, dtype=jnp.bfloat16)
+  y16 = jax.jit(layer16.apply)(params, x16)
+  assert y16.dtype == jnp.bfloat16
+  # The einsum's operands really are bfloat16 (f32 accumulation).
+  jaxpr = str(jax.make_jaxpr(layer16.apply)(params, x16))
+  assert "bf16[64,64]" in jaxpr and "preferred_element_type=float32" in jaxpr
+  with jax.default_matmul_precision("highest"):
+    exact16 = np.asarray(gdn_lib.GDN(inverse=inverse).apply(
+        params, x16.astype(jnp.float32)), np.float64)
+  rel = np.abs(np.asarray(y16, np.float64) - exact16) / np.abs(exact16)
+  assert rel.max() <= 1.5 * 2.0**-8, rel.max()
+  # Parameter gradients stay float32.
+  grads = jax.grad(lambda p: jnp.sum(layer16.apply(p, x16).astype(
+      jnp.float32)))(params)
+  assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads))
 
 
 def test_lower_bound_gradient_lets_parameters_recover():

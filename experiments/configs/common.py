@@ -62,6 +62,10 @@ def base_config(scheme, data_name, resolution=256):
   config.scheme = scheme
   config.seed = 0
   config.dtype = "float32"  # or 'bfloat16' (params and optimiser stay float32)
+  # Recompute activations in the backward pass (per encoder/decoder stage,
+  # StyleGAN2 block and LPIPS stage) instead of storing them: less memory,
+  # about one more forward pass of compute. Parameters are the same.
+  config.remat = False
 
   config.data = data.default_data_config()
   config.data.name = data_name

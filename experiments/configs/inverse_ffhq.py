@@ -44,6 +44,15 @@ def get_config(arg=None):
   config.deepjscc_checkpoint = config_dict.placeholder(str)
   config.deepjscc_step = config_dict.placeholder(int)
   config.generator_weights = config_dict.placeholder(str)
+  # Compute dtype of the StyleGAN2 feature maps: 'float32' or 'bfloat16'
+  # (styles, demodulation, the skip image, LPIPS distances, the optimised
+  # variables and Adam's state stay float32).
+  config.generator_dtype = "float32"
+  # Recompute activations in the search's backward pass (per StyleGAN2
+  # block, LPIPS stage and DeepJSCC stage) instead of storing them: less
+  # memory per image (larger batches, 1024x1024 generators), about one more
+  # forward pass of compute. Results are the same.
+  config.remat = False
   config.output_dir = config_dict.placeholder(str)
 
   config.data = data.default_data_config()

@@ -55,20 +55,45 @@ def _local_replicated(tree, mesh):
 
 
 def load_deepjscc(config):
-  """(run config, scheme, params) of the DeepJSCC run to transmit with."""
+  """(run config, scheme, params) of the DeepJSCC run to transmit with.
+
+  The scheme recomputes its stages in the search's backward pass when
+  `config.remat` is set (the run's parameters fit either way).
+  """
   if not config.deepjscc_checkpoint:
     raise ValueError(
         "Set --config.deepjscc_checkpoint to the --workdir of a DeepJSCC run "
         "(python -m experiments.train --config=deepjscc_ffhq ...); the "
         "inverse_ffhq:demo config trains a tiny one if it is unset.")
-  return runs.load_run(config.deepjscc_checkpoint, config.deepjscc_step)
+  return runs.load_run(config.deepjscc_checkpoint, config.deepjscc_step,
+                       remat=config.get("remat", False))
+
+
+GENERATOR_DTYPES = ("float32", "bfloat16")
+
+
+def generator_dtype(config):
+  """The StyleGAN2 compute dtype named by `config.generator_dtype`."""
+  name = config.get("generator_dtype", "float32")
+  if name not in GENERATOR_DTYPES:
+    raise ValueError(f"generator_dtype={name!r}: use one of "
+                     f"{GENERATOR_DTYPES}.")
+  return jnp.dtype(name)
 
 
 def load_generator(config):
-  """(LayeredGenerator, variables) of the StyleGAN2 prior."""
+  """(LayeredGenerator, variables) of the StyleGAN2 prior.
+
+  The synthesis network computes its feature maps in
+  `config.generator_dtype` (styles, demodulation and the skip image stay
+  float32, and so do the variables the search optimises) and recomputes
+  each block in the backward pass when `config.remat` is set.
+  """
+  options = dict(dtype=generator_dtype(config),
+                 remat=config.get("remat", False))
   if config.generator_weights:
     from gjscc_jax.models.stylegan2 import load_stylegan2  # pylint: disable=import-outside-toplevel
-    module, variables = load_stylegan2(config.generator_weights)
+    module, variables = load_stylegan2(config.generator_weights, **options)
   else:
     if not config.demo:
       raise ValueError(
@@ -78,7 +103,7 @@ def load_generator(config):
     logging.warning(RANDOM_PRIOR_WARNING)
     print("WARNING: " + RANDOM_PRIOR_WARNING, flush=True)
     module, variables = generator_lib.random_stylegan2(
-        **config.demo_generator)
+        **config.demo_generator, **options)
   return generator_lib.from_stylegan2(module), variables
 
 
@@ -94,7 +119,8 @@ def build(config, mesh):
   op = config.operator
   search_loss = PerceptualLoss(
       lambda_lpips=1.0 if max(_as_tuple(config.ilo.lambda_lpips)) > 0 else 0.0,
-      net=op.lpips_net, dtype=jnp.dtype(op.lpips_dtype), check_inputs=False)
+      net=op.lpips_net, dtype=jnp.dtype(op.lpips_dtype), check_inputs=False,
+      remat=config.get("remat", False))
   terms = forward_operators.DataTerms(
       operator=op.kind, loss=search_loss,
       generator_resolution=generator.resolution, image_resolution=res,
@@ -124,7 +150,7 @@ def _as_tuple(value):
 def result_settings(config, facts):
   """What the per-image results depend on (pinned in the output dir)."""
   keep = ("seed", "deepjscc_checkpoint", "deepjscc_step", "generator_weights",
-          "split", "input_dir", "demo")
+          "generator_dtype", "split", "input_dir", "demo")
   settings = {k: config.get(k) for k in keep}
   settings.update(data=config.data.to_dict(), operator=config.operator.to_dict(),
                   ilo=config.ilo.to_dict(), lpips_nets=list(

@@ -20,6 +20,9 @@ generator, collected in `LayeredGenerator` (indexing as in
   (None when it is 0). It returns the image `(B, R, R, 3)` in [-1, 1]
   (unclipped) when `end_block == num_blocks`, else `(x, img)` after block
   `end_block - 1`. It is pure and traceable under `jit`/`vmap`/`grad`.
+  The generator may compute in bfloat16 (the returned `x` then is bfloat16;
+  `ilo` keeps the feature maps it optimises in float32); the image and the
+  skip image are float32.
 
 `from_stylegan2` builds one from the project's Flax StyleGAN2.
 """
@@ -149,7 +152,8 @@ def from_stylegan2(generator) -> LayeredGenerator:
 
 def random_stylegan2(*, resolution=64, z_dim=64, w_dim=64, mapping_layers=2,
                      channel_base=2048, channel_max=64, seed=0,
-                     w_avg_samples=4096, noise_strength=0.1, rgb_scale=0.25):
+                     w_avg_samples=4096, noise_strength=0.1, rgb_scale=0.25,
+                     dtype=jnp.float32, remat=False):
   """A small randomly initialised StyleGAN2 and its variables (demo prior).
 
   A random generator has no knowledge of faces: inverting with it only
@@ -159,6 +163,8 @@ def random_stylegan2(*, resolution=64, z_dim=64, w_dim=64, mapping_layers=2,
   initialisation: 0, which would make the noise maps inert), and the ToRGB
   weights are scaled by `rgb_scale`, so that images fall roughly in [-1, 1]
   as a trained generator's do (unscaled, they spread over about [-4, 4]).
+  `dtype` and `remat` are those of `load_stylegan2` (the variables are
+  float32 and the same for every choice).
 
   Returns:
     `(generator_module, variables)` like `load_stylegan2`.
@@ -166,7 +172,7 @@ def random_stylegan2(*, resolution=64, z_dim=64, w_dim=64, mapping_layers=2,
   g = stylegan2.Generator(
       z_dim=z_dim, w_dim=w_dim, img_resolution=resolution,
       mapping_layers=mapping_layers, channel_base=channel_base,
-      channel_max=channel_max)
+      channel_max=channel_max, dtype=dtype, remat=remat)
 
   @jax.jit
   def init(key):

@@ -179,6 +179,10 @@ def learning_rate(step, steps, peak, warmup=0.05, rampdown=0.75):
 class Variables(NamedTuple):
   """What one image's search optimises or carries between rounds.
 
+  All float32, whatever the generator's compute dtype: Adam's moments and
+  updates are those of float32 variables, and a bfloat16 generator only
+  rounds the copies its layers read.
+
   Attributes:
     ws: W+ latents `(num_ws, w_dim)`.
     noises: One `(r, r, 1)` map per noise layer.
@@ -358,7 +362,10 @@ def end_round(generator, config, r, frozen, state: RoundState):
     x, img = generator.blocks_one(frozen["generator"], variables.ws,
                                   variables.noises, r, r + 1, variables.x,
                                   variables.img)
-    variables = variables._replace(x=x, img=img)
+    # A bfloat16 generator returns bfloat16 features; the next round
+    # optimises them (and keeps Adam's moments) in float32.
+    variables = variables._replace(x=x.astype(jnp.float32),
+                                   img=img.astype(jnp.float32))
   return variables, state.best_image, state.best_value
 
 

@@ -24,8 +24,8 @@ bfloat16, while the taps are cast to float32 before the normalisation, the
 differences and every sum, so the distance is accumulated in float32.
 
 The features of a fixed target can be computed once (`LPIPS.features`) and
-reused for every optimisation step (`LPIPS.distance`): InverseJSCC's inner
-loop does. The convolutions, VGG's 2x2 max-pool and the ReLU come from
+reused for every optimisation step (`LPIPS.distance_to` from images, or
+`LPIPS.distance` from their features): InverseJSCC's inner loop does. The convolutions, VGG's 2x2 max-pool and the ReLU come from
 `gjscc_jax.ops` (platform-specific forms with the same values and
 gradients).
 """
@@ -188,31 +188,59 @@ def tap_distance(fx: jax.Array, fy: jax.Array, lin: jax.Array) -> jax.Array:
   return jnp.einsum('bhwc,c->b', diff2, lin.astype(diff2.dtype)) / (h * w)
 
 
+def backbone_stages(net: str) -> tuple[tuple[ConvLayer, ...], ...]:
+  """The conv layers of ``net`` grouped into stages: a max-pool starts each
+  stage but the first (VGG16: 5 stages, AlexNet: 3). Every stage ends with
+  a tap."""
+  stages = []
+  for layer in backbone_layers(net):
+    if layer.pool_before or not stages:
+      stages.append([])
+    stages[-1].append(layer)
+  assert all(stage[-1].tap for stage in stages), net
+  return tuple(tuple(stage) for stage in stages)
+
+
 class Backbone(nn.Module):
   """The ImageNet feature extractor up to its last LPIPS tap.
 
   Attributes:
     net: 'vgg' (VGG16 ``features[:30]``) or 'alex' (AlexNet ``features[:12]``).
     dtype: Computation dtype of the convolutions (parameters stay float32).
+    remat: Recompute each stage (`backbone_stages`: its pool, convs and
+      ReLUs) in the backward pass instead of storing its activations; only
+      the stage outputs and taps are kept. Same parameters either way.
   """
   net: str = 'vgg'
   dtype: Any = jnp.float32
+  remat: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, ...]:
     """Returns the five tap activations (after ReLU) of ``x`` in ``dtype``."""
     pool = max_pool_2x2 if self.net == 'vgg' else max_pool_3x3_s2
-    taps = []
+
+    def stage_fn(stage):
+      def run(mdl, x):
+        del mdl  # Flax's (lifted) module: the convs attach to it by name.
+        taps = []
+        for layer in stage:
+          if layer.pool_before:
+            x = pool(x)
+          x = Conv(layer.out_channels, layer.kernel, layer.stride,
+                   layer.padding, self.dtype, name=layer.name)(x)
+          x = relu(x)
+          if layer.tap:
+            taps.append(x)
+        return tuple(taps)  # The last is the stage's output.
+      return nn.remat(run) if self.remat else run
+
+    taps = ()
     x = x.astype(self.dtype)
-    for layer in backbone_layers(self.net):
-      if layer.pool_before:
-        x = pool(x)
-      x = Conv(layer.out_channels, layer.kernel, layer.stride, layer.padding,
-               self.dtype, name=layer.name)(x)
-      x = relu(x)
-      if layer.tap:
-        taps.append(x)
-    return tuple(taps)
+    for stage in backbone_stages(self.net):
+      taps += stage_fn(stage)(self, x)
+      x = taps[-1]
+    return taps
 
 
 def check_image_shapes(x, y=None, *, net: str, name: str = 'LPIPS'):
@@ -260,12 +288,16 @@ class LPIPS(nn.Module):
     net: 'vgg' or 'alex'.
     dtype: Computation dtype of the backbone (float32 or bfloat16); the
       normalisation and distance are always float32.
+    remat: Recompute each backbone stage in the backward pass
+      (`Backbone.remat`), and in `distance_to` each tap's normalisation and
+      distance: less memory for gradients through LPIPS.
   """
   net: str = 'vgg'
   dtype: Any = jnp.float32
+  remat: bool = False
 
   def setup(self):
-    self.backbone = Backbone(self.net, self.dtype)
+    self.backbone = Backbone(self.net, self.dtype, self.remat)
     self.lins = [self.param(f'lin{i}', nn.initializers.ones, (c,), jnp.float32)
                  for i, c in enumerate(tap_channels(self.net))]
 
@@ -274,12 +306,40 @@ class LPIPS(nn.Module):
     check_image_shapes(x, y, net=self.net)
     return self.distance(self.features(x), self.features(y))
 
-  def features(self, x: jax.Array) -> tuple[jax.Array, ...]:
-    """Unit-normalised float32 taps of ``x``; reusable for a fixed target."""
+  def _taps(self, x: jax.Array) -> tuple[jax.Array, ...]:
     check_image_shapes(x, net=self.net)
     x = _at_least_f32(x)
     scaled = (x - jnp.asarray(SHIFT, x.dtype)) / jnp.asarray(SCALE, x.dtype)
-    return tuple(normalize_channels(f) for f in self.backbone(scaled))
+    return self.backbone(scaled)
+
+  def features(self, x: jax.Array) -> tuple[jax.Array, ...]:
+    """Unit-normalised float32 taps of ``x``; reusable for a fixed target."""
+    return tuple(normalize_channels(f) for f in self._taps(x))
+
+  def distance_to(self, x: jax.Array,
+                  fy: Sequence[jax.Array]) -> jax.Array:
+    """LPIPS per image between images ``x`` and ``fy = features(y)``: (B,).
+
+    The same value as ``distance(features(x), fy)``. With `remat`, each
+    tap's normalisation and distance are also recomputed in the backward
+    pass, so a gradient keeps only the raw taps of ``x``.
+    """
+    taps = self._taps(x)
+    if len(fy) != len(self.lins):
+      raise ValueError(f'LPIPS.distance_to: expects {len(self.lins)} taps '
+                       f'from LPIPS.features; got {len(fy)}.')
+
+    def term(f, g, lin):
+      if f.shape != g.shape:
+        raise ValueError('LPIPS.distance_to: features come from images of '
+                         f'different shapes ({f.shape} vs {g.shape}).')
+      return tap_distance(normalize_channels(f), g, lin)
+
+    term = jax.checkpoint(term) if self.remat else term
+    total = 0.0
+    for f, g, lin in zip(taps, fy, self.lins):
+      total = total + term(f, g, lin)
+    return total
 
   def distance(self, fx: Sequence[jax.Array],
                fy: Sequence[jax.Array]) -> jax.Array:

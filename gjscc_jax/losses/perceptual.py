@@ -137,11 +137,15 @@ class PerceptualLoss:
     dtype: Computation dtype of the LPIPS backbone (float32 or bfloat16); the
       LPIPS distance and the MSE are always accumulated in float32.
     check_inputs: Check image values at run time (see module docstring).
+    remat: Recompute each LPIPS backbone stage (and each tap's
+      normalisation and distance) in the backward pass instead of storing
+      its activations (`lpips.LPIPS.remat`).
   """
   lambda_lpips: float = 0.0
   net: str = 'vgg'
   dtype: Any = jnp.float32
   check_inputs: bool = True
+  remat: bool = False
 
   def __post_init__(self):
     if not (isinstance(self.lambda_lpips, (int, float))
@@ -170,7 +174,7 @@ class PerceptualLoss:
 
   @property
   def model(self) -> lpips_lib.LPIPS:
-    return lpips_lib.LPIPS(net=self.net, dtype=self.dtype)
+    return lpips_lib.LPIPS(net=self.net, dtype=self.dtype, remat=self.remat)
 
   def load_params(self, path: str | None = None):
     """The pretrained LPIPS parameters as device arrays (a frozen pytree).
@@ -214,8 +218,8 @@ class PerceptualLoss:
     fy = target.features
     if fy is None:
       fy = self._features(params, target.images)
-    return self.model.apply(self._frozen(params), self._features(params, x),
-                            fy, method=lpips_lib.LPIPS.distance)
+    return self.model.apply(self._frozen(params), x, fy,
+                            method=lpips_lib.LPIPS.distance_to)
 
   def prepare_target(self, params, y: jax.Array) -> PerceptualTarget:
     """Checks a fixed target batch and computes its LPIPS features once.

@@ -65,54 +65,110 @@ def _maybe_af(x, snr_db, enabled, dtype, name):
   return blocks.AFModule(dtype=dtype, name=name)(x, snr_db)
 
 
+def _run_stages(module, stages, x, snr_db):
+  """`x` through `stages` in order, each under `nn.remat` if `module.remat`.
+
+  A stage is `(mdl, x, snr_db) -> x`; Flax passes `module` (under remat its
+  lifted copy) as `mdl`, and the layers a stage creates attach to it and
+  are auto-named as without remat, so the parameter tree is the same either
+  way. Under remat only the stage inputs are kept for the backward pass,
+  which recomputes each stage's activations.
+  """
+  for stage in stages:
+    x = (nn.remat(stage) if module.remat else stage)(module, x, snr_db)
+  return x
+
+
 class TungEncoder(nn.Module):
-  """Tung et al. DeepJSCC encoder, 16x downsampling (see module docstring)."""
+  """Tung et al. DeepJSCC encoder, 16x downsampling (see module docstring).
+
+  `remat`: recompute each resolution level (the four stages ending in an AF
+  slot) in the backward pass instead of storing its activations.
+  """
   num_filters: int = 256
   latent_channels: int = 8
   snr_adaptive: bool = False
   dtype: Dtype | None = None
+  remat: bool = False
 
   @nn.compact
   def __call__(self, images, snr_db):
     n, d, af = self.num_filters, self.dtype, self.snr_adaptive
-    x = blocks.ResidualBlockWithStride(n, dtype=d)(images)
-    x = blocks.ResidualBlock(n, dtype=d)(x)
-    x = _maybe_af(x, snr_db, af, d, "af_0")
-    x = blocks.ResidualBlockWithStride(n, dtype=d)(x)
-    x = blocks.AttentionBlock(dtype=d)(x)
-    x = blocks.ResidualBlock(n, dtype=d)(x)
-    x = _maybe_af(x, snr_db, af, d, "af_1")
-    x = blocks.ResidualBlockWithStride(n, dtype=d)(x)
-    x = blocks.ResidualBlock(n, dtype=d)(x)
-    x = _maybe_af(x, snr_db, af, d, "af_2")
-    x = blocks.ResidualBlockWithStride(self.latent_channels, dtype=d)(x)
-    x = _maybe_af(x, snr_db, af, d, "af_3")
-    return blocks.AttentionBlock(dtype=d)(x)
+
+    def stage0(mdl, x, snr_db):
+      del mdl
+      x = blocks.ResidualBlockWithStride(n, dtype=d)(x)
+      x = blocks.ResidualBlock(n, dtype=d)(x)
+      return _maybe_af(x, snr_db, af, d, "af_0")
+
+    def stage1(mdl, x, snr_db):
+      del mdl
+      x = blocks.ResidualBlockWithStride(n, dtype=d)(x)
+      x = blocks.AttentionBlock(dtype=d)(x)
+      x = blocks.ResidualBlock(n, dtype=d)(x)
+      return _maybe_af(x, snr_db, af, d, "af_1")
+
+    def stage2(mdl, x, snr_db):
+      del mdl
+      x = blocks.ResidualBlockWithStride(n, dtype=d)(x)
+      x = blocks.ResidualBlock(n, dtype=d)(x)
+      return _maybe_af(x, snr_db, af, d, "af_2")
+
+    def stage3(mdl, x, snr_db):
+      del mdl
+      x = blocks.ResidualBlockWithStride(self.latent_channels, dtype=d)(x)
+      x = _maybe_af(x, snr_db, af, d, "af_3")
+      return blocks.AttentionBlock(dtype=d)(x)
+
+    return _run_stages(self, (stage0, stage1, stage2, stage3), images, snr_db)
 
 
 class TungDecoder(nn.Module):
-  """Tung et al. DeepJSCC decoder, 16x upsampling to RGB in [-1, 1]."""
+  """Tung et al. DeepJSCC decoder, 16x upsampling to RGB in [-1, 1].
+
+  `remat`: recompute each resolution level in the backward pass (as
+  `TungEncoder`).
+  """
   num_filters: int = 256
   snr_adaptive: bool = False
   dtype: Dtype | None = None
+  remat: bool = False
 
   @nn.compact
   def __call__(self, latents, snr_db):
     n, d, af = self.num_filters, self.dtype, self.snr_adaptive
-    x = blocks.AttentionBlock(dtype=d)(latents)
-    x = blocks.ResidualBlock(n, dtype=d)(x)
-    x = _maybe_af(x, snr_db, af, d, "af_0")
-    x = blocks.ResidualBlockUpsample(n, dtype=d)(x)
-    x = blocks.ResidualBlock(n, dtype=d)(x)
-    x = _maybe_af(x, snr_db, af, d, "af_1")
-    x = blocks.ResidualBlockUpsample(n, dtype=d)(x)
-    x = blocks.AttentionBlock(dtype=d)(x)
-    x = blocks.ResidualBlock(n, dtype=d)(x)
-    x = _maybe_af(x, snr_db, af, d, "af_2")
-    x = blocks.ResidualBlockUpsample(n, dtype=d)(x)
-    x = blocks.ResidualBlock(n, dtype=d)(x)
-    x = _maybe_af(x, snr_db, af, d, "af_3")
-    x = blocks.ResidualBlockUpsample(3, dtype=d)(x)
+
+    def stage0(mdl, x, snr_db):
+      del mdl
+      x = blocks.AttentionBlock(dtype=d)(x)
+      x = blocks.ResidualBlock(n, dtype=d)(x)
+      return _maybe_af(x, snr_db, af, d, "af_0")
+
+    def stage1(mdl, x, snr_db):
+      del mdl
+      x = blocks.ResidualBlockUpsample(n, dtype=d)(x)
+      x = blocks.ResidualBlock(n, dtype=d)(x)
+      return _maybe_af(x, snr_db, af, d, "af_1")
+
+    def stage2(mdl, x, snr_db):
+      del mdl
+      x = blocks.ResidualBlockUpsample(n, dtype=d)(x)
+      x = blocks.AttentionBlock(dtype=d)(x)
+      x = blocks.ResidualBlock(n, dtype=d)(x)
+      return _maybe_af(x, snr_db, af, d, "af_2")
+
+    def stage3(mdl, x, snr_db):
+      del mdl
+      x = blocks.ResidualBlockUpsample(n, dtype=d)(x)
+      x = blocks.ResidualBlock(n, dtype=d)(x)
+      return _maybe_af(x, snr_db, af, d, "af_3")
+
+    def stage4(mdl, x, snr_db):
+      del mdl, snr_db
+      return blocks.ResidualBlockUpsample(3, dtype=d)(x)
+
+    x = _run_stages(self, (stage0, stage1, stage2, stage3, stage4), latents,
+                    snr_db)
     return _squash(x)
 
 
@@ -157,12 +213,16 @@ def _small_strided_widths(num_filters, stages):
 
 
 class SmallEncoder(nn.Module):
-  """Bourtsoulatze et al. 2019 style encoder: 5x5 convs + PReLU."""
+  """Bourtsoulatze et al. 2019 style encoder: 5x5 convs + PReLU.
+
+  `remat`: recompute each layer (conv, PReLU, AF) in the backward pass.
+  """
   num_filters: int = 32
   latent_channels: int = 8
   stages: int = 2
   snr_adaptive: bool = False
   dtype: Dtype | None = None
+  remat: bool = False
 
   @nn.compact
   def __call__(self, images, snr_db):
@@ -170,21 +230,32 @@ class SmallEncoder(nn.Module):
     strides = [2] * self.stages + [1, 1, 1]
     widths = widths + [self.num_filters, self.num_filters,
                        self.latent_channels]
-    x = images
-    for i, (width, stride) in enumerate(zip(widths, strides)):
-      x = blocks.conv(width, 5, stride, dtype=self.dtype, name=f"conv_{i}")(x)
-      x = nn.PReLU(negative_slope_init=0.25, name=f"prelu_{i}")(x)
-      if i < len(widths) - 1:
-        x = _maybe_af(x, snr_db, self.snr_adaptive, self.dtype, f"af_{i}")
-    return x
+
+    def layer(i):
+      def run(mdl, x, snr_db):
+        del mdl
+        x = blocks.conv(widths[i], 5, strides[i], dtype=self.dtype,
+                        name=f"conv_{i}")(x)
+        x = nn.PReLU(negative_slope_init=0.25, name=f"prelu_{i}")(x)
+        if i < len(widths) - 1:
+          x = _maybe_af(x, snr_db, self.snr_adaptive, self.dtype, f"af_{i}")
+        return x
+      return run
+
+    return _run_stages(self, [layer(i) for i in range(len(widths))], images,
+                       snr_db)
 
 
 class SmallDecoder(nn.Module):
-  """Mirror of `SmallEncoder` with transposed 5x5 convs, RGB in [-1, 1]."""
+  """Mirror of `SmallEncoder` with transposed 5x5 convs, RGB in [-1, 1].
+
+  `remat`: recompute each layer in the backward pass.
+  """
   num_filters: int = 32
   stages: int = 2
   snr_adaptive: bool = False
   dtype: Dtype | None = None
+  remat: bool = False
 
   @nn.compact
   def __call__(self, latents, snr_db):
@@ -192,14 +263,21 @@ class SmallDecoder(nn.Module):
                                                   self.stages)[:-1]
     widths = [self.num_filters] * 3 + strided_inputs[::-1]
     strides = [1, 1, 1] + [2] * self.stages
-    x = latents
-    for i, (width, stride) in enumerate(zip(widths, strides)):
-      x = nn.ConvTranspose(width, (5, 5), strides=(stride, stride),
-                           padding="SAME", dtype=self.dtype,
-                           name=f"deconv_{i}")(x)
-      if i < len(widths) - 1:
-        x = nn.PReLU(negative_slope_init=0.25, name=f"prelu_{i}")(x)
-        x = _maybe_af(x, snr_db, self.snr_adaptive, self.dtype, f"af_{i}")
+
+    def layer(i):
+      def run(mdl, x, snr_db):
+        del mdl
+        x = nn.ConvTranspose(widths[i], (5, 5), strides=(strides[i],) * 2,
+                             padding="SAME", dtype=self.dtype,
+                             name=f"deconv_{i}")(x)
+        if i < len(widths) - 1:
+          x = nn.PReLU(negative_slope_init=0.25, name=f"prelu_{i}")(x)
+          x = _maybe_af(x, snr_db, self.snr_adaptive, self.dtype, f"af_{i}")
+        return x
+      return run
+
+    x = _run_stages(self, [layer(i) for i in range(len(widths))], latents,
+                    snr_db)
     return _squash(x)
 
 
@@ -218,6 +296,10 @@ class DeepJSCC(nn.Module):
     power: average transmit power per complex symbol.
     dtype: compute dtype (e.g. `jnp.bfloat16`); parameters stay float32, the
       channel runs in float32 and the reconstruction is float32.
+    remat: recompute each encoder/decoder stage (a resolution level of
+      `'tung'`, a layer of `'small'`) in the backward pass instead of
+      storing its activations: less memory for gradients, one more forward
+      pass of compute. Same parameters and values either way.
   """
   arch: str = "tung"
   num_filters: int = 256
@@ -229,20 +311,22 @@ class DeepJSCC(nn.Module):
   equalization: str = "mmse"
   power: float = 1.0
   dtype: Dtype | None = None
+  remat: bool = False
 
   def setup(self):
     self._validate()
     if self.arch == "tung":
       self.encoder = TungEncoder(self.num_filters, self.latent_channels,
-                                 self.snr_adaptive, self.dtype)
+                                 self.snr_adaptive, self.dtype, self.remat)
       self.decoder = TungDecoder(self.num_filters, self.snr_adaptive,
-                                 self.dtype)
+                                 self.dtype, self.remat)
     else:
       stages = self.downsampling.bit_length() - 1
       self.encoder = SmallEncoder(self.num_filters, self.latent_channels,
-                                  stages, self.snr_adaptive, self.dtype)
+                                  stages, self.snr_adaptive, self.dtype,
+                                  self.remat)
       self.decoder = SmallDecoder(self.num_filters, stages, self.snr_adaptive,
-                                  self.dtype)
+                                  self.dtype, self.remat)
 
   def _validate(self):
     validate_encoder(self.arch, self.latent_channels, self.downsampling)

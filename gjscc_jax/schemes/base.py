@@ -30,6 +30,15 @@ def compute_dtype(config):
   return _DTYPES[name]
 
 
+def remat_enabled(config) -> bool:
+  """`config.remat`: recompute activations in the backward pass (default
+  False; the variables do not depend on it)."""
+  value = config.get("remat", False)
+  if not isinstance(value, bool):
+    raise ValueError(f"config.remat={value!r} must be true or false.")
+  return value
+
+
 @dataclasses.dataclass(frozen=True)
 class Scheme:
   """A trainable transmission scheme (see the module docstring)."""

@@ -26,7 +26,7 @@ def build(config) -> base.Scheme:
       arch=m.arch, num_filters=m.num_filters, latent_channels=m.latent_channels,
       snr_adaptive=m.snr_adaptive, downsampling=m.downsampling,
       channel=ch.kind, fading=ch.fading, equalization=ch.equalization,
-      power=ch.power, dtype=dtype)
+      power=ch.power, dtype=dtype, remat=base.remat_enabled(config))
   res = config.data.resolution
   if res % m.downsampling:
     raise ValueError(

@@ -92,7 +92,7 @@ def build_model(config):
       receiver_channel_max=m.receiver_channel_max,
       receiver_res_blocks=m.receiver_res_blocks,
       receiver_snr_adaptive=m.receiver_snr_adaptive, noise_mode=m.noise_mode,
-      dtype=base.compute_dtype(config))
+      dtype=base.compute_dtype(config), remat=base.remat_enabled(config))
 
 
 def graft_pretrained(params, generator_variables):

@@ -42,7 +42,9 @@ def build_loss(config):
   from gjscc_jax.losses import PerceptualLoss  # pylint: disable=import-outside-toplevel
   loss = PerceptualLoss(lambda_lpips=config.loss.lambda_lpips,
                         net=config.loss.lpips_net,
-                        dtype=schemes.compute_dtype(config), check_inputs=False)
+                        dtype=schemes.compute_dtype(config),
+                        remat=schemes.remat_enabled(config),
+                        check_inputs=False)
   frozen = {"lpips": loss.load_params()} if config.loss.lambda_lpips > 0 else {}
   return loss, frozen
 

@@ -32,12 +32,15 @@ def read_config(workdir) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def load_run(workdir, step=None):
+def load_run(workdir, step=None, remat=None):
   """`(config, scheme, params)` of the training run in `workdir`.
 
   Args:
     workdir: The run directory.
     step: Checkpoint step to load; None for the latest.
+    remat: Overrides the run's `config.remat` in the returned config and
+      scheme (recomputation in backward passes does not change the
+      parameters); None keeps the run's.
 
   Returns:
     The run's config, its `schemes.Scheme`, and its parameters, replicated
@@ -50,6 +53,8 @@ def load_run(workdir, step=None):
       step's error.
   """
   config = read_config(workdir)
+  if remat is not None:
+    config.remat = bool(remat)
   scheme = schemes.build_scheme(config)
   tx, _ = scheme.make_optimizer(config.total_steps)
   res = config.data.resolution

@@ -146,12 +146,14 @@ def build_generative_jscc(
     injection="concat", inject_max_resolution=None, w_mode="per_layer",
     receiver_channel_base=16384, receiver_channel_max=512,
     receiver_res_blocks=2, receiver_snr_adaptive=False, noise_mode="const",
-    dtype=jnp.float32, precision=None):
+    dtype=jnp.float32, precision=None, remat=False):
   """Builds a consistent `GenerativeJSCC` (argument names as in the config).
 
   The receiver's injection widths follow the synthesis network: each layer's
   own width for 'add' and for 'concat' (GPEN concatenates as many channels
-  as the layer has).
+  as the layer has). `remat` recomputes each encoder stage and each
+  synthesis block in the backward pass instead of storing its activations
+  (the variables do not change).
 
   Raises:
     ValueError: naming the argument when a choice is unknown or the sizes do
@@ -171,7 +173,7 @@ def build_generative_jscc(
       w_dim=w_dim, img_resolution=img_resolution,
       channel_base=synthesis_channel_base, channel_max=synthesis_channel_max,
       conv_clamp=conv_clamp, injection=injection, dtype=dtype,
-      precision=precision)
+      precision=precision, remat=remat)
   receiver = receiver_lib.GenerativeReceiver(
       img_resolution=img_resolution, num_ws=synthesis.num_ws, w_dim=w_dim,
       injection=injection, injection_channels=synthesis.layer_channels(),
@@ -181,11 +183,11 @@ def build_generative_jscc(
       dtype=dtype)
   if encoder_arch == "tung":
     encoder = deepjscc.TungEncoder(num_filters, latent_channels,
-                                   encoder_snr_adaptive, dtype)
+                                   encoder_snr_adaptive, dtype, remat)
   else:
     encoder = deepjscc.SmallEncoder(num_filters, latent_channels,
                                     downsampling.bit_length() - 1,
-                                    encoder_snr_adaptive, dtype)
+                                    encoder_snr_adaptive, dtype, remat)
   return GenerativeJSCC(
       encoder=encoder, receiver=receiver, synthesis=synthesis,
       downsampling=downsampling, latent_channels=latent_channels,

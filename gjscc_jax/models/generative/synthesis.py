@@ -53,6 +53,7 @@ class InjectedSynthesis(synthesis_lib.SynthesisNetwork):
     injection: 'none', 'add' or 'concat' (module docstring).
     dtype: compute dtype of the feature maps.
     precision: convolution precision.
+    remat: recompute each block in the backward pass (`SynthesisNetwork`).
   """
   img_resolution: int = 256
   channel_base: int = 16384

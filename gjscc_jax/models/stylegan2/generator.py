@@ -56,6 +56,8 @@ class Generator(synthesis_lib.SynthesisLayout, nn.Module):
       precision, None for TF-converted nets).
     dtype: compute dtype of the synthesis feature maps.
     precision: convolution precision.
+    remat: recompute each synthesis block in the backward pass (see
+      `SynthesisNetwork`); not part of the saved architecture.
   """
   z_dim: int = 512
   w_dim: int = 512
@@ -67,13 +69,14 @@ class Generator(synthesis_lib.SynthesisLayout, nn.Module):
   conv_clamp: float | None = None
   dtype: Any = jnp.float32
   precision: Any = None
+  remat: bool = False
 
   def setup(self):
     self.synthesis = synthesis_lib.SynthesisNetwork(
         w_dim=self.w_dim, img_resolution=self.img_resolution,
         img_channels=self.img_channels, channel_base=self.channel_base,
         channel_max=self.channel_max, conv_clamp=self.conv_clamp,
-        dtype=self.dtype, precision=self.precision)
+        dtype=self.dtype, precision=self.precision, remat=self.remat)
     self.mapping = mapping_lib.MappingNetwork(
         z_dim=self.z_dim, w_dim=self.w_dim, num_ws=self.num_ws,
         num_layers=self.mapping_layers)

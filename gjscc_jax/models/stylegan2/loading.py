@@ -95,13 +95,16 @@ def read_config(path):
   return meta['config']
 
 
-def load_stylegan2(path, *, dtype: Any = jnp.float32, precision: Any = None):
+def load_stylegan2(path, *, dtype: Any = jnp.float32, precision: Any = None,
+                   remat: bool = False):
   """Loads a converted generator.
 
   Args:
     path: directory written by `save_stylegan2` / the converter.
     dtype: compute dtype of the synthesis feature maps (float32, bfloat16).
     precision: convolution precision (e.g. 'highest' for parity checks).
+    remat: recompute each synthesis block in the backward pass
+      (`SynthesisNetwork.remat`).
 
   Returns:
     ``(generator, variables)``: a `Generator` module and its variables
@@ -113,5 +116,5 @@ def load_stylegan2(path, *, dtype: Any = jnp.float32, precision: Any = None):
   variables = traverse_util.unflatten_dict(flat, sep='/')
   check_variables(config, variables)
   g = generator_lib.generator_from_config(config, dtype=dtype,
-                                          precision=precision)
+                                          precision=precision, remat=remat)
   return g, variables

@@ -219,8 +219,13 @@ class SynthesisNetwork(SynthesisLayout, nn.Module):
     channel_max: see `channel_base`.
     conv_clamp: activation clipping in every layer (None: none; official
       training configs use 256).
-    dtype: compute dtype of the feature maps (float32 or bfloat16).
+    dtype: compute dtype of the feature maps (float32 or bfloat16); the
+      styles, demodulation coefficients and the skip image are float32.
     precision: convolution precision (e.g. ``'highest'``).
+    remat: recompute each block in the backward pass (``nn.remat``) instead
+      of storing its activations: a gradient through the network then keeps
+      only the blocks' inputs, at the cost of one more forward pass. The
+      variables are the same with and without it.
   """
   w_dim: int = 512
   img_resolution: int = 1024
@@ -230,6 +235,7 @@ class SynthesisNetwork(SynthesisLayout, nn.Module):
   conv_clamp: float | None = None
   dtype: Any = jnp.float32
   precision: Any = None
+  remat: bool = False
 
   @nn.compact
   def __call__(self, ws, *, noise_mode='const', key=None, noise=None,
@@ -280,17 +286,32 @@ class SynthesisNetwork(SynthesisLayout, nn.Module):
     noise = _maps_by_layer(noise, self.num_layers)
     concat = _maps_by_layer(concat, self.num_layers, 'concat')
     for k in range(start_block, end):
-      res = block_resolution(k)
       first_w = 0 if k == 0 else 2 * k - 1
       num_w = 2 if k == 0 else 3
       block_key = None if key is None else jax.random.fold_in(key, k)
-      x, img = SynthesisBlock(
-          self.channels(res), res, is_first=(k == 0),
-          img_channels=self.img_channels, conv_clamp=self.conv_clamp,
-          dtype=self.dtype, precision=self.precision, name=f'b{res}')(
-              x, img, ws[:, first_w:first_w + num_w], noise_mode=noise_mode,
-              key=block_key, noise=_block_maps(noise, k),
-              concat=_block_maps(concat, k))
+      run = self._block_fn(k, noise_mode)
+      x, img = (nn.remat(run) if self.remat else run)(
+          self, x, img, ws[:, first_w:first_w + num_w], block_key,
+          _block_maps(noise, k), _block_maps(concat, k))
     if end == n_blocks:
       return img
     return x, img
+
+  def _block_fn(self, k, noise_mode):
+    """Block `k` as `(mdl, x, img, ws, key, noise, concat) -> (x, img)`.
+
+    Only arrays, None and tuples of them are arguments (what `nn.remat`
+    traces); the static choices (`k`, `noise_mode`) are closed over. Flax
+    passes the module (under remat its lifted copy) as `mdl`.
+    """
+    res = block_resolution(k)
+
+    def run(mdl, x, img, ws, key, noise, concat):
+      del mdl  # The block attaches to it implicitly, named b{res}.
+      return SynthesisBlock(
+          self.channels(res), res, is_first=(k == 0),
+          img_channels=self.img_channels, conv_clamp=self.conv_clamp,
+          dtype=self.dtype, precision=self.precision, name=f'b{res}')(
+              x, img, ws, noise_mode=noise_mode, key=key, noise=noise,
+              concat=concat)
+    return run
