@@ -163,9 +163,15 @@ def test_rerun_skips_finished_images(setting, first_run, capsys):
 
 
 def test_rerun_with_other_settings_is_refused(setting, first_run):
-  output_dir, _ = first_run
+  output_dir, rows = first_run
   with pytest.raises(ValueError, match="other settings.*seed"):
     batch_run.run(_config(setting, output_dir, seed=1))
+  with open(os.path.join(str(output_dir), "run_config.json")) as f:
+    assert json.load(f)["generator_dtype"] == "float32"
+  with pytest.raises(ValueError, match="other settings.*generator_dtype"):
+    batch_run.run(_config(setting, output_dir, generator_dtype="bfloat16"))
+  # remat changes memory, not results: the finished run stays valid.
+  assert batch_run.run(_config(setting, output_dir, remat=True)) == rows
 
 
 def test_killed_run_is_completed_by_a_rerun(setting, first_run):

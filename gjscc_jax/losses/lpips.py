@@ -25,9 +25,13 @@ differences and every sum, so the distance is accumulated in float32.
 
 The features of a fixed target can be computed once (`LPIPS.features`) and
 reused for every optimisation step (`LPIPS.distance_to` from images, or
-`LPIPS.distance` from their features): InverseJSCC's inner loop does. The convolutions, VGG's 2x2 max-pool and the ReLU come from
-`gjscc_jax.ops` (platform-specific forms with the same values and
-gradients).
+`LPIPS.distance` from their features): InverseJSCC's inner loop does. The
+convolutions, VGG's 2x2 max-pool and the ReLU come from `gjscc_jax.ops`
+(platform-specific forms with the same values and gradients).
+
+Memory: with ``remat=True`` a gradient through LPIPS keeps only the input
+and the five raw taps; each backbone stage (`backbone_stages`) and each
+tap's normalisation and distance are recomputed in the backward pass.
 """
 
 from typing import Any, NamedTuple, Sequence
