@@ -44,6 +44,9 @@ class LayeredGenerator:
     noise_blocks: Block index of every noise layer, in layer order.
     apply: The batched block runner described in the module docstring.
     w_avg: `variables -> (w_dim,)`, the generator's average latent.
+    z_dim: Width of the mapping network's input (0 when there is none).
+    map: `(variables, z (B, z_dim)) -> ws (B, num_ws, w_dim)`, the mapping
+      network without truncation (None when there is none).
   """
   resolution: int
   num_ws: int
@@ -52,6 +55,9 @@ class LayeredGenerator:
   noise_blocks: tuple[int, ...]
   apply: Callable[..., Any] = dataclasses.field(repr=False)
   w_avg: Callable[[Any], Any] = dataclasses.field(repr=False)
+  z_dim: int = 0
+  map: Callable[..., Any] | None = dataclasses.field(default=None,
+                                                     repr=False)
 
   def __post_init__(self):
     expected = self.block_resolution(self.num_blocks - 1)
@@ -142,4 +148,7 @@ def from_stylegan2(generator) -> LayeredGenerator:
       resolution=generator.img_resolution, num_ws=generator.num_ws,
       w_dim=generator.w_dim,
       block_channels=tuple(c for _, _, c in generator.feature_shapes),
-      noise_blocks=noise_blocks, apply=apply, w_avg=stylegan2.w_avg)
+      noise_blocks=noise_blocks, apply=apply, w_avg=stylegan2.w_avg,
+      z_dim=generator.z_dim,
+      map=lambda variables, z: generator.apply(variables, z,
+                                               method=generator.map))

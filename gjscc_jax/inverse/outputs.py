@@ -6,6 +6,8 @@ Layout of an output directory::
   snr_<s>dB/restored/<i>.png InverseJSCC's restored image i at SNR s
   snr_<s>dB/received/<i>.png the DeepJSCC reconstruction it started from
   snr_<s>dB/records/<i>.json per-image metrics and search history
+  snr_<s>dB/latents/<i>.npz  the chosen latents (`save_latents`; see
+                             `gjscc_jax.inverse.latents`)
 
 with `<i>` the zero-padded global image index and `<s>` the SNR (`-5`,
 `0.5`, ...). Every file is written to a temporary name in the same directory
@@ -73,21 +75,31 @@ class OutputStore:
     """Path of the 'restored' or 'received' PNG of one image."""
     return self._path(snr_db, kind, index, "png")
 
+  def latents_path(self, snr_db: float, index: int) -> str:
+    """Path of the saved latents of one image (`inverse.latents`)."""
+    return self._path(snr_db, "latents", index, "npz")
+
   def is_done(self, snr_db: float, index: int) -> bool:
     """Whether image `index` at `snr_db` has its record (is finished)."""
     return os.path.exists(self.record_path(snr_db, index))
 
-  def write(self, snr_db: float, index: int, images: dict, record: dict):
-    """Writes one finished image: its PNGs first, then its record.
+  def write(self, snr_db: float, index: int, images: dict, record: dict,
+            latents: dict | None = None):
+    """Writes one finished image: its PNGs and latents first, then its record.
 
     Args:
       snr_db: The SNR.
       index: The global image index.
       images: `{'restored': uint8 (H, W, 3), 'received': ...}`.
       record: JSON-serialisable per-image results.
+      latents: Optional `{name: array}` written to `latents_path`.
     """
     for kind, image in images.items():
       atomic_write(self.image_path(snr_db, index, kind), png_bytes(image))
+    if latents is not None:
+      buffer = io.BytesIO()
+      np.savez(buffer, **latents)
+      atomic_write(self.latents_path(snr_db, index), buffer.getvalue())
     atomic_write(self.record_path(snr_db, index),
                  json.dumps(record, sort_keys=True).encode())
 
