@@ -29,6 +29,8 @@ from gjscc_jax import pixels
 from gjscc_jax import preemption
 from gjscc_jax.inverse import batch_run
 from gjscc_jax.inverse import forward_operators
+from gjscc_jax.inverse import latent_proxy
+from gjscc_jax.inverse import latents as latents_lib
 from gjscc_jax.inverse import outputs
 from gjscc_jax.inverse import work
 from gjscc_jax.losses import PerceptualLoss
@@ -44,7 +46,8 @@ _OVERRIDES = (
     ("batch_size", 8), ("ilo.steps", (3, 2)), ("ilo.lambda_lpips", 0.0),
     ("metrics.lpips_nets", ()), ("demo_generator.resolution", RES),
     ("demo_generator.z_dim", 16), ("demo_generator.w_dim", 16),
-    ("demo_generator.channel_base", 256), ("demo_generator.channel_max", 16))
+    ("demo_generator.channel_base", 256), ("demo_generator.channel_max", 16),
+    ("save_latents", True))
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +137,24 @@ def test_run_writes_every_output_once(setting, first_run):
       # The PNG holds the scored image (up to 8-bit rounding).
       assert float(metrics.psnr(image, original)[0]) == pytest.approx(
           record[scheme]["psnr"], abs=0.1)
+  # The saved latents re-render the restored PNG exactly; the z_proxy fit
+  # is cached in the run directory and its provenance pinned.
+  config = _config(setting, output_dir)
+  layered, gen_variables = batch_run.load_generator(config)
+  for (index, snr), record in records.items():
+    saved = latents_lib.read(store.latents_path(snr, index))
+    assert str(saved["latent_space"]) == "z_proxy"
+    np.testing.assert_array_equal(
+        latents_lib.restored(layered, gen_variables, saved),
+        store.read_image(snr, index, "restored"))
+    assert 0 <= record["best_step"] < 5 and record["best"] == pytest.approx(
+        min(record["history"]["score"]), rel=1e-6)
+  with open(os.path.join(str(output_dir), outputs.RUN_CONFIG)) as f:
+    pinned = json.load(f)
+  _, info = latent_proxy.read(os.path.join(str(output_dir),
+                                           latent_proxy.FILE_NAME))
+  assert pinned["latent_proxy"] == info
+  assert info["samples"] == latent_proxy.PROXY_SAMPLES
   # No temporary files are left behind.
   assert not [p for p in _mtimes(output_dir) if ".tmp" in p]
   with open(os.path.join(str(output_dir), "summary.csv")) as f:

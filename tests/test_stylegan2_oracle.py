@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(draggan.__file__),
 from training import networks as official  # noqa: E402  # pylint: disable=all
 
 from gjscc_jax.models.stylegan2 import load_stylegan2  # noqa: E402
+from weights_convert import stylegan2 as convert_lib  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOLERANCE = 1e-5
@@ -86,8 +87,9 @@ def _snapshot(g_ema, path, with_d=False, g=None):
     pickle.dump(data, f)
 
 
-def _rosinality_checkpoint(g_ema, path):
-  """Writes g_ema's tensors under rosinality stylegan2-pytorch's names."""
+def _rosinality_checkpoint(g_ema, path, latent_avg=True):
+  """Writes g_ema's tensors under rosinality stylegan2-pytorch's names (and
+  its w_avg as 'latent_avg', unless `latent_avg` is False)."""
   sd = {k: v.detach().clone() for k, v in g_ema.state_dict().items()}
   out = {}
   for i in range(g_ema.mapping.num_layers):
@@ -126,7 +128,8 @@ def _rosinality_checkpoint(g_ema, path):
       out[f'noises.noise_{j}'] = sd[f'synthesis.b{res}.{conv}.noise_const'][
           None, None]
     res, k = res * 2, k + 1
-  torch.save({'g_ema': out, 'latent_avg': sd['mapping.w_avg']}, path)
+  extra = {'latent_avg': sd['mapping.w_avg']} if latent_avg else {}
+  torch.save({'g_ema': out, **extra}, path)
 
 
 _CONVERT_SCRIPT = """
@@ -160,6 +163,8 @@ def converted(tmp_path_factory):
       nets['rosinality'] = g
       jobs.append((str(tmp / 'rosinality.pt'), str(tmp / 'rosinality'),
                    'G_ema'))
+      _rosinality_checkpoint(g, tmp / 'no_avg.pt', latent_avg=False)
+      jobs.append((str(tmp / 'no_avg.pt'), str(tmp / 'no_avg'), 'G_ema'))
     else:
       _snapshot(g, tmp / f'{name}.pkl')
     jobs.append((str(tmp / f'{name}.pkl'), str(tmp / name), 'G_ema'))
@@ -232,3 +237,24 @@ def test_rosinality_checkpoint_matches_official_images(converted):
   assert max(errors.values()) <= TOLERANCE, errors
   with open(tmp / 'rosinality' / 'config.json') as f:
     assert json.load(f)['source']['kind'] == 'rosinality'
+
+
+def test_missing_w_avg_is_estimated_from_the_mapping_network(converted):
+  """A rosinality checkpoint without latent_avg: w_avg becomes the mean of
+  the official mapping network's outputs (not 0), recorded as estimated."""
+  tmp, nets = converted
+  g_off = nets['rosinality']
+  _, v = load_stylegan2(tmp / 'no_avg')
+  estimate = np.asarray(v['buffers']['mapping']['w_avg'])
+  z = torch.from_numpy(np.random.RandomState(5).randn(
+      2 ** 15, g_off.z_dim).astype(np.float32))
+  with torch.no_grad():
+    w = g_off.mapping(z, None)[:, 0].numpy().astype(np.float64)
+  # Within 5 standard errors of the official mapping's mean, per coordinate
+  # (the estimate uses 2**17 other latents).
+  error = np.abs(estimate - w.mean(0)) / (w.std(0) / np.sqrt(len(w)))
+  assert error.max() < 5.0, error.max()
+  assert np.abs(estimate).max() > 10 * (w.std(0) / np.sqrt(len(w))).max()
+  with open(tmp / 'no_avg' / 'config.json') as f:
+    source = json.load(f)['source']
+  assert source['w_avg']['samples'] == convert_lib.W_AVG_SAMPLES

@@ -13,7 +13,13 @@ SRC is one of
   dict, 'latent_avg': w_avg, ...}`` (used by ILO and GPEN).
 
 DST becomes a directory that `gjscc_jax.models.stylegan2.load_stylegan2`
-loads (see ``loading.py`` for the format). The configuration (resolution,
+loads (see ``loading.py`` for the format). A file without the average
+latent ``w_avg`` (a rosinality checkpoint saved without ``latent_avg``) gets
+one estimated as training tracks it, the mean of ``mapping(z)`` over
+`W_AVG_SAMPLES` latents ``z ~ N(0, I)`` drawn from ``PRNGKey(W_AVG_SEED)``;
+the estimate is recorded in the directory's ``source`` (truncation, the
+W+ search of InverseJSCC and GenerativeJSCC's W+ offset start from it, so a
+zero would be wrong). The configuration (resolution,
 channel base/max, mapping depth, w_dim, num_ws, conv_clamp) is inferred from
 the tensors and the stored layer attributes.
 
@@ -37,6 +43,11 @@ from weights_convert import torch_format
 #: The [1, 3, 3, 1] filter as the official code stores it (normalised 2-D).
 _FIR = np.outer([1, 3, 3, 1], [1, 3, 3, 1]).astype(np.float32) / 64
 MAPPING_LR_MULTIPLIER = 0.01
+#: Latents averaged for a missing ``w_avg`` (in chunks of `_W_AVG_CHUNK`).
+W_AVG_SAMPLES = 2 ** 17
+#: Seed of those latents.
+W_AVG_SEED = 0
+_W_AVG_CHUNK = 2 ** 14
 
 
 class PersistentObject:
@@ -270,12 +281,32 @@ def read_generator(path, network='G_ema'):
     synthesis_kwargs = kwargs.get('synthesis_kwargs') or kwargs
     hint = synthesis_kwargs.get('channel_base')
   config = infer_config(tensors, attrs, hint)
+  source = {'kind': kind, 'network': network}
   if 'mapping.w_avg' not in tensors:
-    print('warning: no w_avg in the file; truncation will pull towards 0.',
-          file=sys.stderr)
+    # A placeholder until `convert` estimates it (`source['w_avg']`).
     tensors['mapping.w_avg'] = np.zeros(config['w_dim'], np.float32)
-  return config, official_to_variables(tensors), {'kind': kind,
-                                                  'network': network}
+    source['w_avg'] = 'missing'
+  return config, official_to_variables(tensors), source
+
+
+def estimate_w_avg(config, variables, samples=W_AVG_SAMPLES, seed=W_AVG_SEED):
+  """The mean of ``mapping(z)`` (untruncated) over `samples` latents
+  ``z ~ N(0, I)``, chunk ``c`` drawn from ``fold_in(PRNGKey(seed), c)``;
+  float32 ``(w_dim,)``, accumulated in float64."""
+  # Imported here: reading and checking a file needs no jax.
+  import jax  # pylint: disable=g-import-not-at-top
+  from gjscc_jax.models import stylegan2  # pylint: disable=g-import-not-at-top
+  g = stylegan2.generator_from_config(config)
+
+  @jax.jit
+  def chunk_sum(index):
+    z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(seed), index),
+                          (_W_AVG_CHUNK, g.z_dim))
+    return g.apply(variables, z, method=g.map)[:, 0].sum(0)
+
+  total = sum(np.asarray(chunk_sum(c), np.float64)
+              for c in range(samples // _W_AVG_CHUNK))
+  return (total / (samples // _W_AVG_CHUNK * _W_AVG_CHUNK)).astype(np.float32)
 
 
 def convert(src, dst, *, network='G_ema'):
@@ -283,6 +314,14 @@ def convert(src, dst, *, network='G_ema'):
   # Imported here: reading and checking a file needs no jax.
   from gjscc_jax.models.stylegan2 import loading  # pylint: disable=g-import-not-at-top
   config, variables, source = read_generator(src, network)
+  if source.get('w_avg') == 'missing':
+    print(f'{src} stores no w_avg (latent_avg): estimating it as the mean of '
+          f'mapping(z) over {W_AVG_SAMPLES} latents (seed {W_AVG_SEED}).',
+          file=sys.stderr)
+    variables['buffers']['mapping']['w_avg'] = estimate_w_avg(config,
+                                                               variables)
+    source['w_avg'] = {'estimated': 'mean of mapping(z), z ~ N(0, I)',
+                       'samples': W_AVG_SAMPLES, 'seed': W_AVG_SEED}
   with open(src, 'rb') as f:
     source['sha256'] = hashlib.sha256(f.read()).hexdigest()
   source['file'] = os.path.basename(os.fspath(src))

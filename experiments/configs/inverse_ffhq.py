@@ -17,12 +17,24 @@ Arguments (`--config=inverse_ffhq:ARG`, comma separated):
                 `demo_deepjscc_steps` steps, kept in OUTPUT_DIR/deepjscc_demo
                 and reused by reruns). A few minutes on 2 CPU cores.
 
-The ILO defaults (`config.ilo`) are those of the official ILO code: rounds of
-[50, 50, 25, 25] Adam steps at lr 0.1 with warm-up and cosine ramp-down,
-MSE + 1.0 * LPIPS(VGG, at most 256x256) + 0.01 * geocross, noise maps kept at
-their norms, best iterate by MSE. Latents start at the generator's w_avg in
-W+. The L1-ball radii are off (None); set one value per round, or one for
-all, e.g. --config.ilo.latent_radius='(100.,1000.,6000.,6000.)' or '(100.,)'.
+The ILO defaults (`config.ilo`) are those of the official ILO code: the
+Gaussianised latent space (`latent_space='z_proxy'`: one z ~ N(0, I) per W+
+row, w = lrelu_0.2(std * z + mean) with PULSE's fit of the mapping network,
+cached as gaussian_fit.npz beside the weights or in OUTPUT_DIR, z rows kept
+on their spheres), rounds of [50, 50, 25, 25] Adam steps at lr 0.1 with
+warm-up and cosine ramp-down, MSE + 1.0 * LPIPS(VGG, at most 256x256) +
+0.01 * geocross on the z rows of round 0 (`geocross_rounds='first'`), noise
+maps kept at their norms, the best iterate by MSE, scored with one fixed
+channel realisation per image (`best_by_draws` for the mean over more;
+`best_by='last'` for the final iterate). `latent_space='w_plus'` searches
+W+ from w_avg instead; `lpips_target='generator'` compares G rather than
+A(G) with the received image; `start_block` is ILO's start_layer. Where we
+differ from ILO's code: gjscc_jax/inverse/ilo.py and the README. The L1-ball
+radii are off (None); set one value per round, or one for all, e.g.
+--config.ilo.latent_radius='(100.,1000.,6000.,6000.)' or '(100.,)'.
+`save_latents=True` writes each image's chosen latents, noise maps and
+feature map to OUTPUT_DIR/snr_<s>dB/latents/<i>.npz
+(gjscc_jax.inverse.latents re-renders them).
 
 The images (config.data, split `split`, or every image in `input_dir`) must
 have the DeepJSCC run's resolution; the generator's resolution must be that
@@ -78,10 +90,20 @@ def get_config(arg=None):
   config.ilo = ml_collections.ConfigDict(dict(
       steps=(50, 50, 25, 25), learning_rates=0.1, warmup=0.05, rampdown=0.75,
       mse_weight=1.0, lambda_lpips=1.0, geocross_weight=0.01,
-      noise_blocks_ahead=2, project_noises=True, project_latents=False,
+      geocross_rounds="first",  # 'first' (ILO's code) | 'all'
+      latent_space="z_proxy",   # 'z_proxy' (ILO) | 'w_plus'
+      start_block=0,            # ILO's start_layer
+      noise_blocks_ahead=2, project_noises=True,
+      # None: the space's default (z_proxy: True, as ILO; w_plus: False).
+      project_latents=config_dict.placeholder(bool),
       latent_radius=config_dict.placeholder(tuple),
       noise_radius=config_dict.placeholder(tuple),
-      feature_radius=config_dict.placeholder(tuple), best_by="mse"))
+      feature_radius=config_dict.placeholder(tuple),
+      lpips_target="operator",  # 'operator': LPIPS(A(G), x) | 'generator'
+      best_by="mse",            # 'mse' | 'lpips' | 'loss' | 'last'
+      best_by_draws=1))
+  # Write each image's chosen latents (z or W+), noise maps and feature map.
+  config.save_latents = False
   config.metrics = ml_collections.ConfigDict(dict(
       lpips_nets=("vgg", "alex"), num_grid_images=8))
   # Added to the labels of the summary rows, e.g. 'rho 1/192', to combine

@@ -18,6 +18,9 @@ as a pre-empted job would die; `GJSCC_FAULT_TERM_AFTER_BATCHES=n` sends it
 SIGTERM after dispatching batch `n` (`gjscc_jax.faults`).
 """
 
+import functools
+import math
+import os
 import time
 
 from absl import logging
@@ -31,6 +34,8 @@ from gjscc_jax import sharding
 from gjscc_jax.inverse import forward_operators
 from gjscc_jax.inverse import generator as generator_lib
 from gjscc_jax.inverse import ilo
+from gjscc_jax.inverse import latent_proxy
+from gjscc_jax.inverse import latents as latents_lib
 from gjscc_jax.inverse import outputs
 from gjscc_jax.inverse import pipeline
 from gjscc_jax.inverse import report as inverse_report
@@ -116,6 +121,7 @@ def build(config, mesh):
         f"The DeepJSCC run works at {dj_config.data.resolution}px but "
         f"config.data.resolution={res}: set it to the run's resolution.")
   generator, gen_variables = load_generator(config)
+  ilo_config = ilo.ILOConfig.from_config(config.ilo)
   op = config.operator
   search_loss = PerceptualLoss(
       lambda_lpips=1.0 if max(_as_tuple(config.ilo.lambda_lpips)) > 0 else 0.0,
@@ -125,22 +131,38 @@ def build(config, mesh):
       operator=op.kind, loss=search_loss,
       generator_resolution=generator.resolution, image_resolution=res,
       lpips_resolution=op.lpips_resolution, channel_noise=op.channel_noise,
-      reconstruct=scheme.reconstruct)
+      lpips_target=ilo_config.lpips_target, reconstruct=scheme.reconstruct)
   metric_losses = tuple(
       (f"lpips_{net}", PerceptualLoss(1.0, net=net, check_inputs=False))
       for net in config.metrics.lpips_nets)
   inverse = pipeline.InverseJSCC(
-      generator=generator, config=ilo.ILOConfig.from_config(config.ilo),
-      terms=terms, transmit=scheme.reconstruct, metric_losses=metric_losses,
-      seed=config.seed)
+      generator=generator, config=ilo_config, terms=terms,
+      transmit=scheme.reconstruct, metric_losses=metric_losses,
+      seed=config.seed, save_latents=config.get("save_latents", False))
   frozen = dict(
       generator=gen_variables, deepjscc=dj_params,
       lpips=search_loss.load_params() if search_loss.uses_lpips else None,
       metrics={name: loss.load_params() for name, loss in metric_losses})
   facts = dict(bcr=float(scheme.bandwidth_ratio),
                generator_resolution=generator.resolution)
+  if ilo_config.latent_space == "z_proxy":
+    frozen["latent_proxy"], facts["latent_proxy"] = load_latent_proxy(
+        config, generator, gen_variables)
   return (pipeline.make_batch_fn(inverse, mesh, config.get("loop", "auto")),
           _local_replicated(frozen, mesh), facts)
+
+
+def load_latent_proxy(config, generator, gen_variables):
+  """`(proxy, provenance)`: the 'z_proxy' fit of the generator, read from
+  `gaussian_fit.npz` beside the converted weights or in the output directory
+  when one matches, else fitted and written to the first writable of the
+  two (`latent_proxy.load_or_fit`)."""
+  paths = [os.path.join(d, latent_proxy.FILE_NAME)
+           for d in (config.generator_weights, config.output_dir) if d]
+  proxy, info, path = latent_proxy.load_or_fit(paths, generator,
+                                               gen_variables)
+  logging.info("z_proxy fit %s (%s)", path, info)
+  return proxy, info
 
 
 def _as_tuple(value):
@@ -150,7 +172,7 @@ def _as_tuple(value):
 def result_settings(config, facts):
   """What the per-image results depend on (pinned in the output dir)."""
   keep = ("seed", "deepjscc_checkpoint", "deepjscc_step", "generator_weights",
-          "generator_dtype", "split", "input_dir", "demo")
+          "generator_dtype", "split", "input_dir", "demo", "save_latents")
   settings = {k: config.get(k) for k in keep}
   settings.update(data=config.data.to_dict(), operator=config.operator.to_dict(),
                   ilo=config.ilo.to_dict(), lpips_nets=list(
@@ -165,8 +187,11 @@ def result_settings(config, facts):
 
 def _record(item, name, out, k):
   """The JSON record of row `k` of a batch output."""
+  best = float(out["best"][k])
+  best = None if math.isnan(best) else best  # NaN for best_by='last'.
   rec = dict(image_index=item.index, name=name, snr_db=item.snr_db,
-             process_index=jax.process_index(), best=float(out["best"][k]))
+             process_index=jax.process_index(), best=best,
+             best_step=int(out["best_step"][k]))
   for key, value in out.items():
     prefix, _, metric = key.partition("/")
     if prefix in ("inverse", "deepjscc"):
@@ -177,12 +202,21 @@ def _record(item, name, out, k):
   return rec
 
 
-def _finished_images(source, chunk, mask, out):
-  """`(snr_db, index, images, record)` of the valid rows of a batch output."""
+def _latents(out, k, latent_file):
+  """Image `k`'s latents file arrays, or None when they are not saved."""
+  arrays = {key.partition("/")[2]: value[k] for key, value in out.items()
+            if key.startswith("latents/")}
+  return latent_file(arrays) if arrays else None
+
+
+def _finished_images(source, chunk, mask, out, latent_file=None):
+  """`(snr_db, index, images, record, latents)` of the valid rows of a batch
+  output (`latents` None unless they are saved)."""
   out = jax.device_get(out)  # Waits for this batch (the only host sync).
   return [(item.snr_db, item.index,
            dict(restored=out["restored"][k], received=out["received"][k]),
-           _record(item, source.load(item.index)[1], out, k))
+           _record(item, source.load(item.index)[1], out, k),
+           _latents(out, k, latent_file))
           for k, (item, valid) in enumerate(zip(chunk, mask)) if valid]
 
 
@@ -210,6 +244,12 @@ def run(config):
   num_images = len(source) if config.num_images is None else config.num_images
   if not 0 < num_images <= len(source):
     raise ValueError(f"num_images={num_images} must lie in [1, {len(source)}].")
+  latent_file = None
+  if config.get("save_latents", False):
+    latent_file = functools.partial(
+        latents_lib.file_arrays, ilo.ILOConfig.from_config(config.ilo),
+        jax.device_get(frozen.get("latent_proxy")),
+        image_resolution=config.data.resolution)
   store = outputs.OutputStore(config.output_dir)
   store.check_run_config(result_settings(config, facts))
 
@@ -246,10 +286,10 @@ def run(config):
       out = batch_fn(frozen, *inputs)  # Asynchronous.
       faults.maybe_kill(faults.TERM_AFTER_BATCHES, n + 1)
       if pending is not None:  # Written while the devices compute `out`.
-        writer.submit(_finished_images(source, *pending))
+        writer.submit(_finished_images(source, *pending, latent_file))
       pending = (chunk, mask, out)
     if pending is not None:
-      writer.submit(_finished_images(source, *pending))
+      writer.submit(_finished_images(source, *pending, latent_file))
     writer.close()
   bar.close()
   if guard.requested:

@@ -3,7 +3,7 @@
 InverseJSCC looks for a generator image `G` whose *measurement* `A(G)` looks
 like the received DeepJSCC reconstruction `x_hat`:
 
-  `MSE(A(G), x_hat) + lambda * LPIPS(A(G), x_hat)`.
+  `MSE(A(G), x_hat) + lambda * LPIPS(A(G) or G, x_hat)`.
 
 Two operators:
 
@@ -14,6 +14,14 @@ Two operators:
   (`channel_noise='fixed'`, a deterministic objective). Neither is the
   realisation that produced `x_hat`, which the receiver does not know.
 * `'identity'`: `A(G) = G`; the search then denoises `x_hat` directly.
+
+LPIPS compares `x_hat` with `A(G)` (`lpips_target='operator'`) or with the
+generator image itself (`'generator'`, at the image resolution); see
+`gjscc_jax.inverse.ilo` for which of them ILO's code computes.
+
+Selecting the returned iterate by a term computed with fresh channel noise
+would pick a lucky draw; `selection_terms` scores an image with the image's
+fixed channel key instead (and the mean over `draws` keys derived from it).
 
 Resolutions: a generator whose output is `k` times larger than the images is
 area-downsampled by `k` before `A` (ILO downsamples the same way, with a
@@ -32,6 +40,7 @@ from gjscc_jax.losses import perceptual
 
 OPERATORS = ("deepjscc", "identity")
 CHANNEL_NOISE = ("fresh", "fixed")
+LPIPS_TARGETS = ("operator", "generator")
 
 
 def box_downsample(images, factor: int):
@@ -66,6 +75,8 @@ class DataTerms:
     image_resolution: Side of the target images (a divisor of the above).
     lpips_resolution: LPIPS is computed at most at this size.
     channel_noise: 'fresh' or 'fixed' (the 'deepjscc' operator only).
+    lpips_target: 'operator' (LPIPS(A(G), x_hat)) or 'generator'
+      (LPIPS(G, x_hat), `G` area-downsampled to the image size).
     reconstruct: `(params, images, snr_db, key) -> images`, the DeepJSCC
       chain on a batch (`Scheme.reconstruct`); None for 'identity'.
   """
@@ -75,6 +86,7 @@ class DataTerms:
   image_resolution: int
   lpips_resolution: int = 256
   channel_noise: str = "fresh"
+  lpips_target: str = "operator"
   reconstruct: Callable[..., Any] | None = dataclasses.field(
       default=None, repr=False)
 
@@ -84,6 +96,9 @@ class DataTerms:
     if self.channel_noise not in CHANNEL_NOISE:
       raise ValueError(f"channel_noise={self.channel_noise!r}: use one of "
                        f"{CHANNEL_NOISE}.")
+    if self.lpips_target not in LPIPS_TARGETS:
+      raise ValueError(f"lpips_target={self.lpips_target!r}: use one of "
+                       f"{LPIPS_TARGETS}.")
     if self.operator == "deepjscc" and self.reconstruct is None:
       raise ValueError("The 'deepjscc' operator needs `reconstruct`, the "
                        "DeepJSCC chain (Scheme.reconstruct of the trained run).")
@@ -101,10 +116,14 @@ class DataTerms:
     return integer_factor(self.image_resolution, self.lpips_resolution,
                           "The image resolution (for LPIPS)")
 
+  def at_image_size(self, image):
+    """The generator image `(R, R, 3)` area-downsampled to the image size."""
+    return box_downsample(image, self.generator_resolution //
+                          self.image_resolution)
+
   def measure(self, frozen, image, snr_db, key):
     """`A(G)` of one generator image `(R, R, 3)` -> `(H, W, 3)`."""
-    image = box_downsample(image, self.generator_resolution //
-                           self.image_resolution)
+    image = self.at_image_size(image)
     if self.operator == "identity":
       return image
     out = self.reconstruct(frozen["deepjscc"], image[None],
@@ -133,6 +152,13 @@ class DataTerms:
     return dict(received=received, snr_db=snr_db, channel_key=channel_keys,
                 features=prepared.features)
 
+  def _lpips(self, frozen, image, target):
+    """LPIPS of one image `(H, W, 3)` against the target's features."""
+    small = box_downsample(image, self._lpips_factor)
+    features = tuple(f[None] for f in target["features"])
+    prepared = perceptual.PerceptualTarget(None, features)
+    return self.loss.lpips(frozen["lpips"], small[None], prepared)[0]
+
   def __call__(self, frozen, image, target, key):
     """`{'mse', 'lpips'}` of one generator image against one target."""
     if self.channel_noise == "fixed":
@@ -140,9 +166,44 @@ class DataTerms:
     measured = self.measure(frozen, image, target["snr_db"], key)
     terms = dict(mse=jnp.mean(jnp.square(measured - target["received"])))
     if self.loss.uses_lpips:
-      small = box_downsample(measured, self._lpips_factor)
-      features = tuple(f[None] for f in target["features"])
-      prepared = perceptual.PerceptualTarget(None, features)
-      terms["lpips"] = self.loss.lpips(frozen["lpips"], small[None],
-                                       prepared)[0]
+      seen = measured if self.lpips_target == "operator" else (
+          self.at_image_size(image))
+      terms["lpips"] = self._lpips(frozen, seen, target)
+    return terms
+
+  def selection_keys(self, target, draws):
+    """The channel keys that score an image: the image's fixed key, then
+    `fold_in(fixed key, k)` for `k = 1 .. draws - 1`."""
+    key = target["channel_key"]
+    return [key] + [jax.random.fold_in(key, k) for k in range(1, draws)]
+
+  def selection_terms(self, frozen, image, target, draws, step_terms,
+                      need_lpips=True):
+    """`{'mse'[, 'lpips']}` of `image` under fixed channel realisations.
+
+    The mean over `selection_keys(target, draws)`: the same keys at every
+    step, so iterates are compared on equal terms. Terms that are already
+    deterministic are taken from `step_terms` (the terms of the same image
+    from `__call__`): everything for 'identity' or for 'fixed' noise with
+    one draw, LPIPS for `lpips_target='generator'`.
+
+    Args:
+      frozen, image, target: As for `__call__`.
+      draws: Number of channel realisations (>= 1).
+      step_terms: `__call__`'s terms of this image at this step.
+      need_lpips: Whether the caller needs 'lpips'.
+    """
+    if self.operator == "identity" or (self.channel_noise == "fixed"
+                                       and draws == 1):
+      return step_terms
+    measured = [self.measure(frozen, image, target["snr_db"], key)
+                for key in self.selection_keys(target, draws)]
+    terms = dict(mse=jnp.mean(jnp.stack(
+        [jnp.mean(jnp.square(m - target["received"])) for m in measured])))
+    if need_lpips and self.loss.uses_lpips:
+      if self.lpips_target == "generator":
+        terms["lpips"] = step_terms["lpips"]
+      else:
+        terms["lpips"] = jnp.mean(jnp.stack(
+            [self._lpips(frozen, m, target) for m in measured]))
     return terms

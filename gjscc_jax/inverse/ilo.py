@@ -3,47 +3,85 @@
 ILO (Daras, Dean, Jalal and Dimakis, ICML 2021) explains an observation `y`
 with a pretrained StyleGAN2 `G` by optimising, in progressive rounds,
 
-* round 0: the W+ latents `ws` (one style row per layer) and the noise maps;
-* round `r > 0`: the same, plus the feature map `x` that enters block `r`
-  (the generator is run from block `r` on). It starts from the output of
-  block `r - 1` at the end of round `r - 1`, so every round keeps what the
-  previous one found and adds freedom closer to the pixels.
+* round 0: the latents (one row per W+ row) and the noise maps;
+* round `r > 0`: the same, plus the feature map `x` that enters block
+  `b = start_block + r` (the generator is run from block `b` on). It starts
+  from the output of block `b - 1` at the end of round `r - 1`, so every
+  round keeps what the previous one found and adds freedom closer to the
+  pixels.
 
-Every round runs `steps[r]` Adam steps (fresh moments) on
+Latent spaces (`latent_space`):
 
-  `mse_weight * MSE(A(G), y) + lambda_lpips * LPIPS(A(G), y)
-   + geocross_weight * geocross(ws[2r:])`,
+* `'z_proxy'` (ILO's): one Gaussian vector `z` per W+ row, mapped to W by
+  PULSE's proxy of the mapping network, `w = lrelu_0.2(std * z + mean)`
+  (`latent_proxy`; `frozen['latent_proxy']` holds `mean`, `std`). `z` starts
+  at N(0, I) and, with `project_latents` (the default here), every row is
+  rescaled after each step to its norm at the start of the round (ILO's
+  `SphericalOptimizer`), so it stays on its starting sphere.
+* `'w_plus'`: W+ itself, every row starting at the generator's `w_avg`, not
+  projected by default. A Gaussian-space step of Adam moves `z` by about the
+  learning rate, which the proxy maps to roughly `std / 2`-`std` times less
+  in W; in W+ the same learning rate moves W directly, so its steps are
+  larger.
 
-where `A` is a forward operator (see `forward_operators`), with ILO's
-learning-rate schedule `lr(t) = lr * ramp_down(t) * ramp_up(t)` over the
-round (`t = step / steps[r]`): linear warm-up over the first `warmup` of the
-round and a cosine ramp-down over the last `rampdown`. After each step the
-variables are optionally projected: noise maps (and optionally W+ rows) back
-to their norms at the start of the round, and the deviation of each variable
-from its round-start value onto an L1 ball. The generator image with the
-lowest `best_by` term over all steps of all rounds is returned.
+Every round runs `steps[r]` Adam steps (fresh moments; 0 steps skips the
+round, as in ILO) on
 
-Choices that differ from the ILO code, deliberately:
+  `mse_weight * MSE(A(G), y) + lambda_lpips * LPIPS(., y)
+   + geocross_weight * geocross(latents[2b:])`,
 
-* Latents start at the generator's `w_avg` in W+ (ILO: random `z` through a
-  Gaussian fit of the mapping network). With that start a sphere constraint
-  on W+ rows is not meaningful, so `project_latents` defaults to False.
-* When round `r > 0` starts at block `r`, the RGB skip image of blocks
-  `0..r-1` is kept, frozen at its value from the end of round `r - 1`; ILO's
-  code drops it. The output therefore is a complete StyleGAN2 image.
-* The best iterate is kept over all rounds (ILO: over the last round).
-* Geocross acts on W+ rows `2r` onwards of this image (ILO's code slices the
-  batch axis by mistake).
-* Noise maps of blocks `r .. r + noise_blocks_ahead` are optimised in round
-  `r` (ILO: noise indices below `5 + 2r`, i.e. blocks up to `r + 2`; noises of
-  earlier blocks have no effect from round `r` on). The others stay at their
-  random initial value.
+where `A` is a forward operator (see `forward_operators`; LPIPS sees `A(G)`
+or `G`, `lpips_target`), with ILO's learning-rate schedule
+`lr(t) = lr * ramp_down(t) * ramp_up(t)` over the round (`t = step /
+steps[r]`). After each step the variables are optionally projected: latent
+rows and noise maps back to their round-start norms, and the deviation of
+each variable from its round-start value onto an L1 ball.
+
+The returned image is chosen by `best_by`: the iterate (over all steps of
+all rounds) with the lowest 'mse', 'lpips' or 'loss', or the 'last' one
+(the variables after the last step). The score is the objective's
+`selection_terms` when it has them: for DeepJSCC with fresh channel noise
+every step, one fixed channel realisation per image (or the mean over
+`best_by_draws` of them), so that the choice is not a lucky noise draw.
+The returned `Result` carries the chosen variables, from which
+`render` reproduces the image.
+
+What ILO's code (`ilo_stylegan.py`, `configs/config.yaml`) does and where
+we differ:
+
+* Same: the z proxy and its sphere projection, random `z` and N(0, 1) noise
+  maps at the start, rounds [50, 50, 25, 25] at lr 0.1 with its schedule,
+  MSE + 1.0 * LPIPS-VGG (at most 256 px) + 0.01 * geocross on the latent
+  rows (`latent_z`, not the mapped W), noise maps kept on their spheres,
+  best iterate by MSE, `start_layer` (ours `start_block`), rounds of 0
+  steps.
+* Geocross scope (`geocross_rounds`): ILO's code slices
+  `latent_z[2 * start_layer:]` along the *batch* axis, so at batch 1 only
+  round 0 is regularised (later slices are empty). 'first' reproduces that
+  (the default); 'all' regularises rows `2b` onwards in every round, what
+  the slice appears to intend.
+* LPIPS target (`lpips_target`): ILO's default `lpips_method='fill'`
+  compares the generator image `G` (at 256 px) with the observation filled
+  in by `G`, which for a dense observation is LPIPS(G, y); its 'mask'
+  method compares the measurement, LPIPS(A(G), y). 'generator' and
+  'operator' are those two readings for InverseJSCC's `A`.
+* Selection: ILO keeps the lowest-MSE iterate of the *last* round, scored
+  on the noise-free observation; we keep the best over all rounds, and for
+  a stochastic `A` score with fixed channel keys (above).
+* When round `r > 0` starts at block `b`, the RGB skip image of blocks
+  `0..b-1` is kept, frozen at its value from the end of round `r - 1`;
+  ILO's code drops it. The output therefore is a complete StyleGAN2 image.
+* Noise maps of blocks `b .. b + noise_blocks_ahead` are optimised in round
+  `r` (ILO: noise indices below `5 + 2b`, i.e. blocks up to `b + 2`;
+  noises of earlier blocks have no effect from round `r` on).
+* `start_block > 0`: ILO's code requires restoring a saved run; ours starts
+  from the feature map of the initial latents (as rounds of 0 steps would).
 
 Everything is a pure function of one image: `invert_one` runs the whole
 search (each round one `lax.scan` of `round_step`), and `start_search`,
-`start_round`, `round_step` and `end_round` are its parts; `search` vmaps
-them over images and shards the batch over devices. Nothing syncs with the
-host.
+`start_round`, `round_step`, `end_round` and `finish` are its parts;
+`search` vmaps them over images and shards the batch over devices. Nothing
+syncs with the host.
 """
 
 import dataclasses
@@ -54,10 +92,17 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gjscc_jax.inverse import latent_proxy
 from gjscc_jax.inverse import projections
 
-#: Terms the best iterate can be chosen by.
-BEST_BY = ("mse", "lpips", "loss")
+#: Terms the returned iterate can be chosen by ('last': the final one).
+BEST_BY = ("mse", "lpips", "loss", "last")
+#: Spaces the latents are searched in.
+LATENT_SPACES = ("z_proxy", "w_plus")
+#: Rounds with the geocross regulariser.
+GEOCROSS_ROUNDS = ("first", "all")
+#: The image LPIPS compares with the observation: A(G) or G.
+LPIPS_TARGETS = ("operator", "generator")
 
 
 def _as_round_tuple(name, value, rounds, positive=True):
@@ -80,29 +125,44 @@ def _as_round_tuple(name, value, rounds, positive=True):
   return value
 
 
+def _check_choice(name, value, choices):
+  if value not in choices:
+    raise ValueError(f"{name}={value!r}: use one of {choices}.")
+
+
 @dataclasses.dataclass(frozen=True)
 class ILOConfig:
-  """Knobs of the search (hashable; defaults are ILO's).
+  """Knobs of the search (hashable; defaults are ILO's, see module doc).
 
   Attributes:
-    steps: Adam steps per round; round `r` starts at block `r`.
+    steps: Adam steps per round (0 skips a round); round `r` starts at
+      block `start_block + r`.
     learning_rates: Peak learning rate, a scalar or one per round.
     warmup: Fraction of a round with a linear learning-rate warm-up.
     rampdown: Fraction of a round (at its end) with a cosine ramp-down.
     mse_weight: Weight of the MSE term, a scalar or one per round.
     lambda_lpips: Weight of the LPIPS term, a scalar or one per round.
-    geocross_weight: Weight of the geocross regulariser on the W+ rows the
-      round uses (`ws[2r:]`).
+    geocross_weight: Weight of the geocross regulariser on the latent rows
+      the round uses (`latents[2b:]`, z rows in 'z_proxy').
+    geocross_rounds: 'first' (ILO's code at batch 1) or 'all'.
+    latent_space: 'z_proxy' (ILO) or 'w_plus'.
+    start_block: ILO's `start_layer`: the block round 0 starts at.
     noise_blocks_ahead: Round `r` optimises the noise maps of blocks
-      `r .. r + noise_blocks_ahead`.
+      `b .. b + noise_blocks_ahead`.
     project_noises: Keep each optimised noise map at its round-start norm.
-    project_latents: Keep each W+ row at its round-start norm.
-    latent_radius: L1 radius of the per-round deviation of W+ (a scalar or
-      one per round); None disables the projection.
+    project_latents: Keep each latent row at its round-start norm; None
+      means the space's default (True for 'z_proxy', as ILO; False for
+      'w_plus').
+    latent_radius: L1 radius of the per-round deviation of the latents (a
+      scalar or one per round); None disables the projection.
     noise_radius: The same for each noise map.
     feature_radius: The same for the optimised feature map `x`.
-    best_by: Term that selects the returned iterate: 'mse' (ILO), 'lpips' or
-      'loss' (the weighted objective without the regulariser).
+    lpips_target: 'operator' (LPIPS(A(G), y)) or 'generator' (LPIPS(G, y));
+      read by the data terms (`forward_operators.DataTerms.lpips_target`).
+    best_by: 'mse' (ILO), 'lpips', 'loss' (the weighted objective without
+      the regulariser) or 'last'.
+    best_by_draws: Channel realisations the selection score averages over
+      (a stochastic objective's `selection_terms`).
   """
   steps: tuple[int, ...] = (50, 50, 25, 25)
   learning_rates: Any = 0.1
@@ -111,19 +171,24 @@ class ILOConfig:
   mse_weight: Any = 1.0
   lambda_lpips: Any = 1.0
   geocross_weight: float = 0.01
+  geocross_rounds: str = "first"
+  latent_space: str = "z_proxy"
+  start_block: int = 0
   noise_blocks_ahead: int = 2
   project_noises: bool = True
-  project_latents: bool = False
+  project_latents: bool | None = None
   latent_radius: Any = None
   noise_radius: Any = None
   feature_radius: Any = None
+  lpips_target: str = "operator"
   best_by: str = "mse"
+  best_by_draws: int = 1
 
   def __post_init__(self):
     steps = tuple(int(s) for s in self.steps)
-    if not steps or any(s < 1 for s in steps):
-      raise ValueError(f"steps must be a non-empty list of positive step "
-                       f"counts, one per round; got {self.steps}.")
+    if not steps or any(s < 0 for s in steps) or not sum(steps):
+      raise ValueError(f"steps must list the Adam steps of each round (>= 0, "
+                       f"at least one > 0); got {self.steps}.")
     object.__setattr__(self, "steps", steps)
     rounds = len(steps)
     for name, positive in (("learning_rates", True), ("mse_weight", False),
@@ -136,8 +201,19 @@ class ILOConfig:
                        "must be fractions of a round in (0, 1].")
     if self.geocross_weight < 0 or self.noise_blocks_ahead < 0:
       raise ValueError("geocross_weight and noise_blocks_ahead must be >= 0.")
-    if self.best_by not in BEST_BY:
-      raise ValueError(f"best_by={self.best_by!r}: use one of {BEST_BY}.")
+    if not isinstance(self.start_block, int) or self.start_block < 0:
+      raise ValueError(f"start_block={self.start_block!r} must be an int "
+                       ">= 0.")
+    if not isinstance(self.best_by_draws, int) or self.best_by_draws < 1:
+      raise ValueError(f"best_by_draws={self.best_by_draws!r} must be an "
+                       "int >= 1.")
+    _check_choice("best_by", self.best_by, BEST_BY)
+    _check_choice("latent_space", self.latent_space, LATENT_SPACES)
+    _check_choice("geocross_rounds", self.geocross_rounds, GEOCROSS_ROUNDS)
+    _check_choice("lpips_target", self.lpips_target, LPIPS_TARGETS)
+    if self.project_latents is None:
+      object.__setattr__(self, "project_latents",
+                         self.latent_space == "z_proxy")
 
   @property
   def num_rounds(self) -> int:
@@ -146,6 +222,14 @@ class ILOConfig:
   @property
   def total_steps(self) -> int:
     return sum(self.steps)
+
+  def block(self, r: int) -> int:
+    """The block round `r` starts at."""
+    return self.start_block + r
+
+  @property
+  def last_block(self) -> int:
+    return self.block(self.num_rounds - 1)
 
   @classmethod
   def from_config(cls, config) -> "ILOConfig":
@@ -177,19 +261,19 @@ def learning_rate(step, steps, peak, warmup=0.05, rampdown=0.75):
 
 
 class Variables(NamedTuple):
-  """What one image's search optimises or carries between rounds.
+  """Everything that determines one image's generator output.
 
   All float32, whatever the generator's compute dtype: Adam's moments and
   updates are those of float32 variables, and a bfloat16 generator only
   rounds the copies its layers read.
 
   Attributes:
-    ws: W+ latents `(num_ws, w_dim)`.
+    latents: `(num_ws, w_dim)`: Gaussian rows `z` ('z_proxy') or W+.
     noises: One `(r, r, 1)` map per noise layer.
-    x: Feature map entering the round's start block (None in round 0).
-    img: Skip image entering the start block, frozen (None in round 0).
+    x: Feature map entering the round's start block (None at block 0).
+    img: Skip image entering the start block (None at block 0).
   """
-  ws: jax.Array
+  latents: jax.Array
   noises: tuple[jax.Array, ...]
   x: jax.Array | None = None
   img: jax.Array | None = None
@@ -199,15 +283,21 @@ class Result(NamedTuple):
   """The outcome of one image's search (a pytree; batched under vmap).
 
   Attributes:
-    image: The best generator output `(R, R, 3)`, in [-1, 1] (not clipped).
-    best: Its `best_by` term.
-    terms: Per-step history `{'loss', 'mse', 'lpips', 'objective'}`, each
-      `(total_steps,)`: 'loss' is `mse_weight * mse + lambda * lpips`,
-      'objective' adds the regulariser (what Adam minimised).
-    variables: The variables after the last step.
+    image: The chosen generator output `(R, R, 3)`, in [-1, 1] (not
+      clipped): `render(...)` of `variables`.
+    best: Its `best_by` score (NaN for 'last').
+    best_step: The step (0-based, over all rounds) whose iterate was chosen,
+      `total_steps` for 'last' (the variables after the last step).
+    terms: Per-step history `{'loss', 'mse', 'lpips', 'objective'[,
+      'score']}`, each `(total_steps,)`: 'loss' is `mse_weight * mse +
+      lambda * lpips`, 'objective' adds the regulariser (what Adam
+      minimised), 'score' is the selection score of the step's iterate.
+    variables: The chosen variables, with `x`/`img` entering
+      `config.last_block`.
   """
   image: jax.Array
   best: jax.Array
+  best_step: jax.Array
   terms: dict[str, jax.Array]
   variables: Variables
 
@@ -215,38 +305,102 @@ class Result(NamedTuple):
 Objective = Callable[[Any, jax.Array, Any, jax.Array], dict]
 
 
-def initial_variables(generator, params, key) -> Variables:
-  """W+ at `w_avg` in every row; noise maps drawn from N(0, 1) with `key`."""
-  w_avg = jnp.asarray(generator.w_avg(params), jnp.float32)
-  ws = jnp.broadcast_to(w_avg, (generator.num_ws, generator.w_dim))
-  keys = jax.random.split(key, len(generator.noise_blocks))
-  noises = tuple(jax.random.normal(k, shape, jnp.float32) for k, shape in
+def latents_to_ws(config, frozen, latents):
+  """W+ `(num_ws, w_dim)` of the searched latents (the proxy for 'z_proxy')."""
+  if config.latent_space == "z_proxy":
+    if "latent_proxy" not in frozen:
+      raise ValueError(
+          "latent_space='z_proxy' needs frozen['latent_proxy'] = {'mean', "
+          "'std'} (gjscc_jax.inverse.latent_proxy.load_or_fit), or use "
+          "latent_space='w_plus'.")
+    return latent_proxy.to_w(latents, frozen["latent_proxy"])
+  return latents
+
+
+def render(generator, config, frozen, variables, block=None):
+  """The generator image `(R, R, 3)` of one image's variables, whose
+  `x`/`img` enter `block` (default `config.last_block`)."""
+  block = config.last_block if block is None else block
+  return generator.synthesize_one(
+      frozen["generator"], latents_to_ws(config, frozen, variables.latents),
+      variables.noises, block, variables.x, variables.img)
+
+
+def _advance(generator, config, frozen, variables, block):
+  """`variables` with `x`/`img` moved from entering `block` to `block + 1`."""
+  x, img = generator.blocks_one(
+      frozen["generator"], latents_to_ws(config, frozen, variables.latents),
+      variables.noises, block, block + 1, variables.x, variables.img)
+  # A bfloat16 generator returns bfloat16 features; the next round
+  # optimises them (and keeps Adam's moments) in float32.
+  return variables._replace(x=x.astype(jnp.float32),
+                            img=img.astype(jnp.float32))
+
+
+def initial_variables(generator, config, frozen, key) -> Variables:
+  """The start of the search for one image.
+
+  Latents: `z ~ N(0, I)` per row ('z_proxy', from the first half of `key`)
+  or `w_avg` in every row ('w_plus'); noise maps N(0, 1) (second half).
+  With `start_block > 0`, `x`/`img` are the output of blocks
+  `0 .. start_block - 1` at these variables.
+  """
+  latent_key, noise_key = jax.random.split(key)
+  shape = (generator.num_ws, generator.w_dim)
+  if config.latent_space == "z_proxy":
+    latents = jax.random.normal(latent_key, shape, jnp.float32)
+  else:
+    w_avg = jnp.asarray(generator.w_avg(frozen["generator"]), jnp.float32)
+    latents = jnp.broadcast_to(w_avg, shape)
+  keys = jax.random.split(noise_key, len(generator.noise_blocks))
+  noises = tuple(jax.random.normal(k, s, jnp.float32) for k, s in
                  zip(keys, generator.noise_shapes()))
-  return Variables(ws, noises)
+  variables = Variables(latents, noises)
+  if config.start_block:
+    x, img = generator.blocks_one(
+        frozen["generator"], latents_to_ws(config, frozen, latents), noises,
+        0, config.start_block)
+    variables = variables._replace(x=x.astype(jnp.float32),
+                                   img=img.astype(jnp.float32))
+  return variables
 
 
-def _noise_split(generator, round_index, ahead):
-  """Indices of the noise layers optimised in a round, and of the others."""
-  lo, hi = round_index, round_index + ahead
+def _noise_split(generator, block, ahead):
+  """Indices of the noise layers optimised from `block`, and of the others."""
   chosen = tuple(i for i, b in enumerate(generator.noise_blocks)
-                 if lo <= b <= hi)
+                 if block <= b <= block + ahead)
   others = tuple(i for i in range(len(generator.noise_blocks))
                  if i not in chosen)
   return chosen, others
+
+
+class SearchState(NamedTuple):
+  """One image's state between rounds (a pytree).
+
+  Attributes:
+    variables: The current variables (`x`/`img` entering the next round's
+      block).
+    best: The best iterate so far, in the same form.
+    best_value: Its selection score (inf before the first step).
+    best_step: Its step index (-1 before the first step).
+  """
+  variables: Variables
+  best: Variables
+  best_value: jax.Array
+  best_step: jax.Array
 
 
 class RoundState(NamedTuple):
   """One image's state within a round (a pytree; the carry of its steps).
 
   Attributes:
-    trainable: `{'ws', 'noises'[, 'x']}`: what the round optimises.
+    trainable: `{'latents', 'noises'[, 'x']}`: what the round optimises.
     opt_state: Adam's state for `trainable`.
     anchor: `trainable` at the start of the round (for the L1 balls).
-    norms: Round-start norms of W+ rows and optimised noise maps.
+    norms: Round-start norms of the latent rows and optimised noise maps.
     fixed_noises: The noise maps this round leaves alone.
-    img: The frozen skip image entering the start block (None in round 0).
-    best_image: The best generator image so far `(R, R, 3)`.
-    best_value: Its `best_by` term.
+    img: The frozen skip image entering the start block (None at block 0).
+    best, best_value, best_step: As in `SearchState`.
   """
   trainable: dict
   opt_state: Any
@@ -254,8 +408,9 @@ class RoundState(NamedTuple):
   norms: dict
   fixed_noises: tuple
   img: Any
-  best_image: jax.Array
+  best: Variables
   best_value: jax.Array
+  best_step: jax.Array
 
 
 def _adam(config, r):
@@ -265,47 +420,59 @@ def _adam(config, r):
   return optax.adam(schedule, b1=0.9, b2=0.999, eps=1e-8)
 
 
-def start_search(generator, frozen, key):
-  """`(variables, best_image, best_value, run_key)` before round 0."""
+def start_search(generator, config, frozen, key):
+  """`(SearchState, run_key)` before round 0."""
   init_key, run_key = jax.random.split(key)
-  variables = initial_variables(generator, frozen["generator"], init_key)
-  res = generator.resolution
-  return (variables, jnp.zeros((res, res, 3), jnp.float32),
-          jnp.asarray(jnp.inf, jnp.float32), run_key)
+  variables = initial_variables(generator, config, frozen, init_key)
+  return SearchState(variables, variables, jnp.asarray(jnp.inf, jnp.float32),
+                     jnp.asarray(-1, jnp.int32)), run_key
 
 
-def start_round(generator, config, r, variables, best_image, best_value
+def start_round(generator, config, r, search_state: SearchState
                 ) -> RoundState:
   """The state at the start of round `r` (fresh Adam moments)."""
-  opt_idx, fixed_idx = _noise_split(generator, r, config.noise_blocks_ahead)
-  trainable = dict(ws=variables.ws,
+  variables = search_state.variables
+  opt_idx, fixed_idx = _noise_split(generator, config.block(r),
+                                    config.noise_blocks_ahead)
+  trainable = dict(latents=variables.latents,
                    noises=tuple(variables.noises[i] for i in opt_idx))
-  if r > 0:
+  if config.block(r) > 0:
     trainable["x"] = variables.x
-  norms = dict(ws=projections.vector_norms(variables.ws, (-1,)),
+  norms = dict(latents=projections.vector_norms(variables.latents, (-1,)),
                noises=tuple(projections.vector_norms(n, (0, 1))
                             for n in trainable["noises"]))
   return RoundState(trainable, _adam(config, r).init(trainable), trainable,
                     norms, tuple(variables.noises[i] for i in fixed_idx),
-                    variables.img, best_image, best_value)
+                    variables.img, search_state.best, search_state.best_value,
+                    search_state.best_step)
 
 
 def _all_noises(generator, config, r, state, opt_noises):
-  opt_idx, fixed_idx = _noise_split(generator, r, config.noise_blocks_ahead)
+  opt_idx, fixed_idx = _noise_split(generator, config.block(r),
+                                    config.noise_blocks_ahead)
   noises = [None] * len(generator.noise_blocks)
   for i, n in zip(opt_idx + fixed_idx, opt_noises + state.fixed_noises):
     noises[i] = n
   return tuple(noises)
 
 
+def _current(generator, config, r, state):
+  """The round's current iterate as `Variables`."""
+  tr = state.trainable
+  return Variables(tr["latents"], _all_noises(generator, config, r, state,
+                                              tr["noises"]),
+                   tr.get("x"), state.img)
+
+
 def _project(config, r, state, tr):
   tr = dict(tr)
   if config.project_latents:
-    tr["ws"] = projections.preserve_norm(tr["ws"], state.norms["ws"], (-1,))
+    tr["latents"] = projections.preserve_norm(tr["latents"],
+                                              state.norms["latents"], (-1,))
   if config.project_noises:
     tr["noises"] = tuple(projections.preserve_norm(n, m, (0, 1)) for n, m
                          in zip(tr["noises"], state.norms["noises"]))
-  for name, radii in (("ws", config.latent_radius),
+  for name, radii in (("latents", config.latent_radius),
                       ("x", config.feature_radius)):
     if radii is not None and name in tr:
       tr[name] = projections.project_deviation(tr[name], state.anchor[name],
@@ -317,64 +484,103 @@ def _project(config, r, state, tr):
   return tr
 
 
+def _regularised(config, r) -> bool:
+  return bool(config.geocross_weight) and (
+      config.geocross_rounds == "all" or r == 0)
+
+
+def selection_score(config, r, objective, frozen, image, target, terms):
+  """The `best_by` score of a step's image (not 'last').
+
+  Uses `objective.selection_terms(frozen, image, target, draws, terms,
+  need_lpips)` when the objective has it (a stochastic objective scores
+  with fixed keys there), else the step's own `terms`.
+  """
+  select = getattr(objective, "selection_terms", None)
+  if select is not None:
+    terms = select(frozen, jax.lax.stop_gradient(image), target,
+                   config.best_by_draws, terms,
+                   config.best_by in ("lpips", "loss"))
+  if config.best_by == "loss":
+    lpips = terms.get("lpips", jnp.zeros((), jnp.float32))
+    return config.mse_weight[r] * terms["mse"] + (
+        config.lambda_lpips[r] * lpips)
+  return terms[config.best_by]
+
+
 def round_step(generator, config, objective, r, frozen, target, key,
                state: RoundState, step_index):
   """One Adam step of round `r`: `(state, terms)`; `step_index` counts steps
   over all rounds (it keys the step: `fold_in(key, step_index)`)."""
   mse_w, lpips_w = config.mse_weight[r], config.lambda_lpips[r]
+  block = config.block(r)
 
   def loss_fn(tr):
     image = generator.synthesize_one(
-        frozen["generator"], tr["ws"],
-        _all_noises(generator, config, r, state, tr["noises"]), r,
+        frozen["generator"], latents_to_ws(config, frozen, tr["latents"]),
+        _all_noises(generator, config, r, state, tr["noises"]), block,
         tr.get("x"), state.img)
     terms = dict(objective(frozen, image, target,
                            jax.random.fold_in(key, step_index)))
     terms.setdefault("lpips", jnp.zeros((), jnp.float32))
     terms["loss"] = mse_w * terms["mse"] + lpips_w * terms["lpips"]
     regulariser = config.geocross_weight * projections.geocross(
-        tr["ws"][2 * r:]) if config.geocross_weight else 0.0
+        tr["latents"][2 * block:]) if _regularised(config, r) else 0.0
     terms["objective"] = terms["loss"] + regulariser
     return terms["objective"], (terms, image)
 
   (_, (terms, image)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.trainable)
+  if config.best_by != "last":
+    score = selection_score(config, r, objective, frozen, image, target,
+                            terms)
+    terms["score"] = score
+    better = score < state.best_value
+    best = jax.tree.map(lambda new, old: jnp.where(better, new, old),
+                        _current(generator, config, r, state), state.best)
+    state = state._replace(
+        best=best, best_value=jnp.where(better, score, state.best_value),
+        best_step=jnp.where(better, jnp.asarray(step_index, jnp.int32),
+                            state.best_step))
   updates, opt_state = _adam(config, r).update(grads, state.opt_state,
                                                state.trainable)
   trainable = _project(config, r, state,
                        optax.apply_updates(state.trainable, updates))
-  value = terms[config.best_by]
-  better = value < state.best_value
-  return state._replace(
-      trainable=trainable, opt_state=opt_state,
-      best_image=jnp.where(better, image, state.best_image),
-      best_value=jnp.where(better, value, state.best_value)), terms
+  return state._replace(trainable=trainable, opt_state=opt_state), terms
 
 
-def end_round(generator, config, r, frozen, state: RoundState):
-  """`(variables, best_image, best_value)` after round `r`; before a next
-  round, `x`/`img` become block `r`'s output (the next round's input)."""
-  tr = state.trainable
-  variables = Variables(tr["ws"], _all_noises(generator, config, r, state,
-                                              tr["noises"]),
-                        tr.get("x"), state.img)
+def end_round(generator, config, r, frozen, state: RoundState) -> SearchState:
+  """The `SearchState` after round `r`; before a next round, `x`/`img` of
+  the current and of the best variables move on by one block (the next
+  round's input)."""
+  variables, best = _current(generator, config, r, state), state.best
   if r + 1 < config.num_rounds:
-    x, img = generator.blocks_one(frozen["generator"], variables.ws,
-                                  variables.noises, r, r + 1, variables.x,
-                                  variables.img)
-    # A bfloat16 generator returns bfloat16 features; the next round
-    # optimises them (and keeps Adam's moments) in float32.
-    variables = variables._replace(x=x.astype(jnp.float32),
-                                   img=img.astype(jnp.float32))
-  return variables, state.best_image, state.best_value
+    block = config.block(r)
+    variables = _advance(generator, config, frozen, variables, block)
+    best = _advance(generator, config, frozen, best, block)
+  return SearchState(variables, best, state.best_value, state.best_step)
+
+
+def finish(generator, config, frozen, search_state: SearchState):
+  """`(image, best, best_step, variables)` of the chosen iterate."""
+  if config.best_by == "last":
+    chosen = search_state.variables
+    best = jnp.asarray(jnp.nan, jnp.float32)
+    step = jnp.asarray(config.total_steps, jnp.int32)
+  else:
+    chosen, best = search_state.best, search_state.best_value
+    step = search_state.best_step
+  return render(generator, config, frozen, chosen), best, step, chosen
 
 
 def check_rounds(generator, config):
-  if config.num_rounds > generator.num_blocks:
+  if config.last_block >= generator.num_blocks:
     raise ValueError(
-        f"{config.num_rounds} ILO rounds need {config.num_rounds} generator "
-        f"blocks; this {generator.resolution}x{generator.resolution} "
-        f"generator has {generator.num_blocks}. Use fewer `steps` entries.")
+        f"{config.num_rounds} ILO rounds from start_block="
+        f"{config.start_block} need {config.last_block + 1} generator blocks; "
+        f"this {generator.resolution}x{generator.resolution} generator has "
+        f"{generator.num_blocks}. Use fewer `steps` entries or a lower "
+        "start_block.")
 
 
 def invert_one(generator, config: ILOConfig, objective: Objective, frozen,
@@ -385,33 +591,35 @@ def invert_one(generator, config: ILOConfig, objective: Objective, frozen,
 
   Args:
     generator: A `LayeredGenerator`.
-    config: An `ILOConfig`; `len(config.steps) <= generator.num_blocks`.
+    config: An `ILOConfig`; `config.last_block < generator.num_blocks`.
     objective: `(frozen, image, target, key) -> {'mse': (), 'lpips': ()}`,
       the data terms of the generator image `image` `(R, R, 3)` against this
       image's `target`, given a fresh PRNG key every step (e.g. a
-      `forward_operators.DataTerms`). 'lpips' may be left out.
+      `forward_operators.DataTerms`). 'lpips' may be left out. An objective
+      that depends on the key should also have `selection_terms` (see
+      `selection_score`); otherwise the step's terms select the iterate.
     frozen: Replicated parameters; `frozen['generator']` are the generator's,
-      the rest is passed to `objective` untouched.
+      `frozen['latent_proxy']` the proxy ('z_proxy'), the rest is passed to
+      `objective` untouched.
     target: This image's target pytree, passed to `objective`.
-    key: This image's PRNG key (noise initialisation and every step's key).
+    key: This image's PRNG key (initialisation and every step's key).
 
   Returns:
     A `Result`.
   """
   check_rounds(generator, config)
-  variables, best_image, best_value, run_key = start_search(
-      generator, frozen, key)
+  search_state, run_key = start_search(generator, config, frozen, key)
   history = []
   for r in range(config.num_rounds):
-    state = start_round(generator, config, r, variables, best_image,
-                        best_value)
+    state = start_round(generator, config, r, search_state)
     step = lambda s, i, r=r: round_step(generator, config, objective, r,
                                         frozen, target, run_key, s, i)
     first = sum(config.steps[:r])
     state, terms = jax.lax.scan(step, state,
                                 first + jnp.arange(config.steps[r]))
     history.append(terms)
-    variables, best_image, best_value = end_round(generator, config, r,
-                                                  frozen, state)
+    search_state = end_round(generator, config, r, frozen, state)
   terms = jax.tree.map(lambda *t: jnp.concatenate(t), *history)
-  return Result(best_image, best_value, terms, variables)
+  image, best, best_step, chosen = finish(generator, config, frozen,
+                                          search_state)
+  return Result(image, best, best_step, terms, chosen)

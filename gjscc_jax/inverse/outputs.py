@@ -6,6 +6,8 @@ Layout of an output directory::
   snr_<s>dB/restored/<i>.png InverseJSCC's restored image i at SNR s
   snr_<s>dB/received/<i>.png the DeepJSCC reconstruction it started from
   snr_<s>dB/records/<i>.json per-image metrics and search history
+  snr_<s>dB/latents/<i>.npz  the chosen latents (`save_latents`; see
+                             `gjscc_jax.inverse.latents`)
 
 with `<i>` the zero-padded global image index and `<s>` the SNR (`-5`,
 `0.5`, ...). Every file is written to a temporary name in the same directory
@@ -108,17 +110,27 @@ class OutputStore:
             flush=True)
       return None
 
-  def write(self, snr_db: float, index: int, images: dict, record: dict):
-    """Writes one finished image: its PNGs first, then its record.
+  def latents_path(self, snr_db: float, index: int) -> str:
+    """Path of the saved latents of one image (`inverse.latents`)."""
+    return self._path(snr_db, "latents", index, "npz")
+
+  def write(self, snr_db: float, index: int, images: dict, record: dict,
+            latents: dict | None = None):
+    """Writes one finished image: its PNGs and latents first, then its record.
 
     Args:
       snr_db: The SNR.
       index: The global image index.
       images: `{'restored': uint8 (H, W, 3), 'received': ...}`.
       record: JSON-serialisable per-image results.
+      latents: Optional `{name: array}` written to `latents_path`.
     """
     for kind, image in images.items():
       atomic_write(self.image_path(snr_db, index, kind), png_bytes(image))
+    if latents is not None:
+      buffer = io.BytesIO()
+      np.savez(buffer, **latents)
+      atomic_write(self.latents_path(snr_db, index), buffer.getvalue())
     atomic_write(self.record_path(snr_db, index),
                  json.dumps(record, sort_keys=True).encode())
 
@@ -182,8 +194,8 @@ class BackgroundWriter:
         workers, thread_name_prefix="inverse-writer")
     self._pending = collections.deque()
 
-  def submit(self, images: Sequence[tuple[float, int, dict, dict]]) -> None:
-    """Queues one batch: `(snr_db, index, images, record)` per image, as
+  def submit(self, images: Sequence[tuple]) -> None:
+    """Queues one batch: `(snr_db, index, images, record[, latents])` per image, as
     `OutputStore.write` takes them."""
     self._pending.append([self._pool.submit(self.store.write, *args)
                           for args in images])

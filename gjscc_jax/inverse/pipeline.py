@@ -6,9 +6,10 @@ index per image) the function `make_batch_fn` returns
 1. transmits the image with DeepJSCC at its SNR, giving the received
    reconstruction `x_hat` (the InverseJSCC input): `InverseJSCC.prepare`;
 2. runs the ILO search for `G(.)` explaining `x_hat` (`search.inverter`);
-3. scores the restored image (the best `G(.)`, area-downsampled to the image
-   size and clipped) and `x_hat` against the original: PSNR, SSIM, MS-SSIM
-   (from 176 px) and LPIPS per image: `InverseJSCC.score`.
+3. scores the restored image (the chosen `G(.)`, area-downsampled to the
+   image size and clipped) and `x_hat` against the original: PSNR, SSIM,
+   MS-SSIM (from 176 px) and LPIPS per image: `InverseJSCC.score`; with
+   `save_latents`, the chosen variables come out too.
 
 Randomness is per image, never per batch: the channel realisation, the noise
 maps' initialisation and the keys of every step derive from
@@ -27,6 +28,7 @@ from gjscc_jax import metrics as metrics_lib
 from gjscc_jax import pixels
 from gjscc_jax.inverse import forward_operators
 from gjscc_jax.inverse import ilo
+from gjscc_jax.inverse import latents as latents_lib
 from gjscc_jax.inverse import search
 
 #: Smallest side at which 5-scale MS-SSIM is reported (as in the sweeps).
@@ -72,6 +74,7 @@ class InverseJSCC:
       (`Scheme.reconstruct` of the trained run), used to make `x_hat`.
     metric_losses: `{'lpips_alex': PerceptualLoss, ...}` scored per image.
     seed: Base seed of every per-image key.
+    save_latents: Whether `score` also returns the chosen variables.
   """
   generator: Any
   config: ilo.ILOConfig
@@ -79,6 +82,14 @@ class InverseJSCC:
   transmit: Callable[..., Any] = dataclasses.field(repr=False)
   metric_losses: tuple[tuple[str, Any], ...] = ()
   seed: int = 0
+  save_latents: bool = False
+
+  def __post_init__(self):
+    if self.terms.lpips_target != self.config.lpips_target:
+      raise ValueError(
+          f"The data terms compute LPIPS on {self.terms.lpips_target!r} but "
+          f"the ILO config says lpips_target={self.config.lpips_target!r}; "
+          "build DataTerms with lpips_target=config.lpips_target.")
 
   def prepare(self, frozen, originals_u8, snr_db, image_index):
     """Transmits a batch: `(originals, received, targets, search_keys)`.
@@ -102,26 +113,33 @@ class InverseJSCC:
     targets = self.terms.prepare_targets(frozen, received, snr_db, fixed_key)
     return originals, received, targets, search_key
 
-  def score(self, frozen, originals, received, image, best, terms):
+  def score(self, frozen, originals, received, result: ilo.Result):
     """The per-image outputs of a finished search.
 
     Returns:
       A dict of per-image arrays: 'restored' and 'received' uint8
       `(B, H, W, 3)`; 'inverse/<metric>' and 'deepjscc/<metric>' `(B,)`;
-      'best' `(B,)` (the `best_by` term of the restored image); 'terms/<name>'
-      `(B, total_steps)` search histories.
+      'best' `(B,)` (the selection score of the restored image, NaN for
+      'last') and 'best_step' `(B,)`; 'terms/<name>' `(B, total_steps)`
+      search histories; with `save_latents`, 'latents/<name>' (see
+      `latents.latent_arrays`).
     """
     factor = self.generator.resolution // originals.shape[1]
-    restored = forward_operators.box_downsample(image, factor)
+    restored = forward_operators.box_downsample(result.image, factor)
     restored = jnp.clip(restored, pixels.LOW, pixels.HIGH)
     losses = dict(self.metric_losses)
     out = dict(restored=pixels.to_uint8(restored),
-               received=pixels.to_uint8(received), best=best)
+               received=pixels.to_uint8(received), best=result.best,
+               best_step=result.best_step)
     for prefix, images in (("inverse", restored), ("deepjscc", received)):
       for name, value in _score(images, originals, losses, frozen).items():
         out[f"{prefix}/{name}"] = value
-    for name, value in terms.items():
+    for name, value in result.terms.items():
       out[f"terms/{name}"] = value
+    if self.save_latents:
+      for name, value in latents_lib.latent_arrays(
+          self.config, frozen, result.variables).items():
+        out[f"latents/{name}"] = value
     return out
 
 
@@ -137,7 +155,7 @@ def make_batch_fn(inverse: InverseJSCC, mesh=None, loop="auto"):
   """
   prepare = search.jit_batched(mesh, inverse.prepare, (False, True, True,
                                                        True))
-  score = search.jit_batched(mesh, inverse.score, (False,) + (True,) * 5)
+  score = search.jit_batched(mesh, inverse.score, (False,) + (True,) * 3)
   find = search.inverter(inverse.generator, inverse.config, inverse.terms,
                          mesh, loop)
 
@@ -145,6 +163,5 @@ def make_batch_fn(inverse: InverseJSCC, mesh=None, loop="auto"):
     originals, received, targets, keys = prepare(frozen, originals_u8, snr_db,
                                                  image_index)
     result = find(frozen, targets, keys)
-    return score(frozen, originals, received, result.image, result.best,
-                 result.terms)
+    return score(frozen, originals, received, result)
   return batch_fn

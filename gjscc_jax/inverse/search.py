@@ -77,11 +77,11 @@ class StepwiseInverter:
     g, c = generator, config
     vmap = jax.vmap
     self._start = jit_batched(mesh, vmap(
-        lambda frozen, key: ilo.start_search(g, frozen, key), (None, 0)),
+        lambda frozen, key: ilo.start_search(g, c, frozen, key), (None, 0)),
                        (False, True))
     self._rounds = []
     for r in range(config.num_rounds):
-      start = vmap(lambda v, bi, bv, r=r: ilo.start_round(g, c, r, v, bi, bv))
+      start = vmap(lambda s, r=r: ilo.start_round(g, c, r, s))
       step = vmap(
           lambda frozen, target, key, state, i, r=r: ilo.round_step(
               g, c, objective, r, frozen, target, key, state, i),
@@ -89,24 +89,28 @@ class StepwiseInverter:
       end = vmap(lambda frozen, state, r=r: ilo.end_round(g, c, r, frozen,
                                                           state), (None, 0))
       self._rounds.append((
-          jit_batched(mesh, start, (True, True, True)),
+          jit_batched(mesh, start, (True,)),
           jit_batched(mesh, step, (False, True, True, True, False),
                       donate=(3,)),
           jit_batched(mesh, end, (False, True))))
+    self._finish = jit_batched(mesh, vmap(
+        lambda frozen, s: ilo.finish(g, c, frozen, s), (None, 0)),
+                               (False, True))
 
   def __call__(self, frozen, targets, keys) -> ilo.Result:
-    variables, best_image, best_value, run_keys = self._start(frozen, keys)
+    search_state, run_keys = self._start(frozen, keys)
     history, index = [], 0
     for (start, step, end), steps in zip(self._rounds, self.config.steps):
-      state = start(variables, best_image, best_value)
+      state = start(search_state)
       for _ in range(steps):
         state, terms = step(frozen, targets, run_keys, state,
                             jnp.int32(index))
         history.append(terms)
         index += 1
-      variables, best_image, best_value = end(frozen, state)
+      search_state = end(frozen, state)
     terms = jax.tree.map(lambda *t: jnp.stack(t, axis=1), *history)
-    return ilo.Result(best_image, best_value, terms, variables)
+    image, best, best_step, chosen = self._finish(frozen, search_state)
+    return ilo.Result(image, best, best_step, terms, chosen)
 
 
 def inverter(generator, config, objective, mesh=None, loop="auto"):

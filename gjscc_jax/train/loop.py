@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from gjscc_jax import data as data_lib
 from gjscc_jax import faults
+from gjscc_jax import generated_data
 from gjscc_jax import preemption
 from gjscc_jax import schemes
 from gjscc_jax import sharding
@@ -114,6 +115,7 @@ def train(config, workdir, eval_at_end=True, distributed=False):
   tx, schedule = scheme.make_optimizer(config.total_steps)
   shard_index, shard_count = sharding.process_shard(mesh, config.batch_size)
   local_batch = config.batch_size // shard_count
+  generated_data.ensure_prepared(config.data)  # 'generator' data only.
 
   init_key, run_key = jax.random.split(jax.random.PRNGKey(config.seed))
   res = config.data.resolution
