@@ -508,20 +508,19 @@ def test_bfloat16_generator_search(prior):
   """
   layered, module, variables = prior
   layered16 = generator_lib.from_stylegan2(module.clone(dtype=jnp.bfloat16))
-  config = ilo.ILOConfig(steps=(6, 6), lambda_lpips=0.0)
+  config = ilo.ILOConfig(steps=(6, 6), lambda_lpips=0.0,
+                         latent_space="w_plus")
   frozen, targets = _prepare(prior, _targets(prior, 2))
   keys = jax.random.split(jax.random.PRNGKey(7), 2)
 
   def state_after_a_step_of_round_1(g):
-    variables, best_image, best_value, run_key = ilo.start_search(
-        g, frozen, keys[0])
+    search_state, run_key = ilo.start_search(g, config, frozen, keys[0])
     target = jax.tree.map(lambda a: a[0], targets)
-    state = ilo.start_round(g, config, 0, variables, best_image, best_value)
+    state = ilo.start_round(g, config, 0, search_state)
     state, _ = ilo.round_step(g, config, _IDENTITY, 0, frozen, target,
                               run_key, state, 0)
-    variables, best_image, best_value = ilo.end_round(g, config, 0, frozen,
-                                                      state)
-    state = ilo.start_round(g, config, 1, variables, best_image, best_value)
+    search_state = ilo.end_round(g, config, 0, frozen, state)
+    state = ilo.start_round(g, config, 1, search_state)
     return ilo.round_step(g, config, _IDENTITY, 1, frozen, target, run_key,
                           state, 1)[0]
 
@@ -532,8 +531,8 @@ def test_bfloat16_generator_search(prior):
             if jnp.issubdtype(l.dtype, jnp.floating)]
   assert floats and all(d == jnp.float32 for _, d in floats), floats
 
-  start = ilo.initial_variables(layered, variables, keys[0])
-  images = [jax.jit(g.synthesize_one)(variables, start.ws, start.noises)
+  start = ilo.initial_variables(layered, config, frozen, keys[0])
+  images = [jax.jit(g.synthesize_one)(variables, start.latents, start.noises)
             for g in (layered, layered16)]
   assert images[1].dtype == jnp.float32
   rel = float(jnp.linalg.norm(images[1] - images[0]) /
