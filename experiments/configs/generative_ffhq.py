@@ -43,6 +43,11 @@ def get_config(arg=None):
       latent_channels=common.latent_channels(arg.bcr, downsampling=16),
       encoder_snr_adaptive=False,
       injection=arg.injection,   # 'concat' | 'add' | 'none'
+      # GPEN's 'concat' layers (models/generative/synthesis.py): a learned,
+      # zero-initialised scale per map ('learned' | 'none'), and no StyleGAN2
+      # noise in the layers that get a map.
+      injection_scale="learned",
+      noise_in_injected_layers=False,
       inject_max_resolution=config_dict.placeholder(int),  # None: every layer
       w_mode="per_layer",        # 'per_layer' (W+) | 'shared' (one w)
       noise_mode="const",        # noise of layers without injection

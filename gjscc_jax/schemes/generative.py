@@ -12,7 +12,9 @@ trainer asks of a scheme (`base.Scheme`):
   the W+ offset to the generator's `w_avg`; without weights it says loudly
   that the generator starts from random weights.
 * `make_optimizer`: `optax.multi_transform` over parameter groups: the
-  encoder and receiver use `config.optimizer`; the synthesis network is
+  encoder and receiver use `config.optimizer` (and so do the decoder's
+  map scales `inject_scale_*`, `model.injection_scale='learned'`, which are
+  not part of the generator); the synthesis network is
   frozen (`generator.train='frozen'`: no update, no optimiser state, no
   weight gradients) or fine-tuned with the same settings at its own learning
   rate `generator.lr` (default: `optimizer.lr`); the discriminator of the
@@ -87,7 +89,10 @@ def build_model(config):
       fading=ch.fading, equalization=ch.equalization, power=ch.power,
       w_dim=arch["w_dim"], synthesis_channel_base=arch["channel_base"],
       synthesis_channel_max=arch["channel_max"], conv_clamp=arch["conv_clamp"],
-      injection=m.injection, inject_max_resolution=m.inject_max_resolution,
+      injection=m.injection,
+      injection_scale=m.get("injection_scale", "learned"),
+      noise_in_injected_layers=m.get("noise_in_injected_layers", False),
+      inject_max_resolution=m.inject_max_resolution,
       w_mode=m.w_mode, receiver_channel_base=m.receiver_channel_base,
       receiver_channel_max=m.receiver_channel_max,
       receiver_res_blocks=m.receiver_res_blocks,
@@ -95,7 +100,7 @@ def build_model(config):
       dtype=base.compute_dtype(config))
 
 
-def graft_pretrained(params, generator_variables):
+def graft_pretrained(params, generator_variables, zero_new_inputs=True):
   """Puts converted StyleGAN2 variables into GenerativeJSCC's variables.
 
   Args:
@@ -104,12 +109,14 @@ def graft_pretrained(params, generator_variables):
 
   Returns:
     `params` with the synthesis network's parameters and noise buffers
-    grafted (`generative_lib.graft_synthesis`) and the receiver's W+
+    grafted (`generative_lib.graft_synthesis`, with `zero_new_inputs`
+    for unscaled 'concat' maps) and the receiver's W+
     offset set to the generator's `w_avg`.
   """
   p, b = dict(params["params"]), dict(params["buffers"])
   p["synthesis"] = generative_lib.graft_synthesis(
-      p["synthesis"], generator_variables["params"]["synthesis"])
+      p["synthesis"], generator_variables["params"]["synthesis"],
+      zero_new_inputs=zero_new_inputs)
   b["synthesis"] = generative_lib.graft_synthesis(
       b["synthesis"], generator_variables["buffers"]["synthesis"])
   receiver = dict(p["receiver"])
@@ -129,6 +136,10 @@ def _labels(params, generator_label):
     if top == "discriminator":
       return "discriminator"
     if top == "params" and path[1].key == "synthesis":
+      # The map scales are the decoder's own, not the generator's: they
+      # train with the receiver, also when the generator is frozen.
+      if generative_lib.is_injection_scale(path[-1].key):
+        return "default"
       return generator_label
     return "default"
 
@@ -186,14 +197,17 @@ def build(config) -> base.Scheme:
   dtype = base.compute_dtype(config)
   res = config.data.resolution
   frozen = config.generator.train == "frozen"
-  if (frozen and config.model.injection == "concat"
+  scaled = config.model.get("injection_scale", "learned") == "learned"
+  if (frozen and config.model.injection == "concat" and not scaled
       and config.generator.get("weights")):
     raise ValueError(
-        "generator.train='frozen' with model.injection='concat' and converted "
-        "weights would ignore the injected feature maps: their kernel slices "
-        "start at zero and a frozen generator never updates them. Use "
-        "--config.model.injection=add (maps replace the noise inputs) or "
-        "--config.generator.train=finetune.")
+        "generator.train='frozen' with model.injection='concat', "
+        "model.injection_scale='none' and converted weights would ignore the "
+        "injected feature maps: their kernel slices start at zero and a "
+        "frozen generator never updates them. Use "
+        "--config.model.injection_scale=learned (GPEN's zero-initialised "
+        "scales, trained with the receiver), --config.model.injection=add "
+        "or --config.generator.train=finetune.")
   adv = config.get("adversarial")
   adversarial = adv is not None and adv.enabled
   discriminator = None
@@ -213,8 +227,11 @@ def build(config) -> base.Scheme:
 
   def reconstruct(params, images, snr_db, key):
     p = params["params"]
-    if frozen:  # No weight gradients for a frozen generator (saves compute).
-      p = {**p, "synthesis": sg(p["synthesis"])}
+    if frozen:  # No weight gradients for a frozen generator (saves compute),
+      # but the map scales train (they are the decoder's own).
+      p = {**p, "synthesis": {
+          k: v if generative_lib.is_injection_scale(k) else sg(v)
+          for k, v in p["synthesis"].items()}}
     variables = {"params": p, "buffers": sg(params["buffers"])}
     return model.apply(variables, images, snr_db, key)
 
@@ -229,7 +246,8 @@ def build(config) -> base.Scheme:
           "--config.generator.weights=DST).")
       return params
     _, generator_variables = stylegan2.load_stylegan2(path)
-    grafted = graft_pretrained(params, generator_variables)
+    grafted = graft_pretrained(params, generator_variables,
+                               zero_new_inputs=not scaled)
     logging.info("Synthesis network initialised from %s (%s)", path,
                  config.generator.train)
     shardings = jax.tree.map(lambda x: x.sharding, params)
