@@ -7,6 +7,9 @@ with random access:
   seconds (tests, CPU demo).
 * 'celebahq' (27k/3k by index), 'ffhq' (60k/10k by index), 'image_folder'
   (seeded test fraction): prepared once from the user's folder of images.
+* 'generator': images sampled from a fixed StyleGAN2 (a converted one or a
+  seeded random one), prepared by `gjscc_jax.generated_data.prepare` (the
+  data layer does not import model code).
 
 The trainer calls `get_data_source`, `train_loader` and `eval_batches` with a
 config from `default_data_config()`; images are converted to the model range

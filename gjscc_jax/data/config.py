@@ -10,7 +10,9 @@ import ml_collections
 from ml_collections import config_dict
 
 #: Dataset names `data_config.name` accepts.
-DATASET_NAMES = ("sample", "ffhq", "celebahq", "image_folder")
+DATASET_NAMES = ("sample", "ffhq", "celebahq", "image_folder", "generator")
+#: Noise modes of images sampled from a generator (`data_config.generator`).
+GENERATOR_NOISE_MODES = ("random", "const", "none")
 #: Split names every dataset provides.
 SPLITS = ("train", "test")
 
@@ -37,6 +39,18 @@ def default_data_config() -> ml_collections.ConfigDict:
       probability 1/2 (a seeded, checkpoint-reproducible transform).
     sample_train_size: Number of 'train' images of the 'sample' dataset.
     sample_test_size: Number of 'test' images of the 'sample' dataset.
+    generator: For 'generator', images sampled from a StyleGAN2 (see
+      `gjscc_jax.data.generator`):
+      dir: A converted StyleGAN2 directory (`python -m weights_convert
+        stylegan2`); None samples the small random StyleGAN2 of `random`.
+      train_size, test_size: Images per split.
+      sample_seed: Seed of the images' latents and noise maps.
+      truncation_psi: Truncation towards the generator's `w_avg` (1: none).
+      noise_mode: 'random' (fresh N(0, 1) noise maps per image, seeded),
+        'const' (the generator's stored noise maps) or 'none'.
+      random: The random generator (`gjscc_jax.models.stylegan2.
+        random_stylegan2`'s arguments) when `dir` is None; its `resolution`
+        must equal `resolution` above.
   """
   config = ml_collections.ConfigDict()
   config.name = "sample"
@@ -50,12 +64,26 @@ def default_data_config() -> ml_collections.ConfigDict:
   config.random_flip = True
   config.sample_train_size = 512
   config.sample_test_size = 64
+  config.generator = ml_collections.ConfigDict()
+  config.generator.dir = config_dict.placeholder(str)
+  config.generator.train_size = 1024
+  config.generator.test_size = 64
+  config.generator.sample_seed = 0
+  config.generator.truncation_psi = 1.0
+  config.generator.noise_mode = "random"
+  config.generator.random = ml_collections.ConfigDict(dict(
+      resolution=64, z_dim=64, w_dim=64, mapping_layers=2, channel_base=2048,
+      channel_max=64, seed=0, w_avg_samples=4096, noise_strength=0.1,
+      rgb_scale=0.25))
   return config
 
 
 def validate_data_config(data_config) -> None:
   """Raises a `ValueError` naming the field and the fix for a bad config."""
-  missing = sorted(set(default_data_config()) - set(data_config))
+  required = set(default_data_config())
+  if data_config.get("name") != "generator":
+    required.discard("generator")  # Configs saved before it existed.
+  missing = sorted(required - set(data_config))
   if missing:
     raise ValueError(
         f"data_config lacks the field(s) {', '.join(missing)}; build it with "
@@ -75,6 +103,8 @@ def validate_data_config(data_config) -> None:
       if not isinstance(size, int) or size < 1:
         raise ValueError(
             f"data_config.{field} must be a positive int, got {size!r}.")
+  if data_config.name == "generator":
+    _validate_generator(data_config.generator)
   if data_config.name == "image_folder":
     fraction = data_config.test_fraction
     if not 0.0 < fraction < 1.0:
@@ -84,6 +114,22 @@ def validate_data_config(data_config) -> None:
   if data_config.num_workers < 0:
     raise ValueError(
         f"data_config.num_workers must be >= 0, got {data_config.num_workers}.")
+
+
+def _validate_generator(generator) -> None:
+  for field in ("train_size", "test_size"):
+    size = generator[field]
+    if not isinstance(size, int) or size < 1:
+      raise ValueError(f"data_config.generator.{field} must be a positive "
+                       f"int, got {size!r}.")
+  psi = generator.truncation_psi
+  if not isinstance(psi, (int, float)) or not 0.0 <= psi <= 1.0:
+    raise ValueError("data_config.generator.truncation_psi must lie in "
+                     f"[0, 1] (1: no truncation), got {psi!r}.")
+  if generator.noise_mode not in GENERATOR_NOISE_MODES:
+    raise ValueError(
+        f"data_config.generator.noise_mode={generator.noise_mode!r}; valid "
+        f"modes are {', '.join(map(repr, GENERATOR_NOISE_MODES))}.")
 
 
 def validate_split(split: str) -> None:

@@ -8,10 +8,13 @@ TensorFlow anywhere. The same files can be opened without this package with
 `tfds.data_source('gjscc_celebahq/512px', split='test', data_dir=...)`.
 """
 
+import json
+
 from absl import logging
 import tensorflow_datasets as tfds
 
 from gjscc_jax.data import config as config_lib
+from gjscc_jax.data import generator
 from gjscc_jax.data import image_folder
 from gjscc_jax.data import sample
 
@@ -19,14 +22,30 @@ from gjscc_jax.data import sample
 FILE_FORMAT = "array_record"
 #: The config fields that identify a prepared dataset.
 _IDENTITY_FIELDS = ("name", "image_dir", "resolution", "tfds_dir",
-                    "test_fraction", "sample_train_size", "sample_test_size")
+                    "test_fraction", "sample_train_size", "sample_test_size",
+                    "generator")
 #: Prepared builders of this process, by identity (each is looked up on disk
 #: once, not at every evaluation).
 _PREPARED: dict[tuple, tfds.core.DatasetBuilder] = {}
 
 
-def get_builder(data_config) -> tfds.core.DatasetBuilder:
+def _identity(data_config) -> tuple:
+  def value(field):
+    if field == "generator":  # Absent from configs saved before it existed.
+      block = data_config.get(field)
+      return None if block is None else json.dumps(block.to_dict(),
+                                                   sort_keys=True)
+    return data_config[field]
+  return tuple(value(f) for f in _IDENTITY_FIELDS)
+
+
+def get_builder(data_config, sampler=None) -> tfds.core.DatasetBuilder:
   """Returns the TFDS builder of the dataset `data_config` describes.
+
+  Args:
+    data_config: A config like `default_data_config()`.
+    sampler: For 'generator' only: draws its images while preparing (see
+      `gjscc_jax.data.generator`); not needed to read a prepared one.
 
   Raises:
     ValueError: For an unknown `data_config.name` (listing valid names) or
@@ -39,14 +58,21 @@ def get_builder(data_config) -> tfds.core.DatasetBuilder:
         train_size=data_config.sample_train_size,
         test_size=data_config.sample_test_size,
         tfds_dir=data_config.tfds_dir)
+  if data_config.name == "generator":
+    return generator.generator_builder(data_config, sampler)
   return image_folder.folder_builder(
       data_config.name, resolution=data_config.resolution,
       image_dir=data_config.image_dir, tfds_dir=data_config.tfds_dir,
       test_fraction=data_config.test_fraction)
 
 
-def prepare(data_config) -> tfds.core.DatasetBuilder:
+def prepare(data_config, sampler=None) -> tfds.core.DatasetBuilder:
   """Prepares the dataset `data_config` names, if not already on disk.
+
+  Args:
+    data_config: A config like `default_data_config()`.
+    sampler: For 'generator' only, as in `get_builder`
+      (`gjscc_jax.generated_data.prepare` passes it).
 
   Returns:
     The builder, prepared; `builder.info` gives split sizes and (for folders)
@@ -55,15 +81,25 @@ def prepare(data_config) -> tfds.core.DatasetBuilder:
   Raises:
     FileNotFoundError: If a folder dataset is not prepared and
       `data_config.image_dir` is unset, missing or empty (the message gives the
-      expected layout and the config key to set).
+      expected layout and the config key to set), or if a 'generator' dataset
+      is not prepared and no sampler is given (the message names the call
+      that prepares it).
   """
   config_lib.validate_data_config(data_config)
-  key = tuple(data_config[field] for field in _IDENTITY_FIELDS)
+  key = _identity(data_config)
   if key in _PREPARED:
     return _PREPARED[key]
-  builder = get_builder(data_config)
+  builder = get_builder(data_config, sampler)
   if not builder.is_prepared():
-    if data_config.name != "sample":
+    if data_config.name == "generator":
+      if sampler is None:
+        raise FileNotFoundError(
+            f"The 'generator' dataset {builder.builder_config.name} is not "
+            f"prepared in {builder.data_dir}. Its images are sampled from a "
+            "StyleGAN2, which the data layer does not import: prepare it "
+            "with gjscc_jax.generated_data.prepare(config.data) (the "
+            "experiments/ entry points call it for you).")
+    elif data_config.name != "sample":
       # Fail before TFDS creates any directory, with the how-to message.
       image_folder.list_images(data_config.image_dir, data_config.name)
     logging.info("Preparing %s/%s in %s", builder.name,

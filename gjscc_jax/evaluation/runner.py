@@ -9,6 +9,7 @@ from absl import logging
 import jax
 
 from gjscc_jax import data as data_lib
+from gjscc_jax import generated_data
 from gjscc_jax.evaluation import report
 from gjscc_jax.evaluation import sweep as sweep_lib
 
@@ -33,6 +34,7 @@ def evaluate_params(config, scheme, params, mesh, output_dir, *, label,
   """
   ev = eval_config or config.eval
   losses, lpips_params = lpips if lpips is not None else lpips_metrics(ev.lpips_nets)
+  generated_data.ensure_prepared(config.data)  # 'generator' data only.
   batches = data_lib.eval_batches(config.data, ev.split, ev.batch_size,
                                   num_images=ev.get("num_images"))
   result = sweep_lib.sweep(

@@ -27,11 +27,9 @@ generator, collected in `LayeredGenerator` (indexing as in
 import dataclasses
 from typing import Any, Callable
 
-import flax
-import jax
-import jax.numpy as jnp
-
 from gjscc_jax.models import stylegan2
+# The demo prior lives with the model; imported here for the ILO callers.
+from gjscc_jax.models.stylegan2.random_init import random_stylegan2  # pylint: disable=unused-import
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,45 +143,3 @@ def from_stylegan2(generator) -> LayeredGenerator:
       w_dim=generator.w_dim,
       block_channels=tuple(c for _, _, c in generator.feature_shapes),
       noise_blocks=noise_blocks, apply=apply, w_avg=stylegan2.w_avg)
-
-
-def random_stylegan2(*, resolution=64, z_dim=64, w_dim=64, mapping_layers=2,
-                     channel_base=2048, channel_max=64, seed=0,
-                     w_avg_samples=4096, noise_strength=0.1, rgb_scale=0.25):
-  """A small randomly initialised StyleGAN2 and its variables (demo prior).
-
-  A random generator has no knowledge of faces: inverting with it only
-  demonstrates the mechanics (and makes fast tests). Its `w_avg` is set to
-  the mean of `w_avg_samples` mapped latents, as training would track it,
-  every layer's noise strength to `noise_strength` (official
-  initialisation: 0, which would make the noise maps inert), and the ToRGB
-  weights are scaled by `rgb_scale`, so that images fall roughly in [-1, 1]
-  as a trained generator's do (unscaled, they spread over about [-4, 4]).
-
-  Returns:
-    `(generator_module, variables)` like `load_stylegan2`.
-  """
-  g = stylegan2.Generator(
-      z_dim=z_dim, w_dim=w_dim, img_resolution=resolution,
-      mapping_layers=mapping_layers, channel_base=channel_base,
-      channel_max=channel_max)
-
-  @jax.jit
-  def init(key):
-    init_key, z_key = jax.random.split(key)
-    variables = g.init(init_key, jnp.zeros((1, z_dim), jnp.float32))
-    z = jax.random.normal(z_key, (w_avg_samples, z_dim), jnp.float32)
-    ws = g.apply(variables, z, method=g.map)
-    buffers = dict(variables["buffers"])
-    buffers["mapping"] = dict(buffers["mapping"], w_avg=jnp.mean(ws[:, 0], 0))
-    def adjust(path, x):
-      if path[-1] == "noise_strength":
-        return jnp.full_like(x, noise_strength)
-      if path[-2:] == ("torgb", "weight"):
-        return x * rgb_scale
-      return x
-
-    params = flax.traverse_util.path_aware_map(adjust, variables["params"])
-    return dict(variables, params=params, buffers=buffers)
-
-  return g, init(jax.random.PRNGKey(seed))

@@ -58,6 +58,8 @@ class ImageSource:
       self._source = None
     else:
       from gjscc_jax import data  # pylint: disable=import-outside-toplevel
+      from gjscc_jax import generated_data  # pylint: disable=import-outside-toplevel
+      generated_data.ensure_prepared(data_config)  # 'generator' data only.
       self._files = None
       self._source = data.get_data_source(data_config, split)
 

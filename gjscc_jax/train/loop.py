@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from gjscc_jax import data as data_lib
 from gjscc_jax import faults
+from gjscc_jax import generated_data
 from gjscc_jax import schemes
 from gjscc_jax import sharding
 from gjscc_jax.train import checkpointing
@@ -66,6 +67,7 @@ def train(config, workdir, eval_at_end=True, distributed=False):
   loss, frozen = build_loss(config)
   tx, schedule = scheme.make_optimizer(config.total_steps)
   local_batch = sharding.batch_size_per_process(config.batch_size, mesh)
+  generated_data.ensure_prepared(config.data)  # 'generator' data only.
   loader = data_lib.train_loader(config.data, global_batch_size=config.batch_size,
                                  seed=config.seed)
   data_iter = iter(loader)

@@ -3,6 +3,7 @@
 Modules: `resampling` (FIR up- and down-sampling), `layers` (equalised-lr
 dense, modulated conv, ToRGB), `mapping`, `synthesis` (block/layer indexing
 and partial runs), `generator`, `loading` (converted-weights directories),
+`random_init` (a small random generator: demo prior, synthetic data),
 `discriminator` (the residual discriminator and GAN losses of
 GenerativeJSCC's adversarial ablation).
 """
@@ -15,13 +16,15 @@ from gjscc_jax.models.stylegan2.layers import (FullyConnected, SynthesisLayer,
 from gjscc_jax.models.stylegan2.loading import load_stylegan2, save_stylegan2
 from gjscc_jax.models.stylegan2.mapping import (MappingNetwork,
                                                 normalize_2nd_moment, truncate)
+from gjscc_jax.models.stylegan2.random_init import (RANDOM_FIELDS,
+                                                    random_stylegan2)
 from gjscc_jax.models.stylegan2.synthesis import (SynthesisBlock,
                                                   SynthesisNetwork)
 
 __all__ = [
     'CONFIG_FIELDS', 'FullyConnected', 'Generator', 'MappingNetwork',
     'SynthesisBlock', 'SynthesisLayer', 'SynthesisNetwork', 'ToRGB',
-    'bias_act', 'generator_from_config', 'load_stylegan2',
-    'modulated_conv2d', 'normalize_2nd_moment', 'save_stylegan2', 'truncate',
-    'w_avg',
+    'RANDOM_FIELDS', 'bias_act', 'generator_from_config', 'load_stylegan2',
+    'modulated_conv2d', 'normalize_2nd_moment', 'random_stylegan2',
+    'save_stylegan2', 'truncate', 'w_avg',
 ]
