@@ -7,18 +7,26 @@ import orbax.checkpoint as ocp
 from gjscc_jax.train import checkpointing
 
 
-def restored_params(workdir):
-  """`(step, params)` of a run's latest checkpoint, as saved."""
+def restored_state(workdir, step=None):
+  """`(step, state)` of a run's checkpoint `step` (default: the latest), as
+  saved: plain nested dicts and lists (optimiser states too; a leaf masked
+  out of an optimiser group is None)."""
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
                                     save_every=1, asynchronous=False)
   try:
-    step = ckpt.latest_step()
+    step = ckpt.latest_step() if step is None else step
     # No target: the arrays come back as saved, on the default device.
     restored = ckpt.manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    return step, restored["state"]["params"]
+    return step, restored["state"]
   finally:
     ckpt.close()
+
+
+def restored_params(workdir, step=None):
+  """`(step, params)` of a run's checkpoint `step` (default: the latest), as saved."""
+  step, state = restored_state(workdir, step)
+  return step, state["params"]
 
 
 class Evil:

@@ -59,8 +59,20 @@ def load_deepjscc(config):
 
 
 def load_generator(config):
-  """(LayeredGenerator, variables) of the StyleGAN2 prior."""
-  if config.generator_weights:
+  """(LayeredGenerator, variables) of the StyleGAN2 prior.
+
+  `config.generator_from_data`: the generator that draws the 'generator'
+  dataset (`config.data.generator`), the matched prior.
+  """
+  if config.get("generator_from_data"):
+    if config.data.name != "generator" or config.generator_weights:
+      raise ValueError(
+          "generator_from_data=True takes the prior from the 'generator' "
+          f"dataset: needs data.name='generator' (got {config.data.name!r}) "
+          "and no generator_weights.")
+    from gjscc_jax import generated_data  # pylint: disable=import-outside-toplevel
+    module, variables = generated_data.load_generator(config.data.generator)
+  elif config.generator_weights:
     from gjscc_jax.models.stylegan2 import load_stylegan2  # pylint: disable=import-outside-toplevel
     module, variables = load_stylegan2(config.generator_weights)
   else:
@@ -120,6 +132,8 @@ def result_settings(config, facts):
   keep = ("seed", "deepjscc_checkpoint", "deepjscc_step", "generator_weights",
           "split", "input_dir", "demo")
   settings = {k: config.get(k) for k in keep}
+  if config.get("generator_from_data"):
+    settings["generator_from_data"] = True
   settings.update(data=config.data.to_dict(), operator=config.operator.to_dict(),
                   ilo=config.ilo.to_dict(), lpips_nets=list(
                       config.metrics.lpips_nets), **facts)

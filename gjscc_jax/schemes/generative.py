@@ -8,9 +8,11 @@ trainer asks of a scheme (`base.Scheme`):
   `{'params': {encoder, receiver, synthesis}, 'buffers': {...},
   ['discriminator': ...]}`. Buffers (StyleGAN2's stored noise) never train.
 * `load_pretrained`: for a fresh run, grafts the converted StyleGAN2 weights
-  named by `config.generator.weights` onto the synthesis network and sets
-  the W+ offset to the generator's `w_avg`; without weights it says loudly
-  that the generator starts from random weights.
+  named by `config.generator.weights` (or, with `generator.from_data`, the
+  generator that draws the 'generator' dataset: the matched prior) onto the
+  synthesis network and sets the W+ offset to the generator's `w_avg`;
+  without weights it says loudly that the generator starts from random
+  weights.
 * `make_optimizer`: `optax.multi_transform` over parameter groups: the
   encoder and receiver use `config.optimizer` (and so do the decoder's
   map scales `inject_scale_*`, `model.injection_scale='learned'`, which are
@@ -36,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gjscc_jax import generated_data
 from gjscc_jax.models import generative as generative_lib
 from gjscc_jax.models import stylegan2
 from gjscc_jax.models.stylegan2 import discriminator as disc_lib
@@ -45,9 +48,30 @@ from gjscc_jax.schemes import base
 GENERATOR_TRAINING = ("finetune", "frozen")
 
 
-def _generator_architecture(config):
+def data_generator(config):
+  """`(Generator, variables)` of the generator that draws the data.
+
+  For `generator.from_data`: the StyleGAN2 of the 'generator' dataset
+  (`config.data.generator`: its converted `dir`, or its seeded random
+  StyleGAN2), so that the decoder's prior is the data's source by
+  construction (the matched-prior experiment).
+
+  Raises:
+    ValueError: if the data are not drawn from a generator.
+  """
+  if config.data.name != "generator":
+    raise ValueError(
+        "generator.from_data=True takes the prior from the 'generator' "
+        f"dataset, but data.name={config.data.name!r}: set "
+        "--config.data.name=generator, or --config.generator.from_data=False "
+        "with --config.generator.weights=DIR.")
+  return generated_data.load_generator(config.data.generator)
+
+
+def _generator_architecture(config, module=None):
   """StyleGAN2 synthesis fields, from the converted weights when given.
 
+  `module` (the data's generator, `generator.from_data`) takes precedence.
   A run whose weights directory is gone (evaluating or resuming elsewhere)
   falls back to the config's fields; a fresh run still needs the directory
   (`load_pretrained` reads it), and restoring a checkpoint checks shapes.
@@ -55,6 +79,13 @@ def _generator_architecture(config):
   g = config.generator
   arch = dict(w_dim=g.w_dim, channel_base=g.channel_base,
               channel_max=g.channel_max, conv_clamp=g.conv_clamp)
+  if module is not None:
+    if module.img_resolution != config.data.resolution:
+      raise ValueError(
+          f"The data's generator is {module.img_resolution}x"
+          f"{module.img_resolution} but data.resolution="
+          f"{config.data.resolution}: set them equal.")
+    return {k: getattr(module, k) for k in arch}
   if not g.get("weights"):
     return arch
   if not os.path.isdir(g.weights):
@@ -77,10 +108,11 @@ def _generator_architecture(config):
   return from_file
 
 
-def build_model(config):
-  """The `GenerativeJSCC` module described by `config`."""
+def build_model(config, generator_module=None):
+  """The `GenerativeJSCC` module described by `config` (the synthesis
+  network shaped like `generator_module` when given)."""
   m, ch = config.model, config.channel
-  arch = _generator_architecture(config)
+  arch = _generator_architecture(config, generator_module)
   return generative_lib.build_generative_jscc(
       img_resolution=config.data.resolution,
       latent_channels=m.latent_channels, encoder_arch=m.encoder_arch,
@@ -193,13 +225,18 @@ def _adversarial_loss(config, discriminator):
 
 def build(config) -> base.Scheme:
   """Builds the GenerativeJSCC `Scheme` from `config` (module docstring)."""
-  model = build_model(config)
+  from_data = bool(config.generator.get("from_data"))
+  if from_data and config.generator.get("weights"):
+    raise ValueError("Set either generator.weights or generator.from_data, "
+                     "not both.")
+  prior = data_generator(config) if from_data else None
+  model = build_model(config, prior[0] if prior else None)
   dtype = base.compute_dtype(config)
   res = config.data.resolution
   frozen = config.generator.train == "frozen"
   scaled = config.model.get("injection_scale", "learned") == "learned"
   if (frozen and config.model.injection == "concat" and not scaled
-      and config.generator.get("weights")):
+      and (config.generator.get("weights") or from_data)):
     raise ValueError(
         "generator.train='frozen' with model.injection='concat', "
         "model.injection_scale='none' and converted weights would ignore the "
@@ -237,7 +274,11 @@ def build(config) -> base.Scheme:
 
   def load_pretrained(params):
     path = config.generator.get("weights")
-    if not path:
+    if prior is not None:
+      generator_variables = prior[1]
+      logging.info("Synthesis network initialised from the data's generator "
+                   "(%s)", config.generator.train)
+    elif not path:
       logging.warning(
           "generator.weights is not set: the StyleGAN2 synthesis network of "
           "GenerativeJSCC starts from RANDOM weights (fine for the CPU demo; "
@@ -245,11 +286,12 @@ def build(config) -> base.Scheme:
           "`python -m weights_convert stylegan2 SRC DST` and pass "
           "--config.generator.weights=DST).")
       return params
-    _, generator_variables = stylegan2.load_stylegan2(path)
+    else:
+      _, generator_variables = stylegan2.load_stylegan2(path)
+      logging.info("Synthesis network initialised from %s (%s)", path,
+                   config.generator.train)
     grafted = graft_pretrained(params, generator_variables,
                                zero_new_inputs=not scaled)
-    logging.info("Synthesis network initialised from %s (%s)", path,
-                 config.generator.train)
     shardings = jax.tree.map(lambda x: x.sharding, params)
     return jax.device_put(grafted, shardings)
 
