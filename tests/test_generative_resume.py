@@ -13,23 +13,35 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
+from gjscc_jax import generated_data
 from gjscc_jax.train import loop as train
 from tests import _helpers
 from tests.test_generative import TINY, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Four steps, a checkpoint every two, warm-up of one step (so every step
-# moves the parameters), R1 every second step (so lazy R1 runs both before
-# and after the kill at step 2).
+# Four steps with a checkpoint after each (the adversarial test reads the
+# first), a warm-up of one step (so every later step moves the parameters),
+# R1 every second step (so lazy R1 runs both before and after the kill).
 STEPS, KILL_AT = 4, 2
-RESUME = {"total_steps": STEPS, "checkpoint_every": 2,
-          "optimizer.warmup_steps": 1, "adversarial.r1_interval": 2}
-
-
-@pytest.fixture(scope="module")
-def tfds_dir(tmp_path_factory):
-  return tmp_path_factory.mktemp("tfds")
+RESUME = {"total_steps": STEPS, "checkpoint_every": 1,
+          "keep_checkpoints": STEPS, "optimizer.warmup_steps": 1,
+          "adversarial.r1_interval": 2}
+# The matched-prior config at test size: G0 is a 16x16 random StyleGAN2
+# drawing 16 training images.
+MATCHED_TINY = {
+    "data.resolution": 16, "data.generator.train_size": 16,
+    "data.generator.test_size": 8, "data.generator.random.resolution": 16,
+    "data.generator.random.z_dim": 16, "data.generator.random.w_dim": 16,
+    "data.generator.random.channel_base": 64,
+    "data.generator.random.channel_max": 16,
+    "data.generator.random.w_avg_samples": 64}
+VARIANTS = {
+    # G0 of the 'generator' dataset as the frozen synthesis network.
+    "frozen-matched": ("matched,generator=frozen", MATCHED_TINY),
+    # Fine-tuned generator and the discriminator (weight 1: a visible term).
+    "finetune-adversarial": ("demo,adversarial", {"adversarial.weight": 1.0}),
+}
 
 
 def _flag(key, value):
@@ -38,9 +50,13 @@ def _flag(key, value):
   return f"--config.{key}={value}"
 
 
+def _settings(overrides):
+  return {**TINY, **RESUME, **overrides}
+
+
 def _train(arg, workdir, tfds_dir, overrides, kill_after=None):
   """`python -m experiments.train --config=generative_ffhq:ARG` at TINY size."""
-  settings = {k: v for k, v in {**TINY, **RESUME, **overrides}.items()
+  settings = {k: v for k, v in _settings(overrides).items()
               if not k.startswith("eval.")}  # No sweep: --noeval_at_end.
   cmd = [sys.executable, "-m", "experiments.train",
          f"--config=generative_ffhq:{arg}", f"--workdir={workdir}",
@@ -53,21 +69,53 @@ def _train(arg, workdir, tfds_dir, overrides, kill_after=None):
                         text=True, timeout=900)
 
 
-@pytest.mark.parametrize("arg,overrides", [
-    ("demo,generator=frozen", {}),
-    ("demo,adversarial", {}),  # Fine-tuned generator and discriminator.
-], ids=["frozen", "finetune-adversarial"])
-def test_resume_after_kill_gives_identical_parameters(tmp_path, tfds_dir, arg,
-                                                      overrides):
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("tfds")
+
+
+@pytest.fixture(scope="module")
+def straight_runs(tmp_path_factory, tfds_dir):
+  """`variant -> workdir` of uninterrupted runs, each trained once."""
+  done = {}
+
+  def run(variant):
+    if variant not in done:
+      arg, overrides = VARIANTS[variant]
+      workdir = tmp_path_factory.mktemp(f"straight-{variant}")
+      proc = _train(arg, workdir, tfds_dir, overrides)
+      assert proc.returncode == 0, proc.stderr[-3000:]
+      done[variant] = str(workdir)
+    return done[variant]
+
+  return run
+
+
+def _assert_synthesis_is(synthesis, g0):
+  """The decoder's synthesis variables hold G0's (grafted, slices read maps)."""
+  ours = traverse_util.flatten_dict(synthesis, sep="/")
+  for k, p in traverse_util.flatten_dict(g0, sep="/").items():
+    p = np.asarray(p)
+    kept = np.asarray(ours[k])[tuple(slice(0, n) for n in p.shape)]
+    if k.endswith("torgb/weight"):  # Rescaled for the wider fan-in.
+      p = p * np.sqrt(ours[k].shape[2] / p.shape[2])
+    np.testing.assert_allclose(kept, p, rtol=1e-6, err_msg=k)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_resume_after_kill_gives_identical_parameters(tmp_path, tfds_dir,
+                                                      straight_runs, variant):
   """Killed after the step-2 checkpoint and restarted = uninterrupted, bit for bit.
 
   The restored state is everything: encoder, receiver, synthesis network
   and its map scales, noise buffers, the discriminator, every optimiser
-  group's Adam moments (lazy R1 depends on the restored step count).
+  group's Adam moments (lazy R1 depends on the restored step count), and
+  the data iterator (the 'generator' dataset's too). The frozen matched
+  variant's synthesis network is G0, the data's generator, throughout.
   """
-  straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-  proc = _train(arg, straight, tfds_dir, overrides)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  arg, overrides = VARIANTS[variant]
+  straight = straight_runs(variant)
+  resumed = tmp_path / "resumed"
   proc = _train(arg, resumed, tfds_dir, overrides, kill_after=KILL_AT)
   assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
   assert _helpers.restored_params(resumed)[0] == KILL_AT
@@ -81,14 +129,18 @@ def test_resume_after_kill_gives_identical_parameters(tmp_path, tfds_dir, arg,
   flat_a = traverse_util.flatten_dict(params_a, sep="/")
   flat_b = traverse_util.flatten_dict(params_b, sep="/")
   assert flat_a.keys() == flat_b.keys()
-  assert any(k.startswith("params/synthesis/inject_scale_") for k in flat_a)
   assert any(k.startswith("discriminator/") for k in flat_a) == ("adversarial" in arg)
   for k in flat_a:
     np.testing.assert_array_equal(flat_a[k], flat_b[k], err_msg=k)
   # The run really trained after the restart: the map scales (0 at first)
-  # moved in each of the four steps.
+  # moved.
   scales = [v for k, v in flat_a.items() if "inject_scale_" in k]
-  assert all(abs(float(v)) > 0 for v in scales)
+  assert scales and all(abs(float(v)) > 0 for v in scales)
+  if variant == "frozen-matched":
+    config = tiny_config(arg, **_settings(overrides))
+    _, g0 = generated_data.load_generator(config.data.generator)
+    for name in ("params", "buffers"):
+      _assert_synthesis_is(params_a[name]["synthesis"], g0[name]["synthesis"])
 
 
 # --- The adversarial ablation in the trainer ---------------------------------
@@ -113,33 +165,33 @@ def _first_step_gradients(workdir):
   return out
 
 
-def _run(tmp_path, name, arg, total_steps=1, **overrides):
-  """Trains the tiny `arg` config in `tmp_path/name`, a checkpoint per step."""
+def _run(tmp_path, tfds_dir, name, arg, **overrides):
+  """One step of the tiny `arg` config in `tmp_path/name` (in process)."""
   config = tiny_config(arg, **{
-      "data.tfds_dir": str(tmp_path / "tfds"), "total_steps": total_steps,
-      "checkpoint_every": 1, "keep_checkpoints": 3, **overrides})
+      **_settings(overrides), "data.tfds_dir": str(tfds_dir), "total_steps": 1})
   workdir = str(tmp_path / name)
   train.train(config, workdir, eval_at_end=False)
   return workdir
 
 
-def test_adversarial_trainer_routes_each_term_to_its_own_parameters(tmp_path):
+def test_adversarial_trainer_routes_each_term_to_its_own_parameters(
+    tmp_path, tfds_dir, straight_runs):
   """Three runs from the same initial state and first batch.
 
-  * adversarial, weight 1 (A) vs adversarial, weight 0 (B): the
-    discriminator's first-step gradients are equal (the generator term does
-    not reach the discriminator) and the model's differ (it reaches the
-    model);
+  * adversarial, weight 1 (A, the uninterrupted run of the resume test) vs
+    adversarial, weight 0 (B): the discriminator's first-step gradients are
+    equal (the generator term does not reach the discriminator) and the
+    model's differ (it reaches the model);
   * B vs no adversarial term (C): the model's gradients are equal (the
     discriminator's loss and R1 do not reach the model);
-  * the discriminator has a first-step gradient, moves in its second step,
+  * the discriminator has a first-step gradient, moves in every later step,
     and the checkpoints hold it.
   """
+  work_a = straight_runs("finetune-adversarial")
   with jax.default_matmul_precision("highest"):
-    work_a = _run(tmp_path, "a", "demo,adversarial", total_steps=2,
-                  **{"adversarial.weight": 1.0})
-    work_b = _run(tmp_path, "b", "demo,adversarial", **{"adversarial.weight": 0.0})
-    work_c = _run(tmp_path, "c", "demo")
+    work_b = _run(tmp_path, tfds_dir, "b", "demo,adversarial",
+                  **{"adversarial.weight": 0.0})
+    work_c = _run(tmp_path, tfds_dir, "c", "demo")
   grads_a, grads_b, grads_c = map(_first_step_gradients, (work_a, work_b, work_c))
   model = sorted(grads_c)
   disc = sorted(k for k in grads_b if k.startswith("discriminator/"))
@@ -154,11 +206,11 @@ def test_adversarial_trainer_routes_each_term_to_its_own_parameters(tmp_path):
   # which does reach the model.
   assert max(np.max(np.abs(grads_a[k] - grads_b[k])) /
              (np.max(np.abs(grads_b[k])) + 1e-12) for k in model) > 1e-2
-  # The discriminator has a gradient and moves in each step; its checkpoints
-  # hold it.
   assert all(np.max(np.abs(grads_a[k])) > 0 for k in disc)
-  d1, d2 = (traverse_util.flatten_dict(_helpers.restored_params(work_a, s)[1]
-                                       ["discriminator"], sep="/")
-            for s in (1, 2))
-  assert sorted(d1) == sorted(d2) == [k.split("/", 1)[1] for k in disc]
-  assert all(np.max(np.abs(np.asarray(d2[k]) - np.asarray(d1[k]))) > 0 for k in d1)
+  discs = [traverse_util.flatten_dict(_helpers.restored_params(work_a, s)[1]
+                                      ["discriminator"], sep="/")
+           for s in range(1, STEPS + 1)]
+  assert sorted(discs[0]) == [k.split("/", 1)[1] for k in disc]
+  for before, after in zip(discs, discs[1:]):
+    assert all(np.max(np.abs(np.asarray(after[k]) - np.asarray(before[k]))) > 0
+               for k in before)
