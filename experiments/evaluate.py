@@ -10,8 +10,17 @@ checkpoint, or --step). Every run is evaluated on its own config's test split
 channel realisations. Written to --output_dir: summary.csv and summary.json
 (mean and 95% confidence interval per scheme, rho, SNR and metric), one PNG
 per metric vs SNR, and a grid of originals vs reconstructions per run.
+
+--merge=SUMMARY.json adds the rows of another evaluation to the tables and
+plots, e.g. an InverseJSCC run's OUTPUT_DIR/summary.json (the same row
+format); --merge_schemes keeps only some of its schemes (InverseJSCC's
+summary also holds the DeepJSCC reconstructions it started from):
+
+  python -m experiments.evaluate --output_dir=results --run=DeepJSCC=runs/dj \
+      --merge=results/inverse/summary.json --merge_schemes=inversejscc
 """
 
+import json
 import os
 
 from absl import app
@@ -41,6 +50,12 @@ _LPIPS = flags.DEFINE_list("lpips", ["vgg", "alex"],
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
 _SEED = flags.DEFINE_integer("seed", 1, "Seed of the channel realisations.")
+_MERGE = flags.DEFINE_multi_string(
+    "merge", [], "summary.json of another evaluation (e.g. InverseJSCC's) whose "
+    "rows join the tables and plots; repeat for several.")
+_MERGE_SCHEMES = flags.DEFINE_list(
+    "merge_schemes", [], "Keep only these schemes of the --merge rows (e.g. "
+    "inversejscc); empty: all.")
 
 
 def parse_run(value):
@@ -50,12 +65,28 @@ def parse_run(value):
   return label, workdir
 
 
+def merged_rows(paths, schemes=()):
+  """The rows of the summary.json files `paths` (only `schemes`, if given)."""
+  rows = []
+  for path in paths:
+    with open(path) as f:
+      loaded = json.load(f)
+    missing = [r for r in loaded if not set(report.FIELDS) <= set(r)]
+    if missing:
+      raise app.UsageError(
+          f"--merge={path} is not a summary.json of experiments.evaluate or "
+          f"experiments.invert (rows need the fields {report.FIELDS}).")
+    rows += [r for r in loaded if not schemes or r["scheme"] in schemes]
+  return rows
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not _RUNS.value or not _OUT.value:
     raise app.UsageError("Pass at least one --run=LABEL=WORKDIR and --output_dir.")
   labelled = [parse_run(v) for v in _RUNS.value]
+  merged = merged_rows(_MERGE.value, _MERGE_SCHEMES.value)  # Checked first.
   snrs = [float(s) for s in _SNRS.value]
   mesh = sharding.make_mesh()
   lpips = runner.lpips_metrics(_LPIPS.value)
@@ -76,6 +107,7 @@ def main(argv):
     rows += runner.evaluate_params(
         config, scheme, params, mesh, os.path.join(_OUT.value, "runs", label),
         label=label, lpips=lpips)
+  rows += merged  # After the runs: their labels come first in the legend.
   if jax.process_index() == 0:
     report.write_tables(rows, _OUT.value)
     paths = report.plot_metrics(rows, _OUT.value)

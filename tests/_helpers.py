@@ -13,20 +13,28 @@ from gjscc_jax.train import checkpointing
 from gjscc_jax.train import step as step_lib
 
 
-def restored_params(workdir):
-  """`(step, params)` of a run's latest checkpoint, as saved."""
+def restored_state(workdir, step=None):
+  """`(step, state)` of a run's checkpoint `step` (default: the latest), as
+  saved: plain nested dicts and lists (optimiser states too; a leaf masked
+  out of an optimiser group is None)."""
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
                                     save_every=1, asynchronous=False)
   try:
-    step = ckpt.latest_step()
+    step = ckpt.latest_step() if step is None else step
     # No target: the arrays come back as saved, on one device (whatever
     # devices and processes wrote them).
     one_device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     restored = ckpt.manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(fallback_sharding=one_device)))
-    return step, restored["state"]["params"]
+    return step, restored["state"]
   finally:
     ckpt.close()
+
+
+def restored_params(workdir, step=None):
+  """`(step, params)` of a run's checkpoint `step` (default: the latest), as saved."""
+  step, state = restored_state(workdir, step)
+  return step, state["params"]
 
 
 def untrained_deepjscc_run(workdir, tfds_dir, resolution):

@@ -68,8 +68,12 @@ def test_paper_scale_shapes_and_bandwidth_ratio(bcr, channels):
   assert scheme.bandwidth_ratio == pytest.approx(channels / 1536)
   # The decoder is the 256x256 StyleGAN2 (14 W+ rows) fed by the receiver.
   synthesis = params["params"]["synthesis"]
-  assert sorted(synthesis, key=lambda b: int(b[1:])) == [
+  blocks = [k for k in synthesis if not k.startswith("inject_scale_")]
+  assert sorted(blocks, key=lambda b: int(b[1:])) == [
       f"b{4 * 2**i}" for i in range(7)]
+  # GPEN's learned map scales (one scalar per injected layer, all 13).
+  assert {k for k in synthesis if k not in blocks} == {
+      f"inject_scale_{l}" for l in range(13)}
   assert params["params"]["receiver"]["w_out"]["kernel"].shape == (512, 14 * 512)
 
 
@@ -103,10 +107,18 @@ def test_config_arguments_and_errors():
     schemes.build_scheme(tiny_config(**{"generator.train": "thaw"})).make_optimizer(10)
   with pytest.raises(ValueError, match="injection"):
     schemes.build_scheme(tiny_config(**{"model.injection": "mul"}))
-  with pytest.raises(ValueError, match="injection=add"):
+  # A frozen converted generator could never learn unscaled 'concat' maps
+  # (their kernel slices start at zero); learned scales (the default) can.
+  with pytest.raises(ValueError, match="injection_scale=learned"):
     schemes.build_scheme(tiny_config(**{
         "generator.train": "frozen", "model.injection": "concat",
+        "model.injection_scale": "none",
         "generator.weights": "/converted/ffhq256"}))
+  schemes.build_scheme(tiny_config(**{
+      "generator.train": "frozen", "model.injection": "concat",
+      "generator.weights": "/converted/ffhq256"}))
+  with pytest.raises(ValueError, match="injection_scale"):
+    schemes.build_scheme(tiny_config(**{"model.injection_scale": "zero"}))
   with pytest.raises(ValueError, match="multiple of downsampling"):
     schemes.build_scheme(tiny_config(**{"data.resolution": 18}))
   # Evaluating a run whose weights are gone works (architecture from the
@@ -150,9 +162,10 @@ def official_weights(tmp_path_factory):
   return g, str(tmp / "converted")
 
 
-def _pretrained(path, injection, params=None):
+def _pretrained(path, injection, params=None, **overrides):
   """Scheme with `path` grafted by `load_pretrained` onto fresh `params`."""
-  config = tiny_config(**{"generator.weights": path, "model.injection": injection})
+  config = tiny_config(**{"generator.weights": path, "model.injection": injection,
+                          **overrides})
   scheme = schemes.build_scheme(config)
   if params is None:
     params = jax.jit(scheme.init)(init_key(), jnp.zeros((8, RES, RES, 3)))
@@ -165,33 +178,94 @@ def _synthesis(scheme, params, ws, maps):
           params, ws, maps)
 
 
-def test_converted_official_weights_reproduce_the_generator(official_weights,
-                                                           tiny_params):
+def _official_image(g, ws, quiet_layers=()):
+  """The official synthesis (const noise) with the noise of `quiet_layers` off."""
   import torch  # pylint: disable=import-outside-toplevel
+  g = copy.deepcopy(g)
+  layers = [g.synthesis.b4.conv1] + [
+      getattr(getattr(g.synthesis, f"b{r}"), c) for r in (8, 16)
+      for c in ("conv0", "conv1")]
+  with torch.no_grad():
+    for l in quiet_layers:
+      layers[l].noise_strength.zero_()
+    image = g.synthesis(torch.from_numpy(ws), noise_mode="const")
+  return image.numpy().transpose(0, 2, 3, 1)
+
+
+def _maps(scheme, batch, layers):
+  """Random maps for `layers` (None for the others), at each layer's width."""
+  channels = scheme.model.synthesis.layer_channels()
+  shapes = stylegan2_synthesis.noise_shapes(RES)
+  return [jax.random.normal(jax.random.PRNGKey(l), (batch, h, w, c))
+          if l in layers else None
+          for l, ((h, w), c) in enumerate(zip(shapes, channels))]
+
+
+def test_converted_official_weights_reproduce_the_generator(official_weights):
   g_official, path = official_weights
   ws = np.random.RandomState(0).randn(2, 6, 16).astype(np.float32)
-  with torch.no_grad():
-    expected = g_official.synthesis(torch.from_numpy(ws), noise_mode="const")
-  expected = expected.numpy().transpose(0, 2, 3, 1)
+  expected = _official_image(g_official, ws)
+  tol = dict(atol=1e-5 * np.abs(expected).max())
 
   with jax.default_matmul_precision("highest"):
     # Injection off: the decoder is the plain generator.
     scheme, params = _pretrained(path, "none")
-    ours = _synthesis(scheme, params, ws, None)
-    np.testing.assert_allclose(ours, expected, atol=1e-5 * np.abs(expected).max())
+    np.testing.assert_allclose(_synthesis(scheme, params, ws, None), expected, **tol)
     np.testing.assert_allclose(params["params"]["receiver"]["w_offset"],
                                g_official.mapping.w_avg.numpy())
-    # 'concat' injection: the grafted decoder's extra input slices are zero,
-    # so it starts as the plain generator whatever the injected maps are.
-    scheme, params = _pretrained(path, "concat", tiny_params)
-    channels = scheme.model.synthesis.layer_channels()
-    shapes = stylegan2_synthesis.noise_shapes(RES)
-    maps = [jax.random.normal(jax.random.PRNGKey(l), (2, h, w, c))
-            for l, ((h, w), c) in enumerate(zip(shapes, channels))]
-    ours = _synthesis(scheme, params, ws, maps)
-    np.testing.assert_allclose(ours, expected, atol=1e-5 * np.abs(expected).max())
+    # 'concat' without scales, noise kept in injected layers: the grafted
+    # decoder's extra input slices are zero, so it starts as the plain
+    # generator whatever the injected maps are.
+    scheme, params = _pretrained(path, "concat", **{
+        "model.injection_scale": "none", "model.noise_in_injected_layers": True})
+    ours = _synthesis(scheme, params, ws, _maps(scheme, 2, range(5)))
+    np.testing.assert_allclose(ours, expected, **tol)
     torgb = params["params"]["synthesis"]["b16"]["torgb"]["weight"]
     assert torgb.shape[2] == 2 * 4 and not np.any(np.asarray(torgb[:, :, 4:]))
+
+
+@pytest.mark.parametrize("noise_in_injected_layers", [False, True])
+def test_zero_scales_give_the_converted_generator_exactly(
+    official_weights, noise_in_injected_layers):
+  """GPEN's injection: learned scales at 0, no noise in injected layers.
+
+  Maps go to the layers at 4x4 and 8x8 (layers 0-2); the 16x16 layers get
+  none. With the scales at 0 the decoder is the converted generator, whose
+  injected layers add no noise (`noise_in_injected_layers=False`, GPEN's
+  layer) or their stored noise (`True`), while the kernel slices that read
+  the maps keep their random initial values. Non-zero scales change the
+  image, and the image's gradient reaches the scales at 0.
+  """
+  g_official, path = official_weights
+  ws = np.random.RandomState(0).randn(2, 6, 16).astype(np.float32)
+  quiet = () if noise_in_injected_layers else (0, 1, 2)
+  expected = _official_image(g_official, ws, quiet)
+  tol = dict(atol=1e-5 * np.abs(expected).max())
+  with jax.default_matmul_precision("highest"):
+    scheme, params = _pretrained(path, "concat", **{
+        "model.inject_max_resolution": 8,
+        "model.noise_in_injected_layers": noise_in_injected_layers})
+    synthesis = params["params"]["synthesis"]
+    assert sorted(k for k in synthesis if k.startswith("inject_scale")) == [
+        "inject_scale_0", "inject_scale_1", "inject_scale_2"]
+    assert all(float(synthesis[f"inject_scale_{l}"]) == 0 for l in range(3))
+    # The slices reading the maps are not zeroed (the scales gate them).
+    assert np.all(np.asarray(synthesis["b8"]["torgb"]["weight"][:, :, 8:]) != 0)
+    assert np.all(np.asarray(synthesis["b8"]["conv0"]["weight"][:, :, 16:]) != 0)
+    maps = _maps(scheme, 2, (0, 1, 2))
+    np.testing.assert_allclose(_synthesis(scheme, params, ws, maps), expected, **tol)
+
+    def image_sum(scales):
+      p = {**params["params"], "synthesis": {**synthesis, **{
+          f"inject_scale_{l}": scales[l] for l in range(3)}}}
+      return jnp.sum(_synthesis(scheme, {**params, "params": p}, ws, maps) *
+                     jnp.asarray(expected))
+
+    grads = jax.grad(image_sum)(jnp.zeros(3))
+    assert np.all(np.abs(np.asarray(grads)) > 1e-3), grads
+    scaled = _synthesis(scheme, {**params, "params": {**params["params"], "synthesis": {
+        **synthesis, "inject_scale_1": jnp.float32(0.5)}}}, ws, maps)
+    assert np.abs(np.asarray(scaled) - expected).max() > 1e-2
 
 
 def test_weights_of_another_resolution_are_refused(official_weights):

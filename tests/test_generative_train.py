@@ -110,6 +110,12 @@ def single_device_run():
   return config, params, trajectory, losses
 
 
+def _feeds_only_the_maps(path):
+  """Receiver parts after the 4x4 received map that W+ does not read."""
+  top = path[0].key
+  return top.startswith(("inject_", "up_")) or top in ("af_8", "af_16")
+
+
 def test_gradients_reach_every_parameter_at_its_group_learning_rate(
     single_device_run):
   """Adam's first step moves a weight by ~lr where its gradient is non-zero.
@@ -118,15 +124,31 @@ def test_gradients_reach_every_parameter_at_its_group_learning_rate(
   network moving by ~lr shows that gradients reach all of them, each at the
   learning rate of its group: 1e-3 for encoder and receiver, 1e-5 for the
   generator (`generator.lr`); StyleGAN2's stored noise (buffers) never moves.
+  The map scales (`inject_scale_*`, 0 at first) train at the receiver's
+  rate; while they are 0 the maps are off, so the receiver parts that only
+  feed the maps get no gradient in the first step, and do in the second.
+  Every layer gets a map here, and adds no noise (GPEN's layer), so the
+  noise strengths get no gradient.
   """
   _, params, trajectory, _ = single_device_run
   moved = changes(params, trajectory[0])
+  synthesis = moved["params"]["synthesis"]
+  scales = {k: synthesis.pop(k) for k in list(synthesis)
+            if k.startswith("inject_scale_")}
+  assert len(scales) == 5 and all(
+      v == pytest.approx(1e-3, rel=0.01) for v in scales.values()), scales
   for group, lr in (("encoder", 1e-3), ("receiver", 1e-3), ("synthesis", 1e-5)):
     leaves = jax.tree_util.tree_leaves_with_path(moved["params"][group])
     assert leaves
     for path, change in leaves:
-      assert change == pytest.approx(lr, rel=0.01), (group, jax.tree_util.keystr(path))
+      off = (_feeds_only_the_maps(path) if group == "receiver" else
+             group == "synthesis" and path[-1].key == "noise_strength")
+      want = 0.0 if off else lr
+      assert change == pytest.approx(want, rel=0.01), (group, jax.tree_util.keystr(path))
   assert max(jax.tree.leaves(moved["buffers"])) == 0
+  second = changes(trajectory[0], trajectory[1])["params"]["receiver"]
+  for path, change in jax.tree_util.tree_leaves_with_path(second):
+    assert change > 1e-4, jax.tree_util.keystr(path)
 
 
 def test_data_parallel_fsdp_steps_equal_single_device_step(single_device_run):

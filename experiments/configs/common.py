@@ -129,3 +129,48 @@ def apply_demo(config):
   config.eval.batch_size = 32
   config.eval.lpips_nets = ("alex",)
   return config
+
+
+# The matched-prior experiment (`:matched`): every scheme on images drawn
+# from one fixed generator G0, which GenerativeJSCC and InverseJSCC also get
+# as their prior. README "Matched-prior experiment".
+
+#: SNRs of the matched experiment's evaluation.
+MATCHED_SNRS_DB = (-5.0, 0.0, 5.0)
+#: Test images of the matched experiment.
+MATCHED_TEST_IMAGES = 32
+
+
+def matched_data(data_config):
+  """Sets `data_config` to the 'generator' dataset of G0 at 64x64.
+
+  G0 is the seeded random StyleGAN2 of `data_config.generator.random` (the
+  defaults: seed 0, 64x64, w_dim 64); images are drawn with fresh noise
+  maps and no truncation, 4096 for training and `MATCHED_TEST_IMAGES` for
+  the test.
+  """
+  data_config.name = "generator"
+  data_config.resolution = 64
+  data_config.random_flip = False  # G0's images, as drawn.
+  data_config.generator.train_size = 4096
+  data_config.generator.test_size = MATCHED_TEST_IMAGES
+  data_config.generator.truncation_psi = 1.0
+  data_config.generator.noise_mode = "random"
+  return data_config
+
+
+def apply_matched(config):
+  """The `:matched` settings shared by the training configs.
+
+  `apply_demo`'s optimiser and batch on G0's images (`matched_data`), and
+  the evaluation of the experiment: SNR -5, 0, 5 dB, one channel
+  realisation per image, LPIPS-AlexNet and -VGG. Steps and model sizes are
+  set by each config.
+  """
+  apply_demo(config)
+  matched_data(config.data)
+  config.checkpoint_every = 250
+  config.eval.snrs_db = MATCHED_SNRS_DB
+  config.eval.num_images = MATCHED_TEST_IMAGES
+  config.eval.lpips_nets = ("alex", "vgg")
+  return config

@@ -8,6 +8,10 @@ Arguments (`--config=deepjscc_ffhq:ARG`, comma separated):
   demo          the embedded sample data at 64x64 with a narrow network (N = 32):
                 a complete run (training, SNR sweep, plots) in about 3 minutes
                 on 2 CPU cores, no download.
+  matched       the matched-prior experiment's baseline: images drawn from
+                the seeded random StyleGAN2 G0 at 64x64 (data.name=
+                'generator', `common.matched_data`), the demo's network,
+                MSE; README "Matched-prior experiment".
 
 Paper scale: 256x256 images, N = 256 filters, training SNR uniform in
 [-5, 5] dB per image, Adam 1e-4. Settings the paper does not state (marked
@@ -20,7 +24,8 @@ from experiments.configs import common
 
 
 def get_config(arg=None):
-  arg = common.parse_arg(arg, bcr="1/192", data="ffhq", lpips=False, demo=False)
+  arg = common.parse_arg(arg, bcr="1/192", data="ffhq", lpips=False, demo=False,
+                         matched=False)
   config = common.base_config("deepjscc", arg.data)
   config.model = ml_collections.ConfigDict(dict(
       arch="tung", num_filters=256, snr_adaptive=False, downsampling=16,
@@ -31,7 +36,12 @@ def get_config(arg=None):
       lambda_lpips=0.1 if arg.lpips else 0.0, lpips_net="vgg"))
   common.add_training(config)
 
-  if arg.demo:
+  if arg.demo or arg.matched:
     common.apply_demo(config)
     config.model.num_filters = 32  # The Tung architecture, narrow.
+  if arg.matched:
+    common.apply_matched(config)
+    # GenerativeJSCC's wall time on 2 CPU cores (README "Matched-prior
+    # experiment" gives the measured times): the same-time baseline.
+    config.total_steps = 2300
   return config

@@ -18,6 +18,11 @@ Arguments (`--config=generative_ffhq:ARG`, comma separated):
                 initialised generator and the narrow Tung encoder of the
                 DeepJSCC demo: training, SNR sweep and plots in ~5 minutes
                 on 2 CPU cores, no download.
+  matched       the matched-prior experiment: images drawn from the seeded
+                random StyleGAN2 G0 at 64x64 (data.name='generator'), and
+                G0 as the decoder's synthesis network
+                (generator.from_data; frozen with generator=frozen), MSE +
+                0.1 LPIPS-AlexNet; README "Matched-prior experiment".
 
 Paper scale: 256x256 FFHQ (or CelebA-HQ) images, the Tung et al. encoder,
 the FFHQ-256 StyleGAN2 (stylegan2-ada-pytorch's `ffhq256` config: channel
@@ -36,13 +41,18 @@ from experiments.configs import common
 def get_config(arg=None):
   arg = common.parse_arg(
       arg, bcr="1/192", data="ffhq", lpips="", weights="", generator="finetune",
-      injection="concat", adversarial=False, demo=False)
+      injection="concat", adversarial=False, demo=False, matched=False)
   config = common.base_config("generative", arg.data)
   config.model = ml_collections.ConfigDict(dict(
       encoder_arch="tung", num_filters=256, downsampling=16,
       latent_channels=common.latent_channels(arg.bcr, downsampling=16),
       encoder_snr_adaptive=False,
       injection=arg.injection,   # 'concat' | 'add' | 'none'
+      # GPEN's 'concat' layers (models/generative/synthesis.py): a learned,
+      # zero-initialised scale per map ('learned' | 'none'), and no StyleGAN2
+      # noise in the layers that get a map.
+      injection_scale="learned",
+      noise_in_injected_layers=False,
       inject_max_resolution=config_dict.placeholder(int),  # None: every layer
       w_mode="per_layer",        # 'per_layer' (W+) | 'shared' (one w)
       noise_mode="const",        # noise of layers without injection
@@ -50,6 +60,9 @@ def get_config(arg=None):
       receiver_res_blocks=2, receiver_snr_adaptive=True))
   config.generator = ml_collections.ConfigDict(dict(
       weights=arg.weights,       # converted generator directory ('' = random)
+      # The generator that draws the 'generator' dataset (data.generator)
+      # as the synthesis network: the matched prior.
+      from_data=arg.matched,
       train=arg.generator,       # 'finetune' | 'frozen'
       lr=1e-5,                   # own learning rate when fine-tuned (None: optimizer.lr)
       # Architecture for random initialisation (read from `weights` if set):
@@ -65,7 +78,7 @@ def get_config(arg=None):
       lr=2e-3, b1=0.0, b2=0.99, channel_base=16384, channel_max=512))
   common.add_training(config)
 
-  if arg.demo:
+  if arg.demo or arg.matched:
     common.apply_demo(config)
     m = config.model
     m.num_filters = 32  # The Tung encoder, narrow (as the DeepJSCC demo's).
@@ -76,4 +89,15 @@ def get_config(arg=None):
     g.w_dim, g.channel_base, g.channel_max = 128, 1024, 64
     g.lr = None  # A random generator trains at the full learning rate.
     config.adversarial.channel_base, config.adversarial.channel_max = 1024, 64
+  if arg.matched:
+    common.apply_matched(config)
+    config.total_steps = 400
+    # The prior is G0 (its architecture comes from the data's generator);
+    # fine-tuned at a tenth of the learning rate, as at paper scale.
+    m.inject_max_resolution = None  # Every layer gets a map (GPEN).
+    g.lr = config.optimizer.lr / 10
+    if not arg.lpips:
+      config.loss.lambda_lpips = 0.1
+    # LPIPS-AlexNet in the loss: VGG's backward pass would dominate a CPU step.
+    config.loss.lpips_net = "alex"
   return config

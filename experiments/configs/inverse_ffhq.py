@@ -16,6 +16,12 @@ Arguments (`--config=inverse_ffhq:ARG`, comma separated):
                 DeepJSCC trained on the spot (`deepjscc_ffhq:demo` for
                 `demo_deepjscc_steps` steps, kept in OUTPUT_DIR/deepjscc_demo
                 and reused by reruns). A few minutes on 2 CPU cores.
+  matched       the matched-prior experiment: G0's test images (data.name=
+                'generator' at 64x64, `common.matched_data`) restored with
+                G0 itself as the prior (generator_from_data); set
+                --config.deepjscc_checkpoint to the deepjscc_ffhq:matched
+                run. SNR -5, 0, 5 dB; LPIPS-AlexNet in the search; README
+                "Matched-prior experiment".
 
 The ILO defaults (`config.ilo`) are those of the official ILO code: the
 Gaussianised latent space (`latent_space='z_proxy'`: one z ~ N(0, I) per W+
@@ -49,7 +55,7 @@ from gjscc_jax import data
 
 
 def get_config(arg=None):
-  arg = common.parse_arg(arg, operator="deepjscc", demo=False)
+  arg = common.parse_arg(arg, operator="deepjscc", demo=False, matched=False)
   config = ml_collections.ConfigDict()
   config.scheme = "inversejscc"
   config.seed = 0
@@ -65,6 +71,8 @@ def get_config(arg=None):
   # memory per image (larger batches, 1024x1024 generators), about one more
   # forward pass of compute. Results are the same.
   config.remat = False
+  # The prior is the generator that draws the 'generator' dataset.
+  config.generator_from_data = False
   config.output_dir = config_dict.placeholder(str)
 
   config.data = data.default_data_config()
@@ -122,4 +130,13 @@ def get_config(arg=None):
     config.num_images = 8
     config.snrs_db = (0.0, 10.0)
     config.ilo.steps = (30, 20, 20)
+  if arg.matched:
+    common.matched_data(config.data)
+    config.generator_from_data = True
+    config.num_images = common.MATCHED_TEST_IMAGES
+    config.snrs_db = common.MATCHED_SNRS_DB
+    config.batch_size = 16
+    # LPIPS-AlexNet in the search: VGG's backward pass would dominate.
+    config.operator.lpips_net = "alex"
+    config.tag = "matched"
   return config

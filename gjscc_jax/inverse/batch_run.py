@@ -92,11 +92,22 @@ def load_generator(config):
   The synthesis network computes its feature maps in
   `config.generator_dtype` (styles, demodulation and the skip image stay
   float32, and so do the variables the search optimises) and recomputes
-  each block in the backward pass when `config.remat` is set.
+  each block in the backward pass when `config.remat` is set. With
+  `config.generator_from_data`, the prior is the generator that draws the
+  'generator' dataset (`config.data.generator`): the matched prior.
   """
   options = dict(dtype=generator_dtype(config),
                  remat=config.get("remat", False))
-  if config.generator_weights:
+  if config.get("generator_from_data"):
+    if config.data.name != "generator" or config.generator_weights:
+      raise ValueError(
+          "generator_from_data=True takes the prior from the 'generator' "
+          f"dataset: needs data.name='generator' (got {config.data.name!r}) "
+          "and no generator_weights.")
+    from gjscc_jax import generated_data  # pylint: disable=import-outside-toplevel
+    module, variables = generated_data.load_generator(config.data.generator)
+    module = module.clone(**options)
+  elif config.generator_weights:
     from gjscc_jax.models.stylegan2 import load_stylegan2  # pylint: disable=import-outside-toplevel
     module, variables = load_stylegan2(config.generator_weights, **options)
   else:
@@ -174,6 +185,8 @@ def result_settings(config, facts):
   keep = ("seed", "deepjscc_checkpoint", "deepjscc_step", "generator_weights",
           "generator_dtype", "split", "input_dir", "demo", "save_latents")
   settings = {k: config.get(k) for k in keep}
+  if config.get("generator_from_data"):
+    settings["generator_from_data"] = True
   settings.update(data=config.data.to_dict(), operator=config.operator.to_dict(),
                   ilo=config.ilo.to_dict(), lpips_nets=list(
                       config.metrics.lpips_nets), **facts)

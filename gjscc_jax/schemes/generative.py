@@ -8,11 +8,15 @@ trainer asks of a scheme (`base.Scheme`):
   `{'params': {encoder, receiver, synthesis}, 'buffers': {...},
   ['discriminator': ...]}`. Buffers (StyleGAN2's stored noise) never train.
 * `load_pretrained`: for a fresh run, grafts the converted StyleGAN2 weights
-  named by `config.generator.weights` onto the synthesis network and sets
-  the W+ offset to the generator's `w_avg`; without weights it says loudly
-  that the generator starts from random weights.
+  named by `config.generator.weights` (or, with `generator.from_data`, the
+  generator that draws the 'generator' dataset: the matched prior) onto the
+  synthesis network and sets the W+ offset to the generator's `w_avg`;
+  without weights it says loudly that the generator starts from random
+  weights.
 * `make_optimizer`: `optax.multi_transform` over parameter groups: the
-  encoder and receiver use `config.optimizer`; the synthesis network is
+  encoder and receiver use `config.optimizer` (and so do the decoder's
+  map scales `inject_scale_*`, `model.injection_scale='learned'`, which are
+  not part of the generator); the synthesis network is
   frozen (`generator.train='frozen'`: no update, no optimiser state, no
   weight gradients) or fine-tuned with the same settings at its own learning
   rate `generator.lr` (default: `optimizer.lr`); the discriminator of the
@@ -34,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gjscc_jax import generated_data
 from gjscc_jax.models import generative as generative_lib
 from gjscc_jax.models import stylegan2
 from gjscc_jax.models.stylegan2 import discriminator as disc_lib
@@ -43,9 +48,30 @@ from gjscc_jax.schemes import base
 GENERATOR_TRAINING = ("finetune", "frozen")
 
 
-def _generator_architecture(config):
+def data_generator(config):
+  """`(Generator, variables)` of the generator that draws the data.
+
+  For `generator.from_data`: the StyleGAN2 of the 'generator' dataset
+  (`config.data.generator`: its converted `dir`, or its seeded random
+  StyleGAN2), so that the decoder's prior is the data's source by
+  construction (the matched-prior experiment).
+
+  Raises:
+    ValueError: if the data are not drawn from a generator.
+  """
+  if config.data.name != "generator":
+    raise ValueError(
+        "generator.from_data=True takes the prior from the 'generator' "
+        f"dataset, but data.name={config.data.name!r}: set "
+        "--config.data.name=generator, or --config.generator.from_data=False "
+        "with --config.generator.weights=DIR.")
+  return generated_data.load_generator(config.data.generator)
+
+
+def _generator_architecture(config, module=None):
   """StyleGAN2 synthesis fields, from the converted weights when given.
 
+  `module` (the data's generator, `generator.from_data`) takes precedence.
   A run whose weights directory is gone (evaluating or resuming elsewhere)
   falls back to the config's fields; a fresh run still needs the directory
   (`load_pretrained` reads it), and restoring a checkpoint checks shapes.
@@ -53,6 +79,13 @@ def _generator_architecture(config):
   g = config.generator
   arch = dict(w_dim=g.w_dim, channel_base=g.channel_base,
               channel_max=g.channel_max, conv_clamp=g.conv_clamp)
+  if module is not None:
+    if module.img_resolution != config.data.resolution:
+      raise ValueError(
+          f"The data's generator is {module.img_resolution}x"
+          f"{module.img_resolution} but data.resolution="
+          f"{config.data.resolution}: set them equal.")
+    return {k: getattr(module, k) for k in arch}
   if not g.get("weights"):
     return arch
   if not os.path.isdir(g.weights):
@@ -75,10 +108,11 @@ def _generator_architecture(config):
   return from_file
 
 
-def build_model(config):
-  """The `GenerativeJSCC` module described by `config`."""
+def build_model(config, generator_module=None):
+  """The `GenerativeJSCC` module described by `config` (the synthesis
+  network shaped like `generator_module` when given)."""
   m, ch = config.model, config.channel
-  arch = _generator_architecture(config)
+  arch = _generator_architecture(config, generator_module)
   return generative_lib.build_generative_jscc(
       img_resolution=config.data.resolution,
       latent_channels=m.latent_channels, encoder_arch=m.encoder_arch,
@@ -87,7 +121,10 @@ def build_model(config):
       fading=ch.fading, equalization=ch.equalization, power=ch.power,
       w_dim=arch["w_dim"], synthesis_channel_base=arch["channel_base"],
       synthesis_channel_max=arch["channel_max"], conv_clamp=arch["conv_clamp"],
-      injection=m.injection, inject_max_resolution=m.inject_max_resolution,
+      injection=m.injection,
+      injection_scale=m.get("injection_scale", "learned"),
+      noise_in_injected_layers=m.get("noise_in_injected_layers", False),
+      inject_max_resolution=m.inject_max_resolution,
       w_mode=m.w_mode, receiver_channel_base=m.receiver_channel_base,
       receiver_channel_max=m.receiver_channel_max,
       receiver_res_blocks=m.receiver_res_blocks,
@@ -95,7 +132,7 @@ def build_model(config):
       dtype=base.compute_dtype(config), remat=base.remat_enabled(config))
 
 
-def graft_pretrained(params, generator_variables):
+def graft_pretrained(params, generator_variables, zero_new_inputs=True):
   """Puts converted StyleGAN2 variables into GenerativeJSCC's variables.
 
   Args:
@@ -104,12 +141,14 @@ def graft_pretrained(params, generator_variables):
 
   Returns:
     `params` with the synthesis network's parameters and noise buffers
-    grafted (`generative_lib.graft_synthesis`) and the receiver's W+
+    grafted (`generative_lib.graft_synthesis`, with `zero_new_inputs`
+    for unscaled 'concat' maps) and the receiver's W+
     offset set to the generator's `w_avg`.
   """
   p, b = dict(params["params"]), dict(params["buffers"])
   p["synthesis"] = generative_lib.graft_synthesis(
-      p["synthesis"], generator_variables["params"]["synthesis"])
+      p["synthesis"], generator_variables["params"]["synthesis"],
+      zero_new_inputs=zero_new_inputs)
   b["synthesis"] = generative_lib.graft_synthesis(
       b["synthesis"], generator_variables["buffers"]["synthesis"])
   receiver = dict(p["receiver"])
@@ -129,6 +168,10 @@ def _labels(params, generator_label):
     if top == "discriminator":
       return "discriminator"
     if top == "params" and path[1].key == "synthesis":
+      # The map scales are the decoder's own, not the generator's: they
+      # train with the receiver, also when the generator is frozen.
+      if generative_lib.is_injection_scale(path[-1].key):
+        return "default"
       return generator_label
     return "default"
 
@@ -182,18 +225,26 @@ def _adversarial_loss(config, discriminator):
 
 def build(config) -> base.Scheme:
   """Builds the GenerativeJSCC `Scheme` from `config` (module docstring)."""
-  model = build_model(config)
+  from_data = bool(config.generator.get("from_data"))
+  if from_data and config.generator.get("weights"):
+    raise ValueError("Set either generator.weights or generator.from_data, "
+                     "not both.")
+  prior = data_generator(config) if from_data else None
+  model = build_model(config, prior[0] if prior else None)
   dtype = base.compute_dtype(config)
   res = config.data.resolution
   frozen = config.generator.train == "frozen"
-  if (frozen and config.model.injection == "concat"
-      and config.generator.get("weights")):
+  scaled = config.model.get("injection_scale", "learned") == "learned"
+  if (frozen and config.model.injection == "concat" and not scaled
+      and (config.generator.get("weights") or from_data)):
     raise ValueError(
-        "generator.train='frozen' with model.injection='concat' and converted "
-        "weights would ignore the injected feature maps: their kernel slices "
-        "start at zero and a frozen generator never updates them. Use "
-        "--config.model.injection=add (maps replace the noise inputs) or "
-        "--config.generator.train=finetune.")
+        "generator.train='frozen' with model.injection='concat', "
+        "model.injection_scale='none' and converted weights would ignore the "
+        "injected feature maps: their kernel slices start at zero and a "
+        "frozen generator never updates them. Use "
+        "--config.model.injection_scale=learned (GPEN's zero-initialised "
+        "scales, trained with the receiver), --config.model.injection=add "
+        "or --config.generator.train=finetune.")
   adv = config.get("adversarial")
   adversarial = adv is not None and adv.enabled
   discriminator = None
@@ -213,14 +264,21 @@ def build(config) -> base.Scheme:
 
   def reconstruct(params, images, snr_db, key):
     p = params["params"]
-    if frozen:  # No weight gradients for a frozen generator (saves compute).
-      p = {**p, "synthesis": sg(p["synthesis"])}
+    if frozen:  # No weight gradients for a frozen generator (saves compute),
+      # but the map scales train (they are the decoder's own).
+      p = {**p, "synthesis": {
+          k: v if generative_lib.is_injection_scale(k) else sg(v)
+          for k, v in p["synthesis"].items()}}
     variables = {"params": p, "buffers": sg(params["buffers"])}
     return model.apply(variables, images, snr_db, key)
 
   def load_pretrained(params):
     path = config.generator.get("weights")
-    if not path:
+    if prior is not None:
+      generator_variables = prior[1]
+      logging.info("Synthesis network initialised from the data's generator "
+                   "(%s)", config.generator.train)
+    elif not path:
       logging.warning(
           "generator.weights is not set: the StyleGAN2 synthesis network of "
           "GenerativeJSCC starts from RANDOM weights (fine for the CPU demo; "
@@ -228,10 +286,12 @@ def build(config) -> base.Scheme:
           "`python -m weights_convert stylegan2 SRC DST` and pass "
           "--config.generator.weights=DST).")
       return params
-    _, generator_variables = stylegan2.load_stylegan2(path)
-    grafted = graft_pretrained(params, generator_variables)
-    logging.info("Synthesis network initialised from %s (%s)", path,
-                 config.generator.train)
+    else:
+      _, generator_variables = stylegan2.load_stylegan2(path)
+      logging.info("Synthesis network initialised from %s (%s)", path,
+                   config.generator.train)
+    grafted = graft_pretrained(params, generator_variables,
+                               zero_new_inputs=not scaled)
     shardings = jax.tree.map(lambda x: x.sharding, params)
     return jax.device_put(grafted, shardings)
 

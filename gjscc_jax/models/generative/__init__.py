@@ -15,8 +15,10 @@ from gjscc_jax.models.generative.model import straight_through_clip
 from gjscc_jax.models.generative.receiver import GenerativeReceiver
 from gjscc_jax.models.generative.synthesis import graft_synthesis
 from gjscc_jax.models.generative.synthesis import InjectedSynthesis
+from gjscc_jax.models.generative.synthesis import is_injection_scale
 
 __all__ = [
     "GenerativeJSCC", "GenerativeReceiver", "InjectedSynthesis",
-    "build_generative_jscc", "graft_synthesis", "straight_through_clip",
+    "build_generative_jscc", "graft_synthesis", "is_injection_scale",
+    "straight_through_clip",
 ]

@@ -20,7 +20,8 @@ StyleGAN-based decoder together with MSE + lambda * LPIPS:
 
 Variables of `GenerativeJSCC.init`::
 
-  {'params':  {'encoder': ..., 'receiver': ..., 'synthesis': {'b4': ...}},
+  {'params':  {'encoder': ..., 'receiver': ...,
+               'synthesis': {'b4': ..., 'inject_scale_0': ..., ...}},
    'buffers': {'synthesis': {'b4': {'conv1': {'noise_const'}}, ...}}}
 
 Usage::
@@ -72,7 +73,8 @@ class GenerativeJSCC(nn.Module):
     fading: 'slow' or 'fast' Rayleigh fading.
     equalization: 'zf' or 'mmse'.
     power: average transmit power per complex symbol.
-    noise_mode: StyleGAN2 noise of layers without an injected map:
+    noise_mode: StyleGAN2 noise of layers without an injected map (and of
+      'concat' layers with `noise_in_injected_layers`):
       'const' (the stored maps; deterministic), 'random' or 'none'.
   """
   encoder: nn.Module
@@ -143,7 +145,9 @@ def build_generative_jscc(
     downsampling=16, encoder_snr_adaptive=False, channel="awgn",
     fading="slow", equalization="mmse", power=1.0, w_dim=512,
     synthesis_channel_base=16384, synthesis_channel_max=512, conv_clamp=256,
-    injection="concat", inject_max_resolution=None, w_mode="per_layer",
+    injection="concat", injection_scale="learned",
+    noise_in_injected_layers=False, inject_max_resolution=None,
+    w_mode="per_layer",
     receiver_channel_base=16384, receiver_channel_max=512,
     receiver_res_blocks=2, receiver_snr_adaptive=False, noise_mode="const",
     dtype=jnp.float32, precision=None, remat=False):
@@ -167,12 +171,17 @@ def build_generative_jscc(
   if injection not in receiver_lib.INJECTIONS:
     raise ValueError(f"injection={injection!r} must be one of "
                      f"{receiver_lib.INJECTIONS}.")
+  if injection_scale not in synthesis_lib.INJECTION_SCALES:
+    raise ValueError(f"injection_scale={injection_scale!r} must be one of "
+                     f"{synthesis_lib.INJECTION_SCALES}.")
   if noise_mode not in ("const", "random", "none"):
     raise ValueError(f"noise_mode={noise_mode!r} must be 'const', 'random' or 'none'.")
   synthesis = synthesis_lib.InjectedSynthesis(
       w_dim=w_dim, img_resolution=img_resolution,
       channel_base=synthesis_channel_base, channel_max=synthesis_channel_max,
-      conv_clamp=conv_clamp, injection=injection, dtype=dtype,
+      conv_clamp=conv_clamp, injection=injection,
+      injection_scale=injection_scale,
+      noise_in_injected_layers=noise_in_injected_layers, dtype=dtype,
       precision=precision, remat=remat)
   receiver = receiver_lib.GenerativeReceiver(
       img_resolution=img_resolution, num_ws=synthesis.num_ws, w_dim=w_dim,

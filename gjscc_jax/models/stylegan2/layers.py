@@ -185,7 +185,8 @@ class SynthesisLayer(nn.Module):
   precision: Any = None
 
   @nn.compact
-  def __call__(self, x, w, *, noise_mode='const', key=None, noise=None):
+  def __call__(self, x, w, *, noise_mode='const', key=None, noise=None,
+               input_gain=None):
     """Applies the layer.
 
     Args:
@@ -196,6 +197,9 @@ class SynthesisLayer(nn.Module):
       key: PRNG key, needed for ``noise_mode='random'``.
       noise: optional external map, (B, H', W', 1) or (B, H', W', out), that
         replaces the noise input (still scaled by ``noise_strength``).
+      input_gain: optional (I,) factors on the styles, i.e. on the input
+        channels in both the modulation and the demodulation (a zero gain
+        removes a channel as if its kernel slice were zero).
 
     Returns:
       (B, resolution, resolution, out_channels) in `dtype`.
@@ -217,6 +221,8 @@ class SynthesisLayer(nn.Module):
             self.make_rng('params'), (self.resolution, self.resolution)))
 
     styles = FullyConnected(x.shape[-1], bias_init=1.0, name='affine')(w)
+    if input_gain is not None:
+      styles = styles * input_gain
     y = modulated_conv2d(x.astype(self.dtype), kernel, styles, up=self.up,
                          precision=self.precision)
     shape = y.shape
@@ -236,7 +242,8 @@ class SynthesisLayer(nn.Module):
 class ToRGB(nn.Module):
   """Modulated 1x1 conv to RGB without demodulation, + bias (+ clamp).
 
-  The styles are scaled by 1 / sqrt(in_channels) (the official weight gain).
+  The styles are scaled by 1 / sqrt(in_channels) (the official weight gain)
+  and by the optional per-input-channel `input_gain` of `__call__`.
 
   Attributes:
     out_channels: image channels (3).
@@ -250,13 +257,15 @@ class ToRGB(nn.Module):
   precision: Any = None
 
   @nn.compact
-  def __call__(self, x, w):
+  def __call__(self, x, w, input_gain=None):
     in_channels = x.shape[-1]
     kernel = self.param('weight', nn.initializers.normal(1.0),
                         (1, 1, in_channels, self.out_channels))
     bias = self.param('bias', nn.initializers.zeros, (self.out_channels,))
     styles = FullyConnected(in_channels, bias_init=1.0, name='affine')(w)
     styles = styles * (1 / np.sqrt(in_channels))
+    if input_gain is not None:
+      styles = styles * input_gain
     y = modulated_conv2d(x.astype(self.dtype), kernel, styles,
                          demodulate=False, precision=self.precision)
     y = bias_act(y, bias, clamp=self.conv_clamp)

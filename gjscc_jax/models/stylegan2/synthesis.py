@@ -92,6 +92,22 @@ def _block_maps(maps_by_layer, block):
   return block_maps + (None,) * (2 - len(block_maps))
 
 
+def concat_gain(channels, map_channels, scale):
+  """Input gains of a layer reading features with a concatenated map.
+
+  Args:
+    channels: input channels of the reading layer (features + map).
+    map_channels: channels of the concatenated map (the trailing ones).
+    scale: scalar gain of the map.
+
+  Returns:
+    `(channels,)` float32: 1 for the features, `scale` for the map.
+  """
+  return jnp.concatenate([
+      jnp.ones((channels - map_channels,), jnp.float32),
+      jnp.broadcast_to(jnp.asarray(scale, jnp.float32), (map_channels,))])
+
+
 class SynthesisLayout:
   """Block and layer bookkeeping of a synthesis network (a mixin).
 
@@ -156,7 +172,8 @@ class SynthesisBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, img, ws, *, noise_mode='const', key=None,
-               noise=(None, None), concat=(None, None)):
+               noise=(None, None), concat=(None, None), concat_noise=True,
+               concat_scale=(None, None), input_gain=None):
     """Applies the block.
 
     Args:
@@ -170,6 +187,14 @@ class SynthesisBlock(nn.Module):
       concat: per conv layer of this block, a map concatenated to the
         layer's output (so the next layer and ToRGB read a wider input), or
         None.
+      concat_noise: whether a layer with a `concat` map still adds its
+        `noise_mode` noise (a layer's external `noise` map is always added).
+      concat_scale: per conv layer of this block, a scalar gain of its
+        `concat` map, or None (gain 1). The gain multiplies the styles of the
+        map's channels in the layers reading them (`concat_gain`), so it
+        scales the map's contribution and its share of the demodulation.
+      input_gain: per input channel of `x`, gains for conv0 (the previous
+        block's `concat_scale`, `concat_gain`), or None.
 
     Returns:
       ``(x, img)``: (B, r, r, out_channels) features in `dtype` and the
@@ -182,24 +207,33 @@ class SynthesisBlock(nn.Module):
       raise ValueError(f'{self.name} needs {num_conv + 1} ws, got {ws.shape}')
     keys = (None, None) if key is None else jax.random.split(key)
 
-    def conv(name, x, i, key, up=False):
+    def conv(name, x, i, key, gain, up=False):
+      """Layer `i` reading `x` (input gains `gain`) -> (output, its gains)."""
+      mode = noise_mode
+      if concat[i] is not None and not concat_noise:
+        mode = 'none'
       y = layers.SynthesisLayer(self.out_channels, self.resolution, up=up,
                                 name=name, **kw)(
-                                    x, ws[:, i], noise_mode=noise_mode,
-                                    key=key, noise=noise[i])
-      if concat[i] is not None:
-        y = jnp.concatenate([y, concat[i].astype(y.dtype)], axis=-1)
-      return y
+                                    x, ws[:, i], noise_mode=mode, key=key,
+                                    noise=noise[i], input_gain=gain)
+      if concat[i] is None:
+        return y, None
+      y = jnp.concatenate([y, concat[i].astype(y.dtype)], axis=-1)
+      if concat_scale[i] is None:
+        return y, None
+      return y, concat_gain(y.shape[-1], concat[i].shape[-1], concat_scale[i])
 
     if self.is_first:
       const = self.param('const', nn.initializers.normal(1.0),
                          (self.resolution, self.resolution, self.out_channels))
       x = jnp.broadcast_to(const.astype(self.dtype),
                            (ws.shape[0],) + const.shape)
+      gain = None
     else:
-      x = conv('conv0', x, 0, keys[0], up=True)
-    x = conv('conv1', x, num_conv - 1, keys[1])
-    y = layers.ToRGB(self.img_channels, name='torgb', **kw)(x, ws[:, num_conv])
+      x, gain = conv('conv0', x, 0, keys[0], input_gain, up=True)
+    x, gain = conv('conv1', x, num_conv - 1, keys[1], gain)
+    y = layers.ToRGB(self.img_channels, name='torgb', **kw)(
+        x, ws[:, num_conv], input_gain=gain)
     if img is not None:
       img = resampling.upsample_2x(img.astype(jnp.float32)) + y
     else:
@@ -239,7 +273,8 @@ class SynthesisNetwork(SynthesisLayout, nn.Module):
 
   @nn.compact
   def __call__(self, ws, *, noise_mode='const', key=None, noise=None,
-               concat=None, start_block=0, end_block=None, x=None, img=None):
+               concat=None, concat_noise=True, concat_scale=False,
+               start_block=0, end_block=None, x=None, img=None):
     """Synthesises images, or runs blocks ``start_block .. end_block - 1``.
 
     Args:
@@ -256,6 +291,16 @@ class SynthesisNetwork(SynthesisLayout, nn.Module):
         layer's resolution; the layers reading that output (the next conv
         and the block's ToRGB) get C' more input channels. GenerativeJSCC's
         'concat' injection.
+      concat_noise: whether layers with a `concat` map still add their
+        `noise_mode` noise (StyleGAN2's `noise_const`, random or none).
+      concat_scale: give every `concat` map a learned scalar gain
+        ``inject_scale_{layer}``, initialised to 0 (GPEN's
+        `NoiseInjection(isconcat=True)` weight). The gain multiplies the
+        map's styles in the layers reading it (the next conv and the block's
+        ToRGB), so at 0 the map's channels are absent from the modulation
+        and the demodulation alike: the network computes exactly the image
+        it computes without the maps, whatever the kernel slices reading
+        them, and the gain's gradient is not zero.
       start_block: first block to run; if > 0, `x` must be the output
         features of block ``start_block - 1`` (and `img` its skip image, or
         None for a zero image).
@@ -285,33 +330,48 @@ class SynthesisNetwork(SynthesisLayout, nn.Module):
     ws = ws.astype(jnp.float32)
     noise = _maps_by_layer(noise, self.num_layers)
     concat = _maps_by_layer(concat, self.num_layers, 'concat')
+    scales = {}
+    if concat_scale:
+      scales = {l: self.param(f'inject_scale_{l}', nn.initializers.zeros, ())
+                for l in sorted(concat)}
     for k in range(start_block, end):
       first_w = 0 if k == 0 else 2 * k - 1
       num_w = 2 if k == 0 else 3
       block_key = None if key is None else jax.random.fold_in(key, k)
-      run = self._block_fn(k, noise_mode)
+      prev = first_w - 1  # The layer whose output conv0 reads.
+      input_gain = None
+      if k > 0 and prev in scales:
+        input_gain = concat_gain(x.shape[-1], concat[prev].shape[-1],
+                                 scales[prev])
+      block_scales = (tuple(scales.get(l) for l in block_layers(k))
+                      + (None,) * (2 - len(block_layers(k))))
+      run = self._block_fn(k, noise_mode, concat_noise)
       x, img = (nn.remat(run) if self.remat else run)(
           self, x, img, ws[:, first_w:first_w + num_w], block_key,
-          _block_maps(noise, k), _block_maps(concat, k))
+          _block_maps(noise, k), _block_maps(concat, k), block_scales,
+          input_gain)
     if end == n_blocks:
       return img
     return x, img
 
-  def _block_fn(self, k, noise_mode):
-    """Block `k` as `(mdl, x, img, ws, key, noise, concat) -> (x, img)`.
+  def _block_fn(self, k, noise_mode, concat_noise):
+    """Block `k` as `(mdl, x, img, ws, key, noise, concat, concat_scale,
+    input_gain) -> (x, img)`.
 
     Only arrays, None and tuples of them are arguments (what `nn.remat`
-    traces); the static choices (`k`, `noise_mode`) are closed over. Flax
-    passes the module (under remat its lifted copy) as `mdl`.
+    traces); the static choices (`k`, `noise_mode`, `concat_noise`) are
+    closed over. Flax passes the module (under remat its lifted copy) as
+    `mdl`.
     """
     res = block_resolution(k)
 
-    def run(mdl, x, img, ws, key, noise, concat):
+    def run(mdl, x, img, ws, key, noise, concat, concat_scale, input_gain):
       del mdl  # The block attaches to it implicitly, named b{res}.
       return SynthesisBlock(
           self.channels(res), res, is_first=(k == 0),
           img_channels=self.img_channels, conv_clamp=self.conv_clamp,
           dtype=self.dtype, precision=self.precision, name=f'b{res}')(
               x, img, ws, noise_mode=noise_mode, key=key, noise=noise,
-              concat=concat)
+              concat=concat, concat_noise=concat_noise,
+              concat_scale=concat_scale, input_gain=input_gain)
     return run
