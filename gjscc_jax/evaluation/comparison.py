@@ -176,7 +176,7 @@ def parse_separation(label, spec):
           f"--run={label}={spec}: {token!r} is not KEY=VALUE with KEY one of "
           f"{', '.join(SEPARATION_OPTIONS)}.")
     if key == "bcr":
-      config["bcr"].append(str(channel_lib.parse_ratio(value)))
+      config["bcr"].append(report.format_ratio(channel_lib.parse_ratio(value)))
     elif key == "outage":
       config[key] = float(value)
     elif key == "realisations":
