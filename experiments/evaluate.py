@@ -1,23 +1,36 @@
-r"""Puts trained runs on the same PSNR / SSIM / MS-SSIM / LPIPS vs SNR plots.
+r"""Puts every scheme on the same test images and channel, on shared plots.
 
-  python -m experiments.evaluate --output_dir=results \
-      --run=DeepJSCC=runs/deepjscc_192 --run=GenerativeJSCC=runs/generative_192 \
-      --snrs=-5,-3,-1,0,1,3,5 --realisations=4
+  python -m experiments.evaluate --output_dir=results/curves \
+      --run=DeepJSCC=runs/deepjscc_1_768 --run=DeepJSCC=runs/deepjscc_1_192 \
+      --run=GenerativeJSCC=runs/generative_1_192 \
+      --run=InverseJSCC=results/inverse_1_192 \
+      --run='BPG (capacity)=separation:heif' \
+      --data.name=celebahq --snrs=-5,-3,-1,0,1,3,5 --realisations=4
 
-Each --run is LABEL=WORKDIR of a `python -m experiments.train` run (its latest
-checkpoint, or --step). Every run is evaluated on its own config's test split
-(override with --image_dir/--split/--num_images) over the same SNRs and
-channel realisations. Written to --output_dir: summary.csv and summary.json
-(mean and 95% confidence interval per scheme, rho, SNR and metric), one PNG
-per metric vs SNR, and a grid of originals vs reconstructions per run.
+Each --run is LABEL=SOURCE (`gjscc_jax/evaluation/comparison.py`):
+  * a training workdir (`experiments.train`): its checkpoint (latest, or
+    --step) is swept over --snrs;
+  * an InverseJSCC output directory (`experiments.invert`): its summary is
+    read (DIR:deepjscc reads the DeepJSCC rows it started from);
+  * a separation output directory (`experiments.separation`): its summary
+    is read;
+  * separation:CODEC[:bcr=1/192,headers=shared,...]: the separation baseline
+    computed here, at every bandwidth ratio of the other runs unless bcr= is
+    given.
+One label may name runs at several bandwidth ratios (one per ratio).
 
---merge=SUMMARY.json adds the rows of another evaluation to the tables and
-plots, e.g. an InverseJSCC run's OUTPUT_DIR/summary.json (the same row
-format); --merge_schemes keeps only some of its schemes (InverseJSCC's
-summary also holds the DeepJSCC reconstructions it started from):
-
-  python -m experiments.evaluate --output_dir=results --run=DeepJSCC=runs/dj \
-      --merge=results/inverse/summary.json --merge_schemes=inversejscc
+Every run is tested on the same images and channel: --data.* and
+--channel.* override what each run was trained with (default: those of the
+first run), so a model trained on AWGN can be tested on Rayleigh fading.
+Output directories computed on other images or another channel are refused
+(--allow_mismatch plots them anyway). Written to --output_dir:
+summary.csv/.json (mean and 95% confidence interval over test images, each
+image's channel realisations averaged first; columns `channel` and
+`trained_channel`), evaluation.json (the test set, channel, settings and
+every run), per metric <metric>_vs_snr.png, <metric>_vs_snr_by_rho.png (a
+panel per bandwidth ratio) and, with several ratios, <metric>_vs_rho.png
+(a panel per SNR of --rho_snrs), and runs/<label>_rho<p>_<q>/ with each
+swept run's tables and image grid.
 """
 
 import json
@@ -28,92 +41,102 @@ from absl import flags
 import jax
 
 from experiments import config_cli
+from gjscc_jax import channel as channel_lib
+from gjscc_jax import data as data_lib
+from gjscc_jax.evaluation import comparison
 from gjscc_jax.evaluation import report
-from gjscc_jax import sharding
-from gjscc_jax.evaluation import runner
-from gjscc_jax.train import runs
 
 _RUNS = flags.DEFINE_multi_string(
-    "run", [], "LABEL=WORKDIR of a training run; repeat for several runs.")
+    "run", [], "LABEL=SOURCE: a training workdir, an InverseJSCC or "
+    "separation output directory, or separation:CODEC[:KEY=VALUE,...]; "
+    "repeat for several runs.")
 _OUT = flags.DEFINE_string("output_dir", None, "Where to write tables and plots.")
 _SNRS = flags.DEFINE_list("snrs", ["-5", "-3", "-1", "0", "1", "3", "5"],
                           "Test SNRs in dB.")
-_REALISATIONS = flags.DEFINE_integer("realisations", 2,
-                                     "Channel realisations per image and SNR.")
-_NUM_IMAGES = flags.DEFINE_integer("num_images", None,
-                                   "Evaluate the first N test images (all if unset).")
-_SPLIT = flags.DEFINE_string("split", None, "Data split (default: the run's eval split).")
-_IMAGE_DIR = flags.DEFINE_string("image_dir", None,
-                                 "Override the runs' data.image_dir.")
+_RHO_SNRS = flags.DEFINE_list(
+    "rho_snrs", None, "SNRs (dB) of the metric-vs-bandwidth-ratio panels "
+    "(default: the lowest and highest of --snrs).")
+_REALISATIONS = flags.DEFINE_integer(
+    "realisations", 2, "Channel realisations per image and SNR (averaged per "
+    "image before the confidence interval over images).")
+_DATA_NAME = flags.DEFINE_enum(
+    "data.name", None, data_lib.DATASET_NAMES,
+    "Test dataset for every run (default: the first run's).")
+_DATA_IMAGE_DIR = flags.DEFINE_string(
+    "data.image_dir", None, "Image folder of the test dataset (ffhq, "
+    "celebahq, image_folder).")
+_DATA_RESOLUTION = flags.DEFINE_integer(
+    "data.resolution", None, "Test image side in pixels (default: the first "
+    "run's).")
+_DATA_TFDS_DIR = flags.DEFINE_string(
+    "data.tfds_dir", None, "Prepared datasets' directory.")
+_DATA_SPLIT = flags.DEFINE_enum("data.split", None, data_lib.SPLITS,
+                                "Test split (default: the first run's).")
+_DATA_NUM = flags.DEFINE_integer(
+    "data.num_examples", None, "Evaluate the first N images of the split "
+    "(default: the first run's count, or the whole split).")
+_CHANNEL_KIND = flags.DEFINE_enum(
+    "channel.kind", None, channel_lib.CHANNELS,
+    "Test channel for every run (default: the first run's).")
+_CHANNEL_FADING = flags.DEFINE_enum("channel.fading", None,
+                                    channel_lib.FADINGS, "Rayleigh fading.")
+_CHANNEL_EQ = flags.DEFINE_enum("channel.equalization", None,
+                                channel_lib.EQUALIZATIONS,
+                                "Rayleigh equalisation (learned schemes).")
+_ALLOW_MISMATCH = flags.DEFINE_bool(
+    "allow_mismatch", False, "Plot output directories computed on other test "
+    "images or another channel (the differences go to evaluation.json).")
 _LPIPS = flags.DEFINE_list("lpips", ["vgg", "alex"],
                            "LPIPS backbones to report (empty to skip LPIPS).")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
 _SEED = flags.DEFINE_integer("seed", 1, "Seed of the channel realisations.")
-_MERGE = flags.DEFINE_multi_string(
-    "merge", [], "summary.json of another evaluation (e.g. InverseJSCC's) whose "
-    "rows join the tables and plots; repeat for several.")
-_MERGE_SCHEMES = flags.DEFINE_list(
-    "merge_schemes", [], "Keep only these schemes of the --merge rows (e.g. "
-    "inversejscc); empty: all.")
-
-
-def parse_run(value):
-  label, sep, workdir = value.partition("=")
-  if not sep or not label or not workdir:
-    raise app.UsageError(f"--run={value!r} must be LABEL=WORKDIR.")
-  return label, workdir
-
-
-def merged_rows(paths, schemes=()):
-  """The rows of the summary.json files `paths` (only `schemes`, if given)."""
-  rows = []
-  for path in paths:
-    with open(path) as f:
-      loaded = json.load(f)
-    missing = [r for r in loaded if not set(report.FIELDS) <= set(r)]
-    if missing:
-      raise app.UsageError(
-          f"--merge={path} is not a summary.json of experiments.evaluate or "
-          f"experiments.invert (rows need the fields {report.FIELDS}).")
-    rows += [r for r in loaded if not schemes or r["scheme"] in schemes]
-  return rows
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not _RUNS.value or not _OUT.value:
-    raise app.UsageError("Pass at least one --run=LABEL=WORKDIR and --output_dir.")
-  labelled = [parse_run(v) for v in _RUNS.value]
-  merged = merged_rows(_MERGE.value, _MERGE_SCHEMES.value)  # Checked first.
+    raise app.UsageError("Pass at least one --run=LABEL=SOURCE and --output_dir.")
+  runs = [comparison.parse_run(v) for v in _RUNS.value]
+  test_set, channel = comparison.reference(
+      runs, data_overrides={"name": _DATA_NAME.value,
+                            "image_dir": _DATA_IMAGE_DIR.value,
+                            "resolution": _DATA_RESOLUTION.value,
+                            "tfds_dir": _DATA_TFDS_DIR.value},
+      channel_overrides={"kind": _CHANNEL_KIND.value,
+                         "fading": _CHANNEL_FADING.value,
+                         "equalization": _CHANNEL_EQ.value},
+      split=_DATA_SPLIT.value, num_images=_DATA_NUM.value)
   snrs = [float(s) for s in _SNRS.value]
-  mesh = sharding.make_mesh()
-  lpips = runner.lpips_metrics(_LPIPS.value)
-  rows = []
-  for label, workdir in labelled:
-    config, scheme, params = runs.load_run(workdir, _STEP.value)
-    with config.unlocked():
-      if _IMAGE_DIR.value:
-        config.data.image_dir = _IMAGE_DIR.value
-      ev = config.eval
-      ev.snrs_db = snrs
-      ev.realisations = _REALISATIONS.value
-      ev.num_images = _NUM_IMAGES.value
-      ev.batch_size = _BATCH.value
-      ev.seed = _SEED.value
-      if _SPLIT.value:
-        ev.split = _SPLIT.value
-    rows += runner.evaluate_params(
-        config, scheme, params, mesh, os.path.join(_OUT.value, "runs", label),
-        label=label, lpips=lpips)
-  rows += merged  # After the runs: their labels come first in the legend.
   if jax.process_index() == 0:
-    report.write_tables(rows, _OUT.value)
-    paths = report.plot_metrics(rows, _OUT.value)
-    for metric in dict.fromkeys(r["metric"] for r in rows):
-      print(report.format_table(rows, metric), "\n", flush=True)
-    print("Wrote", ", ".join(paths), "and summary.csv/json to", _OUT.value)
+    print(f"Test set: {test_set.describe()}; channel: {channel.name()}; "
+          f"SNRs {', '.join(f'{s:g}' for s in snrs)} dB.", flush=True)
+  settings = comparison.Settings(
+      snrs_db=tuple(snrs), realisations=_REALISATIONS.value, seed=_SEED.value,
+      batch_size=_BATCH.value, lpips_nets=tuple(_LPIPS.value),
+      step=_STEP.value)
+  rows, record = comparison.collect(runs, test_set, channel, settings,
+                                    _OUT.value,
+                                    allow_mismatch=_ALLOW_MISMATCH.value)
+  if jax.process_index() != 0:
+    return
+  out = _OUT.value
+  report.write_tables(rows, out)
+  with open(os.path.join(out, "evaluation.json"), "w") as f:
+    json.dump(record, f, indent=1)
+  rho_snrs = ([float(s) for s in _RHO_SNRS.value] if _RHO_SNRS.value
+              else sorted({min(snrs), max(snrs)}))
+  paths = (report.plot_metrics(rows, out) + report.plot_by_rho(rows, out) +
+           report.plot_vs_rho(rows, out, rho_snrs))
+  for metric in dict.fromkeys(r["metric"] for r in rows):
+    print(report.format_table(rows, metric), "\n", flush=True)
+  for run in record["runs"]:
+    if run.get("trained_channel") not in ("", "unknown", channel.name()):
+      print(f"Note: {run['label']} was trained on {run['trained_channel']} "
+            f"and is tested on {channel.name()} (channel mismatch).")
+  print(f"Wrote {len(paths)} plots, summary.csv/json and evaluation.json to "
+        f"{out}", flush=True)
 
 
 if __name__ == "__main__":

@@ -11,18 +11,20 @@ it, the rate that maximises each image's expected PSNR); lost images are shown
 as the --fallback image. See gjscc_jax/separation/ for the codecs and the
 bytes they count.
 
-Written to --output_dir: summary.csv and summary.json (mean and 95% confidence
-interval per SNR and metric, with loss_rate and bits_used), one PNG per
-metric vs SNR, grid_separation.png (originals vs received images per SNR) and
-per_image.npz (quality index, payload bits, budget, lost, per SNR).
+Written to --output_dir (`gjscc_jax/separation/outputs.py`): summary.csv
+and summary.json (mean and 95% confidence interval over images per SNR and
+metric, with loss_rate and bits_used), one PNG per metric vs SNR,
+grid_separation.png (originals vs received images per SNR), per_image.npz
+(quality index, payload bits, budget, lost, per SNR) and run_config.json
+(the settings: `python -m experiments.evaluate --run=LABEL=OUTPUT_DIR` checks
+them against its test images and channel and plots the curve with the
+other schemes').
 """
-
-import os
 
 from absl import app
 from absl import flags
-import numpy as np
 
+from experiments import config_cli
 from gjscc_jax import channel as channel_lib
 from gjscc_jax import data as data_lib
 from gjscc_jax import separation
@@ -96,24 +98,18 @@ def main(argv):
         num_examples=_EXAMPLES.value, batch_size=_BATCH.value,
         progress=bar.update)
   out = _OUT.value
-  report.write_tables(result.rows, out)
-  paths = report.plot_metrics(result.rows, out)
-  report.save_grid(result.originals,
-                   {f"{s:g} dB": r for s, r in result.examples.items()},
-                   os.path.join(out, "grid_separation.png"),
-                   title=f"{result.label}: rho={_BCR.value}, k={result.k:g}")
-  snrs = sorted(result.quality)
-  np.savez(os.path.join(out, "per_image.npz"), snrs_db=np.asarray(snrs),
-           indices=result.indices,
-           quality=np.stack([result.quality[s] for s in snrs]),
-           bits=np.stack([result.bits[s] for s in snrs]),
-           budget=np.stack([result.budget[s] for s in snrs]),
-           lost=np.stack([result.lost[s] for s in snrs]))
+  settings = separation.run_settings(
+      _CODEC.value, config, _SPLIT.value, len(result.indices), _BCR.value,
+      _SNRS.value, channel=_CHANNEL.value, fading=_FADING.value,
+      outage=_OUTAGE.value, realisations=_REALISATIONS.value,
+      lpips_nets=_LPIPS.value, fallback=_FALLBACK.value, seed=_SEED.value,
+      exhaustive=_EXHAUSTIVE.value, headers=_HEADERS.value)
+  paths = separation.write_outputs(result, out, settings)
   for metric in dict.fromkeys(r["metric"] for r in result.rows):
     print(report.format_table(result.rows, metric), "\n", flush=True)
-  print("Wrote", ", ".join(paths), "summary.csv/json, grid_separation.png and "
-        "per_image.npz to", out)
+  print("Wrote", ", ".join(paths), "summary.csv/json, grid_separation.png, "
+        "per_image.npz and run_config.json to", out)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  config_cli.run(main)

@@ -37,14 +37,18 @@ def restored_params(workdir, step=None):
   return step, state["params"]
 
 
-def untrained_deepjscc_run(workdir, tfds_dir, resolution):
-  """A small DeepJSCC run directory as the trainer writes it, at step 0."""
+def untrained_deepjscc_run(workdir, tfds_dir, resolution, latent_channels=8):
+  """A small DeepJSCC run directory as the trainer writes it, at step 0.
+
+  4x downsampling: rho = latent_channels / 96 (8: 1/12).
+  """
   config = deepjscc_ffhq.get_config("demo")
   config.data.resolution = resolution
   config.data.tfds_dir = str(tfds_dir)
   config.model.arch = "small"
   config.model.downsampling = 4
   config.model.num_filters = 8
+  config.model.latent_channels = latent_channels
   scheme = schemes.build_scheme(config)
   tx, _ = scheme.make_optimizer(config.total_steps)
   key = jax.random.PRNGKey(0)

@@ -43,6 +43,11 @@ def results(tmp_path_factory):
       "weights": _start("invert", *invert, f"--config.deepjscc_checkpoint={run}",
                         "--config.data.resolution=16",
                         f"--config.generator_weights={root / 'none'}"),
+      "evaluate_run": _start("evaluate", f"--run=X={root}",
+                             f"--output_dir={root / 'curves'}"),
+      "reproduce_weights": _start("reproduce", "--data=celebahq",
+                                  "--image_dir=/data/celebahq",
+                                  f"--output_dir={root / 'paper'}"),
   }
   outputs = {name: proc.communicate(timeout=300) for name, proc in cases.items()}
   return {name: (cases[name].returncode, *out) for name, out in outputs.items()}
@@ -55,6 +60,9 @@ def results(tmp_path_factory):
      "python -m experiments.train"),
     ("weights", "is not a converted StyleGAN2 generator",
      "python -m weights_convert stylegan2"),
+    ("evaluate_run", "is neither a training run (config.json), nor an "
+     "InverseJSCC or separation output", "rerun the command that writes it"),
+    ("reproduce_weights", "need a converted StyleGAN2", "--weights=DIR"),
 ])
 def test_error_is_one_line_with_cause_and_fix(results, case, cause, fix):
   returncode, stdout, stderr = results[case]

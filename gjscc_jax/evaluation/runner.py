@@ -29,11 +29,24 @@ def lpips_metrics(nets):
 
 
 def evaluate_params(config, scheme, params, mesh, output_dir, *, label,
-                    eval_config=None, lpips=None):
+                    eval_config=None, lpips=None, columns=None):
   """Sweeps `params` over `config.eval` SNRs; writes CSV/JSON, plots, grids.
 
+  Args:
+    config: the run's config (`data`, `eval`).
+    scheme: its `schemes.Scheme`.
+    params: its parameters.
+    mesh: the device mesh.
+    output_dir: where process 0 writes the summary, plots and grid.
+    label: the rows' label.
+    eval_config: the sweep's settings (default `config.eval`).
+    lpips: `(losses, params)` from `lpips_metrics` (default: built from
+      `eval.lpips_nets`).
+    columns: optional extra columns of every row (e.g. the test channel).
+
   Returns:
-    The summary rows (see `report.summarize`).
+    The summary rows (see `report.summarize`); `n` is the number of test
+    images, each image's channel realisations averaged first.
   """
   ev = eval_config or config.eval
   losses, lpips_params = lpips if lpips is not None else lpips_metrics(ev.lpips_nets)
@@ -48,14 +61,14 @@ def evaluate_params(config, scheme, params, mesh, output_dir, *, label,
       realisations=ev.realisations, lpips_losses=losses, lpips_params=lpips_params,
       mesh=mesh, num_examples=ev.num_examples)
   rows = report.summarize(result, scheme=scheme.name, label=label,
-                          bcr=scheme.bandwidth_ratio)
+                          bcr=scheme.bandwidth_ratio, **(columns or {}))
   if jax.process_index() == 0:
     report.write_tables(rows, output_dir)
     report.plot_metrics(rows, output_dir)
     report.save_grid(result.originals,
                      {f"{s:g} dB": r for s, r in result.examples.items()},
                      os.path.join(output_dir, f"grid_{label}.png"),
-                     title=f"{label}: rho={scheme.bandwidth_ratio:.5f}")
+                     title=f"{label}: rho={report.format_ratio(scheme.bandwidth_ratio)}")
     print(report.format_table(rows, "psnr"), flush=True)
     logging.info("Evaluation written to %s", output_dir)
   return rows

@@ -21,12 +21,18 @@ class SweepResult:
   """Per-image metrics of one scheme.
 
   Attributes:
-    values: {snr_db: {metric: float array (num_images * realisations,)}}.
+    values: {snr_db: {metric: float array (num_images, realisations)}}: row
+      `i` holds the realisations of the image `indices[i]`, so summaries
+      average each image's realisations before forming intervals over
+      images (`report.mean_ci95`).
+    indices: int32 (num_images,): the images' positions in their split,
+      ascending.
     examples: {snr_db: uint8 array (k, H, W, 3)}: the first k reconstructions
       (first channel realisation), for image grids.
     originals: uint8 array (k, H, W, 3): the matching originals.
   """
   values: dict
+  indices: np.ndarray
   examples: dict
   originals: np.ndarray
 
@@ -127,8 +133,11 @@ def sweep(scheme, params, batches, snrs_db, *, key, realisations=1,
   order = np.lexsort((columns["realisation"], columns["index"]))
   columns = {name: v[order] for name, v in columns.items()}
   metrics = [n for n in columns if n not in ("snr_db", "index", "realisation")]
-  values = {snr: {m: columns[m][columns["snr_db"] == snr] for m in metrics}
-            for snr in snrs}
+  indices = np.unique(columns["index"]).astype(np.int32)
+  shape = (len(indices), realisations)
+  # Per SNR the rows are sorted by (index, realisation): image-major.
+  values = {snr: {m: columns[m][columns["snr_db"] == snr].reshape(shape)
+                  for m in metrics} for snr in snrs}
   kept = {name: np.concatenate(parts) for name, parts in kept.items()}
   if not kept:  # This process holds none of the first images.
     shape = (0,) + tuple(image_shape)
@@ -137,6 +146,6 @@ def sweep(scheme, params, batches, snrs_db, *, key, realisations=1,
                    for s in range(len(snrs))})
   kept = sharding_lib.gather_rows(kept)
   first = np.argsort(kept["index"], kind="stable")[:num_examples]
-  return SweepResult(values, {snr: kept[f"recon/{s}"][first]
+  return SweepResult(values, indices, {snr: kept[f"recon/{s}"][first]
                               for s, snr in enumerate(snrs)},
                      kept["original"][first])

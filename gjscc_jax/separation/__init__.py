@@ -9,7 +9,9 @@ with outage; fast Rayleigh fading at the ergodic capacity).
 * `capacity`: bit budgets, outage probabilities, seeded fading draws;
 * `search`: per image, the highest quality whose payload fits a budget;
 * `baseline`: the sweep over images and SNRs, summary rows and per-image
-  results.
+  results;
+* `outputs`: an output directory (settings, tables, plots, per-image
+  arrays).
 
 One call evaluates a dataset split::
 
@@ -28,8 +30,13 @@ from gjscc_jax.separation.baseline import SCHEME
 from gjscc_jax.separation.baseline import SeparationResult
 from gjscc_jax.separation.codecs import CODECS
 from gjscc_jax.separation.codecs import get_codec
+from gjscc_jax.separation.outputs import read_settings
+from gjscc_jax.separation.outputs import RUN_CONFIG
+from gjscc_jax.separation.outputs import run_settings
+from gjscc_jax.separation.outputs import write_outputs
 
 __all__ = [
     "CODECS", "FALLBACK", "SCHEME", "SeparationResult", "default_label",
     "evaluate", "evaluate_images", "get_codec", "mean_image", "plan_image",
+    "read_settings", "RUN_CONFIG", "run_settings", "write_outputs",
 ]

@@ -80,7 +80,8 @@ class SeparationResult:
 
   Attributes:
     rows: summary rows (dicts with `report.FIELDS`), metrics plus `loss_rate`
-      and `bits_used`.
+      and `bits_used`; `n` is the number of images (each image's fading
+      realisations are averaged first, `report.mean_ci95`).
     label: the rows' label, e.g. 'HEIF (capacity)'.
     k: complex channel uses per image.
     indices: int `(N,)` positions of the images in their split.
@@ -397,15 +398,13 @@ def _assemble(plans, per_pair, snrs, codec, label, bcr, k, indices,
         for i, p in enumerate(plans) for gone in p.lost[s]])
                    for m in metric_names}
   rho = float(channel_lib.parse_ratio(bcr))
-  rows = []
-  for snr in sorted(snrs):
-    per_metric = dict(values[snr])
-    per_metric["loss_rate"] = lost[snr].ravel().astype(np.float64)
-    per_metric["bits_used"] = bits[snr].astype(np.float64)
-    for metric, v in per_metric.items():
-      mean, ci = report.mean_ci95(v)
-      rows.append(dict(scheme=SCHEME, label=label, bcr=rho, snr_db=snr,
-                       metric=metric, mean=mean, ci95=ci, n=int(v.size)))
+  per_image = {}  # {snr: {metric: (N, R)}}: realisations averaged per image.
+  for snr in snrs:
+    shape = lost[snr].shape
+    per_image[snr] = {m: v.reshape(shape) for m, v in values[snr].items()}
+    per_image[snr]["loss_rate"] = lost[snr].astype(np.float64)
+    per_image[snr]["bits_used"] = bits[snr].astype(np.float64)
+  rows = report.summarize(per_image, scheme=SCHEME, label=label, bcr=rho)
   examples = {snr: np.stack([row[s] for row in shown_examples])
               for s, snr in enumerate(snrs)}
   return SeparationResult(

@@ -32,19 +32,44 @@ def read_config(workdir) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def load_run(workdir, step=None, remat=None):
+def override(config, overrides):
+  """A copy of `config` with `{'dotted.key': value}` fields replaced.
+
+  Raises:
+    ValueError: naming the key, for a field the config does not have.
+  """
+  config = ml_collections.ConfigDict(config.to_dict())
+  for key, value in (overrides or {}).items():
+    *path, leaf = key.split(".")
+    node = config
+    for name in path:
+      if name not in node:
+        raise ValueError(f"The run's config has no field {key!r}.")
+      node = node[name]
+    if leaf not in node:
+      raise ValueError(f"The run's config has no field {key!r}.")
+    node[leaf] = value
+  return config
+
+
+def load_run(workdir, step=None, overrides=None, remat=None):
   """`(config, scheme, params)` of the training run in `workdir`.
 
   Args:
     workdir: The run directory.
     step: Checkpoint step to load; None for the latest.
+    overrides: Optional `{'dotted.key': value}` applied to the run's config
+      before its scheme is built, for settings that do not change the
+      parameters' shapes: e.g. `{'channel.kind': 'rayleigh'}` tests a model
+      on another channel than it was trained on, `{'data.name': ...}` on
+      other images.
     remat: Overrides the run's `config.remat` in the returned config and
       scheme (recomputation in backward passes does not change the
       parameters); None keeps the run's.
 
   Returns:
-    The run's config, its `schemes.Scheme`, and its parameters, replicated
-    over every device.
+    The run's config (with the overrides), its `schemes.Scheme`, and its
+    parameters, replicated over every device.
 
   Raises:
     FileNotFoundError: when the directory is not a run or has no checkpoint.
@@ -52,7 +77,7 @@ def load_run(workdir, step=None, remat=None):
       not fit the config it was written with); the message lists each
       step's error.
   """
-  config = read_config(workdir)
+  config = override(read_config(workdir), overrides)
   if remat is not None:
     config.remat = bool(remat)
   scheme = schemes.build_scheme(config)
