@@ -30,7 +30,6 @@ import numpy as np
 
 from gjscc_jax import data
 from gjscc_jax import pixels
-from gjscc_jax.data import generator as generator_data
 from gjscc_jax.models import stylegan2
 
 
@@ -99,6 +98,9 @@ class Sampler:
     return draw
 
   def __call__(self, split, start, count):
+    # The builder module imports tensorflow_datasets: imported where data is
+    # written, so that the schemes import without the data stack.
+    from gjscc_jax.data import generator as generator_data  # pylint: disable=import-outside-toplevel
     if self._fn is None:
       self._fn = self._build()
     # A fixed-size chunk (one compile); the padding is cut off.

@@ -24,9 +24,12 @@ for module in {modules!r}:
 from experiments import config_cli
 from experiments.configs import deepjscc_ffhq, generative_ffhq, inverse_ffhq
 for get_config, args in [
-    (deepjscc_ffhq.get_config, (None, 'demo', 'bcr=1/768,data=celebahq,lpips')),
-    (generative_ffhq.get_config, (None, 'demo', 'injection=add,generator=frozen')),
-    (inverse_ffhq.get_config, (None, 'demo', 'operator=identity'))]:
+    (deepjscc_ffhq.get_config, (None, 'demo', 'matched',
+                                'bcr=1/768,data=celebahq,lpips')),
+    (generative_ffhq.get_config, (None, 'demo', 'matched',
+                                  'injection=add,generator=frozen')),
+    (inverse_ffhq.get_config, (None, 'demo', 'matched',
+                               'operator=identity'))]:
   for arg in args:
     get_config(arg)
 assert config_cli.available_configs()
@@ -44,6 +47,8 @@ MODULES = (
     "gjscc_jax.train.optimizer", "gjscc_jax.inverse", "gjscc_jax.inverse.ilo",
     "gjscc_jax.inverse.search", "gjscc_jax.inverse.forward_operators",
     "gjscc_jax.inverse.generator", "gjscc_jax.inverse.pipeline",
+    "gjscc_jax.inverse.latent_proxy", "gjscc_jax.inverse.latents",
+    "gjscc_jax.generated_data",
     "gjscc_jax.data", "gjscc_jax.data.config",
 )
 
