@@ -434,7 +434,8 @@ def stage_ilo_peer(cfg, rec, deadline):
   ops = _use_ops(cfg, rec)
   dev = _device()
   g = official_generator(cfg)
-  baseline = TorchILO(g, official_lpips(), ILOConfig(steps=tuple(s['ilo_steps'])))
+  baseline = TorchILO(g, official_lpips(), ILOConfig(steps=tuple(s['ilo_steps']),
+                                                    latent_space='w_plus'))
   path = os.path.join(cfg['work'], 'ilo_identity_inputs.npz')
   if os.path.exists(path):  # The JAX search's start for its image 0.
     with np.load(path) as f:

@@ -348,10 +348,8 @@ def stage_lpips(cfg, rec, deadline):
 def _ilo_step_flops(layered, config, terms, frozen, target):
   """FLOPs of one Adam step of round 0 for one image (`direct_flops`)."""
   def one_step(frozen, target, key):
-    variables, best_image, best_value, run_key = ilo.start_search(
-        layered, frozen, key)
-    state = ilo.start_round(layered, config, 0, variables, best_image,
-                            best_value)
+    search_state, run_key = ilo.start_search(layered, config, frozen, key)
+    state = ilo.start_round(layered, config, 0, search_state)
     return ilo.round_step(layered, config, terms, 0, frozen, target, run_key,
                           state, jnp.int32(0))
   return direct_flops(one_step, frozen, target, jax.random.PRNGKey(0))
@@ -371,7 +369,9 @@ def _ilo_stage(cfg, rec, deadline, operator):
     reconstruct = model.apply
   terms = forward_operators.DataTerms(operator, loss, res, res,
                                       reconstruct=reconstruct)
-  config = ilo.ILOConfig(steps=tuple(s['ilo_steps']))
+  # W+ as the PyTorch loop searches it (ILO's z proxy costs the same: one
+  # elementwise map per step).
+  config = ilo.ILOConfig(steps=tuple(s['ilo_steps']), latent_space='w_plus')
   batches = s[f'ilo_{operator}_batches']
   n = max(batches)
   rng = np.random.RandomState(4)  # Received images: any in [-1, 1] will do.
@@ -380,10 +380,10 @@ def _ilo_stage(cfg, rec, deadline, operator):
   keys = jax.random.split(jax.random.PRNGKey(3), n)
   prepare = jax.jit(terms.prepare_targets)
   targets = prepare(frozen, received, snr, keys)
-  start = ilo.initial_variables(layered, variables,
+  start = ilo.initial_variables(layered, config, frozen,
                                 jax.random.split(keys[0])[0])
   if operator == 'identity':  # The PyTorch loop starts where image 0 does.
-    _save(cfg, 'ilo_identity_inputs', ws=start.ws, target=received[0],
+    _save(cfg, 'ilo_identity_inputs', ws=start.latents, target=received[0],
           **{f'noise{i}': v for i, v in enumerate(start.noises)})
   step_flops = _ilo_step_flops(layered, config, terms, frozen,
                                jax.tree.map(lambda a: a[0], targets))
@@ -400,7 +400,7 @@ def _ilo_stage(cfg, rec, deadline, operator):
         return (config.mse_weight[0] * t['mse']
                 + config.lambda_lpips[0] * t['lpips']
                 + config.geocross_weight * projections.geocross(ws))
-      return jax.jit(objective0)(frozen, start.ws, start.noises, target0)
+      return jax.jit(objective0)(frozen, start.latents, start.noises, target0)
 
   last = None
   for b in batches:

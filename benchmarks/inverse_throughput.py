@@ -141,7 +141,8 @@ def flops_per_image(layered, variables, terms, frozen, config):
       lambda f: jax.tree.map(lambda a: a[0], terms.prepare_targets(
           f, jnp.zeros((1, res, res, 3)), jnp.zeros(1),
           jax.random.split(jax.random.PRNGKey(0), 1))), frozen)
-  start = ilo.initial_variables(layered, variables, jax.random.PRNGKey(0))
+  start = ilo.initial_variables(layered, config, frozen,
+                                jax.random.PRNGKey(0))
   for r, steps in enumerate(config.steps):
     x = img = None
     if r:
@@ -160,7 +161,7 @@ def flops_per_image(layered, variables, terms, frozen, config):
     with jax.default_matmul_precision("highest"):
       compiled = jax.jit(jax.value_and_grad(
           loss, argnums=(0, 1, 2) if r else (0, 1))).lower(
-              start.ws, start.noises, x, img, target).compile()
+              start.latents, start.noises, x, img, target).compile()
     total += steps * compiled_flops(compiled)
   return total
 
@@ -288,7 +289,9 @@ def main(argv=None):
   import torch  # pylint: disable=import-outside-toplevel
 
   load_start = os.getloadavg()
-  config = ilo.ILOConfig(steps=tuple(int(s) for s in args.steps.split(",")))
+  # W+ as the PyTorch loop searches it (ILO's z proxy costs the same).
+  config = ilo.ILOConfig(steps=tuple(int(s) for s in args.steps.split(",")),
+                         latent_space="w_plus")
   g, state = random_official_generator(
       args.resolution, args.channel_base, mapping_layers=2, inversion=True)
   layered, module, variables = ours_generator(state, args)
@@ -308,10 +311,10 @@ def main(argv=None):
     return jax.block_until_ready(find(frozen, prepared, keys))
 
   # The PyTorch search starts where ours starts for image 0.
-  start = ilo.initial_variables(layered, variables,
+  start = ilo.initial_variables(layered, config, frozen,
                                 jax.random.split(keys[0])[0])
   to_torch = lambda a: torch.from_numpy(np.array(a))
-  ws0 = to_torch(start.ws)[None]
+  ws0 = to_torch(start.latents)[None]
   noises0 = [to_torch(n[..., 0]) for n in start.noises]
   target0 = to_torch(np.asarray(targets[0]).transpose(2, 0, 1))[None]
   baseline = TorchILO(g, lpips_model, config)

@@ -124,7 +124,8 @@ def ilo_case(args, remat):
   terms = forward_operators.DataTerms(
       "identity", PerceptualLoss(1.0, check_inputs=False, remat=remat),
       generator_resolution=args.resolution, image_resolution=res)
-  config = ilo.ILOConfig(steps=(2,) * min(4, layered.num_blocks))
+  config = ilo.ILOConfig(steps=(2,) * min(4, layered.num_blocks),
+                         latent_space="w_plus")
   n = args.ilo_batch
   frozen = dict(generator=variables,
                 lpips=jax.eval_shape(terms.loss.load_params))
@@ -133,7 +134,7 @@ def ilo_case(args, remat):
   targets = jax.eval_shape(terms.prepare_targets, frozen, received,
                            jax.ShapeDtypeStruct((n,), jnp.float32), keys)
   start = jax.eval_shape(lambda v: ilo.initial_variables(
-      layered, v, jax.random.PRNGKey(0)), variables)
+      layered, config, dict(generator=v), jax.random.PRNGKey(0)), variables)
 
   def objective(ws, noises, frozen, target, key):
     """One image's round-0 step objective (what `jax.grad` differentiates)."""
@@ -157,7 +158,7 @@ def ilo_case(args, remat):
     return sizes[1] - sizes[0]
 
   stack = lambda a: jax.ShapeDtypeStruct((n,) + a.shape, a.dtype)
-  inputs = (jax.tree.map(stack, start.ws), jax.tree.map(stack, start.noises),
+  inputs = (jax.tree.map(stack, start.latents), jax.tree.map(stack, start.noises),
             frozen, targets, keys)
   label = (f"ILO search {args.resolution}px ({args.dtype}), {n} images, "
            "MSE + LPIPS-VGG; residuals per image")

@@ -11,12 +11,13 @@ stride-2 transposed convolution + [1, 3, 3, 1] FIR (every block but the
 first), the synthesis network is compiled and timed (2 warm-ups, 10 calls,
 median), in bfloat16 and float32, forward and forward + backward w.r.t. W+:
 
-* ``phases``: the library's route (`resampling.upsample_conv_2x`): four
-  small stride-1 convolutions of the input, one per output phase, the FIR
-  as shifted adds on the phases, one interleave.
-* ``transposed_fir``: one transposed convolution (an lhs-dilated
-  convolution, which cuDNN runs as a strided data-gradient kernel), then
-  the FIR as shifted adds at the output resolution.
+* ``phases``: `gjscc_jax.ops.upsample_conv.phases` (the library's CPU
+  form): four small stride-1 convolutions of the input, one per output
+  phase, the FIR as shifted adds on the phases, one interleave.
+* ``transposed``: `upsample_conv.transposed` (the library's GPU and TPU
+  form): one transposed convolution (an lhs-dilated convolution, which
+  cuDNN runs as a strided data-gradient kernel), then the FIR as shifted
+  adds at the output resolution.
 * ``transposed_6x6``: the FIR folded into the kernel (the 3x3 kernel
   convolved with the 4x4 filter: 6x6), one lhs-dilated convolution.
 
@@ -50,22 +51,10 @@ from jax import lax  # noqa: E402 pylint: disable=g-import-not-at-top
 
 from gjscc_jax.models import stylegan2  # noqa: E402 pylint: disable=g-import-not-at-top
 from gjscc_jax.models.stylegan2 import resampling  # noqa: E402 pylint: disable=g-import-not-at-top
+from gjscc_jax.ops import upsample_conv  # noqa: E402 pylint: disable=g-import-not-at-top
 
 _DN = ('NHWC', 'HWIO', 'NHWC')
 _FIR = np.array([1., 3., 3., 1.], np.float32) / 4  # Gain 2 per axis.
-
-
-def transposed_fir(x, kernel, *, precision=None):
-  """`upsample_conv_2x` as one transposed convolution, then the FIR."""
-  t = lax.conv_general_dilated(
-      x, kernel[::-1, ::-1], (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2),
-      dimension_numbers=_DN, precision=precision)          # (2H + 1, 2W + 1)
-  t = jnp.pad(t, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  for axis in (1, 2):
-    n = t.shape[axis] - 3
-    a, b, c, d = (lax.slice_in_dim(t, o, o + n, 1, axis) for o in range(4))
-    t = (a + 3 * b + 3 * c + d) * 0.25
-  return t
 
 
 def fir_kernel(kernel):
@@ -86,8 +75,8 @@ def transposed_6x6(x, kernel, *, precision=None):
       lhs_dilation=(2, 2), dimension_numbers=_DN, precision=precision)
 
 
-ROUTES = {'phases': resampling.upsample_conv_2x,
-          'transposed_fir': transposed_fir,
+ROUTES = {'phases': upsample_conv.phases,
+          'transposed': upsample_conv.transposed,
           'transposed_6x6': transposed_6x6}
 
 
@@ -127,6 +116,21 @@ def _programs(sizes, dtype, backward):
     return synth, (variables, ws)
   loss = lambda ws, v: jnp.sum(jnp.square(synth(v, ws).astype(jnp.float32)))
   return (lambda v, ws: jax.value_and_grad(loss)(ws, v)), (variables, ws)
+
+
+def direct_flops(fn, *args):
+  """XLA's FLOP count of `fn(*args)` lowered for CUDA on the CPU backend
+  (direct convolutions, whatever the host's route); 0 where unavailable."""
+  try:
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
+                            args)
+    with jax.default_device(jax.devices('cpu')[0]):
+      cost = jax.jit(fn).trace(*abstract).lower(
+          lowering_platforms=('cuda',)).cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost['flops'])
+  except Exception:  # pylint: disable=broad-except
+    return 0.0
 
 
 def _with_route(route, thunk):
@@ -190,6 +194,8 @@ def main(argv=None):
   parser.add_argument('--tiny', action='store_true',
                       help='CPU sizes (32x32, channel base 512, batch 2).')
   parser.add_argument('--routes', default=','.join(ROUTES))
+  parser.add_argument('--rows', default='fwd_bf16,fwd_fp32,fwdbwd_bf16',
+                      help='Programs: fwd|fwdbwd _ bf16|fp32.')
   parser.add_argument('--profile', action='store_true',
                       help='Device kernel breakdown of each bf16 forward.')
   parser.add_argument('--budget-s', type=float, default=300.0)
@@ -222,7 +228,7 @@ def main(argv=None):
   flops = {}
   for backward in (False, True):
     for label, dtype in (('bf16', jnp.bfloat16), ('fp32', jnp.float32)):
-      if backward and label == 'fp32':
+      if f"{'fwdbwd' if backward else 'fwd'}_{label}" not in args.rows:
         continue
       for route in routes:
         name = f"{'fwdbwd' if backward else 'fwd'}_{label}_{route}"
@@ -236,11 +242,9 @@ def main(argv=None):
             lowered = jax.jit(fn).lower(*fargs)
             compiled = lowered.compile()
             compile_s = time.perf_counter() - t0
-            cost = lowered.cost_analysis()
-            cost = cost[0] if isinstance(cost, (list, tuple)) else cost
             median, p10 = _time(compiled, fargs, sizes['warmups'],
                                 sizes['calls'])
-            return compile_s, float((cost or {}).get('flops', 0)), median, p10
+            return compile_s, direct_flops(fn, *fargs), median, p10
           compile_s, counted, median, p10 = _with_route(route, run)
           if route == 'phases':
             flops[name] = counted

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from gjscc_jax.models.stylegan2 import resampling
+from gjscc_jax.ops import upsample_conv
 
 _A = np.array([1., 3., 3., 1.])
 _F = np.outer(_A, _A) / _A.sum()**2
@@ -63,16 +64,49 @@ def test_upsample_2x_preserves_constants_in_the_interior():
   np.testing.assert_allclose(got[0, 0, 0, 0], 0.75 * 0.75, rtol=1e-7)
 
 
+@pytest.mark.parametrize('form', ['library', 'phases', 'transposed'])
 @pytest.mark.parametrize('size', [(1, 1), (4, 4), (3, 5)])
-def test_upsample_conv_2x_matches_transposed_conv_then_fir(rng, size):
+def test_upsample_conv_2x_matches_transposed_conv_then_fir(rng, size, form):
+  """Both platform forms (and the library's choice here) against the
+  direct definition: zero insertion, full convolution, then upfirdn2d."""
+  fn = dict(library=resampling.upsample_conv_2x,
+            phases=upsample_conv.phases,
+            transposed=upsample_conv.transposed)[form]
   x = rng.randn(2, *size, 5).astype(np.float32)
   kernel = rng.randn(3, 3, 5, 4).astype(np.float32)
   t = transposed_conv_reference(x.astype(np.float64), kernel)  # 2H + 1
   want = upfirdn2d_reference(t, up=1, pad0=1, pad1=1, gain=4)
   with jax.default_matmul_precision('highest'):
-    got = np.asarray(resampling.upsample_conv_2x(x, kernel))
+    got = np.asarray(fn(x, kernel))
   assert got.shape == (2, 2 * size[0], 2 * size[1], 4)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_upsample_conv_forms_have_the_same_gradients(rng):
+  x = rng.randn(2, 3, 5, 4).astype(np.float32)
+  kernel = rng.randn(3, 3, 4, 6).astype(np.float32)
+  probe = rng.randn(2, 6, 10, 6).astype(np.float32)
+  grads = []
+  with jax.default_matmul_precision('highest'):
+    for fn in (upsample_conv.phases, upsample_conv.transposed):
+      loss = lambda x, k, fn=fn: jax.numpy.sum(fn(x, k) * probe)
+      grads.append(jax.grad(loss, argnums=(0, 1))(x, kernel))
+  for a, b in zip(*grads):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('platform, dilated', [('cpu', False), ('cuda', True),
+                                               ('tpu', True)])
+def test_upsample_conv_form_per_platform(platform, dilated):
+  """Accelerators get the one transposed (lhs-dilated) convolution, the
+  CPU the phase convolutions."""
+  x = jax.ShapeDtypeStruct((2, 8, 8, 16), np.float32)
+  k = jax.ShapeDtypeStruct((3, 3, 16, 16), np.float32)
+  text = jax.jit(resampling.upsample_conv_2x).trace(x, k).lower(
+      lowering_platforms=(platform,)).as_text()
+  convs = [line for line in text.splitlines() if 'convolution' in line]
+  assert len(convs) == (1 if dilated else 4), convs
+  assert any('lhs_dilate = [2, 2]' in c for c in convs) == dilated, convs
 
 
 def test_upsample_conv_2x_kernel_orientation_matters(rng):

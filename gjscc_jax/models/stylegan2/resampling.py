@@ -10,23 +10,15 @@ separable low-pass filter ``f = outer(a, a) / 64``, ``a = [1, 3, 3, 1]``, scaled
   convolution with the stored 3x3 kernel (output ``2H + 1``), followed by
   ``upfirdn2d(t, f, padding=(1, 1))`` (output ``2H``).
 
-Both are written here without zero insertion (which would multiply the
-arithmetic by four) and without depthwise convolutions (slow on XLA:CPU):
-
-* Along one axis the skip upsampling is, with ``x[-1] = x[n] = 0``::
+The skip upsampling is written without zero insertion (which would
+multiply the arithmetic by four) and without depthwise convolutions (slow on
+XLA:CPU); along one axis it is, with ``x[-1] = x[n] = 0``::
 
     y[2j]     = (x[j - 1] + 3 x[j]) / 4
     y[2j + 1] = (3 x[j] + x[j + 1]) / 4
 
-* The transposed convolution ``t[n] = sum_j x[j] w[n - 2j]`` splits into an
-  even phase ``t[2m] = x[m - 1] w[2] + x[m] w[0]`` (``m = 0..H``) and an odd
-  phase ``t[2m + 1] = x[m] w[1]`` (``m = 0..H-1``): per 2-D output phase an
-  ordinary, small stride-1 convolution of the *input*, 9 taps in total, i.e.
-  the arithmetic of one 3x3 convolution at the input resolution. The FIR step
-  ``y[n] = (t[n-1] + 3 t[n] + 3 t[n+1] + t[n+2]) / 4`` is then evaluated on the
-  phases with shifted, weighted adds (`_fir_on_phases`; the phase
-  convolutions are zero-padded so that these are plain slices) and the four
-  output phases are interleaved once.
+``conv0``'s transposed convolution and FIR (`upsample_conv_2x`) take a
+different form per platform: `gjscc_jax.ops.upsample_conv`.
 
 The discriminator low-passes and then strides (`fir_lowpass`, `down_conv`),
 the filter again written as shifted adds.
@@ -38,7 +30,7 @@ arithmetic (agreement to float rounding, borders included).
 import jax.numpy as jnp
 from jax import lax
 
-from gjscc_jax.ops.conv2d import conv2d
+from gjscc_jax.ops import upsample_conv
 from gjscc_jax.ops.interleave import interleave
 
 
@@ -73,31 +65,12 @@ def upsample_2x(x):
   return interleave([[y00, y01], [y10, y11]])
 
 
-def _fir_on_phases(t_even, t_odd, axis):
-  """Applies ``y[n] = (t[n-1] + 3t[n] + 3t[n+1] + t[n+2]) / 4`` on phases.
-
-  Args:
-    t_even: ``t[2m]`` for ``m = 0..n`` (length n + 1 along `axis`).
-    t_odd: ``t[2m + 1]`` for ``m = -1..n`` (length n + 2: zero-padded by
-      one on each side, as the padded phase convolution delivers it).
-    axis: the axis to filter.
-
-  Returns:
-    ``(y[2j], y[2j + 1])`` for ``j = 0..n-1``, each of length n.
-  """
-  n = t_even.shape[axis] - 1
-  e0, e1 = _taps(t_even, axis, n, (0, 1))        # t[2j], t[2j+2]
-  o0, o1, o2 = _taps(t_odd, axis, n, (0, 1, 2))  # t[2j-1], t[2j+1], t[2j+3]
-  y_even = (o0 + 3 * e0 + 3 * o1 + e1) * 0.25
-  y_odd = (e0 + 3 * o1 + 3 * e1 + o2) * 0.25
-  return y_even, y_odd
-
-
 def upsample_conv_2x(x, kernel, *, precision=None):
   """Official ``conv2d_resample(x, w, f=[1,3,3,1], up=2, padding=1)``.
 
   The stride-2 transposed convolution of `x` with the 3x3 `kernel` (applied
-  as a true convolution, as the official code does), then the FIR filter.
+  as a true convolution, as the official code does), then the FIR filter;
+  computed in the platform's form (`gjscc_jax.ops.upsample_conv`).
 
   Args:
     x: input of shape (B, H, W, I).
@@ -108,27 +81,7 @@ def upsample_conv_2x(x, kernel, *, precision=None):
   Returns:
     Array of shape (B, 2H, 2W, O).
   """
-  if kernel.shape[:2] != (3, 3):
-    raise ValueError(f'upsample_conv_2x needs a 3x3 kernel, got {kernel.shape}')
-
-  def conv(taps_h, taps_w):
-    # Padding 1 everywhere: the even phase (2 taps) gets its H + 1 outputs,
-    # the odd phase (1 tap) its H outputs plus one zero on each side.
-    return conv2d(x, kernel[taps_h][:, taps_w], ((1, 1), (1, 1)),
-                  precision=precision)
-
-  even_taps, odd_taps = slice(None, None, -2), slice(1, 2)  # [w2, w0], [w1]
-  t_ee = conv(even_taps, even_taps)   # (H + 1, W + 1)
-  t_eo = conv(even_taps, odd_taps)    # (H + 1, W + 2)
-  t_oe = conv(odd_taps, even_taps)    # (H + 2, W + 1)
-  t_oo = conv(odd_taps, odd_taps)     # (H + 2, W + 2)
-  # FIR along H, separately for the even and odd W phases of t.
-  y_e_we, y_o_we = _fir_on_phases(t_ee, t_oe, axis=1)
-  y_e_wo, y_o_wo = _fir_on_phases(t_eo, t_oo, axis=1)
-  # FIR along W.
-  y00, y01 = _fir_on_phases(y_e_we, y_e_wo, axis=2)
-  y10, y11 = _fir_on_phases(y_o_we, y_o_wo, axis=2)
-  return interleave([[y00, y01], [y10, y11]])
+  return upsample_conv.upsample_conv_2x(x, kernel, precision=precision)
 
 
 def fir_lowpass(x, pad, stride=1):
