@@ -28,8 +28,9 @@ RESUME = {"total_steps": STEPS, "checkpoint_every": 1,
           "keep_checkpoints": STEPS, "optimizer.warmup_steps": 1,
           "adversarial.r1_interval": 2}
 # The matched-prior config at test size: G0 is a 16x16 random StyleGAN2
-# drawing 16 training images.
+# drawing 16 training images; MSE only (LPIPS-AlexNet needs 31x31 images).
 MATCHED_TINY = {
+    "loss.lambda_lpips": 0.0,
     "data.resolution": 16, "data.generator.train_size": 16,
     "data.generator.test_size": 8, "data.generator.random.resolution": 16,
     "data.generator.random.z_dim": 16, "data.generator.random.w_dim": 16,

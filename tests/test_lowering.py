@@ -115,8 +115,11 @@ def _inverse_search(dtype, mesh):
   terms = forward_operators.DataTerms(
       "deepjscc", loss, generator_resolution=res, image_resolution=res,
       reconstruct=scheme.reconstruct)
+  # ILO's default search space, 'z_proxy', maps z through the fitted proxy.
+  proxy = dict(mean=jax.ShapeDtypeStruct((layered.w_dim,), jnp.float32),
+               std=jax.ShapeDtypeStruct((layered.w_dim,), jnp.float32))
   frozen = dict(generator=_spec(gen_variables), deepjscc=dj_params,
-                lpips=lpips_params)
+                lpips=lpips_params, latent_proxy=proxy)
   targets = jax.eval_shape(
       terms.prepare_targets, frozen,
       jax.ShapeDtypeStruct((BATCH, res, res, 3), jnp.float32),
