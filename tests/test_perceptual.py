@@ -69,6 +69,17 @@ def test_lambda_zero_never_touches_lpips():
   np.testing.assert_allclose(loss(None, x, target)[0], value)
 
 
+def test_lambda_zero_takes_images_too_small_for_lpips():
+  """MSE alone has no minimum size; LPIPS-alex needs 31x31."""
+  x, y = (jax.random.uniform(jax.random.PRNGKey(k), (2, 16, 16, 3),
+                             minval=-1, maxval=1) for k in (0, 1))
+  value, _ = PerceptualLoss(lambda_lpips=0.0, net='alex')(None, x, y)
+  np.testing.assert_allclose(value, jnp.mean(jnp.square(x - y)), rtol=1e-6)
+  PerceptualLoss(lambda_lpips=0.0, net='alex').prepare_target(None, y)
+  with pytest.raises(ValueError, match='too small for LPIPS-alex'):
+    PerceptualLoss(lambda_lpips=0.1, net='alex')(None, x, y)
+
+
 def test_missing_params_with_positive_lambda_is_a_clear_error():
   x, y = _pair()
   with pytest.raises(ValueError, match='load_params'):

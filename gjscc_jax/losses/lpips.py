@@ -247,13 +247,14 @@ class Backbone(nn.Module):
     return taps
 
 
-def check_image_shapes(x, y=None, *, net: str, name: str = 'LPIPS'):
+def check_image_shapes(x, y=None, *, net: str | None, name: str = 'LPIPS'):
   """Raises a clear error for inputs LPIPS cannot compare (trace-time check).
 
   Args:
     x: First image batch.
     y: Optional second batch, which must match ``x``.
-    net: Backbone, for its minimum image size.
+    net: Backbone, for its minimum image size (None: no size check, for
+      callers that compute no LPIPS).
     name: Function name used in the messages.
   """
   for arr in (x,) if y is None else (x, y):
@@ -268,6 +269,8 @@ def check_image_shapes(x, y=None, *, net: str, name: str = 'LPIPS'):
   if y is not None and x.shape != y.shape:
     raise ValueError(f'{name}: the two image batches must have the same shape;'
                      f' got {x.shape} and {y.shape}.')
+  if net is None:
+    return
   smallest = min_image_size(net)
   if min(x.shape[1:3]) < smallest:
     raise ValueError(f"{name}: images of {x.shape[1]}x{x.shape[2]} are too "

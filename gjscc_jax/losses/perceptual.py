@@ -186,13 +186,14 @@ class PerceptualLoss:
     return jax.tree.map(jnp.asarray,
                         lpips_weights.load_lpips_params(self.net, path))
 
-  def _check(self, x, target, name):
-    """Shape checks (raise) and value checks, once per call.
+  def _check(self, x, target, name, lpips=True):
+    """Shape checks (raise) and value checks, once per call; the image size
+    LPIPS needs only when `lpips` (the caller computes LPIPS).
 
     Returns None or a boolean scalar that is True for out-of-range images.
     """
     lpips_lib.check_image_shapes(x, None if target is None else target.images,
-                                 net=self.net, name=name)
+                                 net=self.net if lpips else None, name=name)
     if not self.check_inputs:
       return None
     bad = check_image_range(x, name)
@@ -227,7 +228,8 @@ class PerceptualLoss:
     The result can replace ``y`` in every other method; its features are
     reused instead of recomputed (None when ``lambda_lpips == 0``).
     """
-    bad = self._check(y, None, 'PerceptualLoss.prepare_target')
+    bad = self._check(y, None, 'PerceptualLoss.prepare_target',
+                      lpips=self.uses_lpips)
     y = _nan_if(bad, y)
     if not self.uses_lpips:
       return PerceptualTarget(y, None)
@@ -252,7 +254,7 @@ class PerceptualLoss:
     only depends on its own variables.
     """
     target = self._target(y)
-    bad = self._check(x, target, 'PerceptualLoss')
+    bad = self._check(x, target, 'PerceptualLoss', lpips=self.uses_lpips)
     terms = {'mse': mse(x, target.images)}
     terms['loss'] = terms['mse']
     if self.uses_lpips:
