@@ -9,6 +9,7 @@ outage rate and the ergodic capacity match their closed forms.
 
 import csv
 import fractions
+import json
 import math
 import os
 import subprocess
@@ -315,6 +316,24 @@ def test_awgn_budget():
 
 
 # --- The entry point ------------------------------------------------------------
+
+
+def test_run_settings_hold_the_whole_data_config_as_json():
+  """run_config.json records nested data fields (the generator dataset's)."""
+  from gjscc_jax import data as data_lib
+  from gjscc_jax.evaluation import comparison
+  config = data_lib.default_data_config()
+  config.name, config.resolution = "generator", 32
+  config.generator.random.seed = 7
+  settings = json.loads(json.dumps(separation.run_settings(
+      "jpeg", config, "test", 3, "1/12", [0.0, 5.0], lpips_nets=())))
+  assert settings["data"]["generator"]["random"]["seed"] == 7
+  assert "read_threads" not in settings["data"]
+  # A comparison rebuilds the same test images from it.
+  rebuilt = comparison._data_config(settings["data"])
+  assert rebuilt.generator.to_dict() == config.generator.to_dict()
+  assert comparison.TestSet(rebuilt, "test", 3).identity() == (
+      comparison.TestSet(config, "test", 3).identity())
 
 
 def test_entry_point_writes_the_summary(tmp_path):
