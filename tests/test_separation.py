@@ -189,13 +189,14 @@ def test_search_encodes_each_quality_once_across_snrs():
 def test_quality_and_metrics_rise_with_snr(name):
   snrs = [-5, -2, 0, 2, 5, 10, 15, 20]
   result = separation.evaluate_images(name, _photos(64, 64), "1/12", snrs,
-                                      lpips_nets=())
+                                      lpips_nets=("alex",))
   quality = np.stack([result.quality[float(s)] for s in snrs])
   assert np.all(np.diff(quality, axis=0) >= 0)
   assert quality[0].max() < quality[-1].min()
-  for metric in ("psnr", "ssim"):
+  for metric, sign in (("psnr", 1), ("ssim", 1), ("lpips_alex", -1)):
     means = [np.mean(result.values[float(s)][metric]) for s in snrs]
-    assert np.all(np.diff(means) >= 0), (metric, means)
+    assert np.all(sign * np.diff(means) >= 0), (metric, means)
+    assert sign * (means[-1] - means[0]) > 0, (metric, means)
   loss = [row["mean"] for row in result.rows if row["metric"] == "loss_rate"]
   assert np.all(np.diff(loss) <= 0) and loss[-1] == 0
 
