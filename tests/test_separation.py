@@ -9,6 +9,7 @@ outage rate and the ergodic capacity match their closed forms.
 
 import csv
 import fractions
+import json
 import math
 import os
 import subprocess
@@ -188,13 +189,14 @@ def test_search_encodes_each_quality_once_across_snrs():
 def test_quality_and_metrics_rise_with_snr(name):
   snrs = [-5, -2, 0, 2, 5, 10, 15, 20]
   result = separation.evaluate_images(name, _photos(64, 64), "1/12", snrs,
-                                      lpips_nets=())
+                                      lpips_nets=("alex",))
   quality = np.stack([result.quality[float(s)] for s in snrs])
   assert np.all(np.diff(quality, axis=0) >= 0)
   assert quality[0].max() < quality[-1].min()
-  for metric in ("psnr", "ssim"):
+  for metric, sign in (("psnr", 1), ("ssim", 1), ("lpips_alex", -1)):
     means = [np.mean(result.values[float(s)][metric]) for s in snrs]
-    assert np.all(np.diff(means) >= 0), (metric, means)
+    assert np.all(sign * np.diff(means) >= 0), (metric, means)
+    assert sign * (means[-1] - means[0]) > 0, (metric, means)
   loss = [row["mean"] for row in result.rows if row["metric"] == "loss_rate"]
   assert np.all(np.diff(loss) <= 0) and loss[-1] == 0
 
@@ -315,6 +317,24 @@ def test_awgn_budget():
 
 
 # --- The entry point ------------------------------------------------------------
+
+
+def test_run_settings_hold_the_whole_data_config_as_json():
+  """run_config.json records nested data fields (the generator dataset's)."""
+  from gjscc_jax import data as data_lib
+  from gjscc_jax.evaluation import comparison
+  config = data_lib.default_data_config()
+  config.name, config.resolution = "generator", 32
+  config.generator.random.seed = 7
+  settings = json.loads(json.dumps(separation.run_settings(
+      "jpeg", config, "test", 3, "1/12", [0.0, 5.0], lpips_nets=())))
+  assert settings["data"]["generator"]["random"]["seed"] == 7
+  assert "read_threads" not in settings["data"]
+  # A comparison rebuilds the same test images from it.
+  rebuilt = comparison._data_config(settings["data"])
+  assert rebuilt.generator.to_dict() == config.generator.to_dict()
+  assert comparison.TestSet(rebuilt, "test", 3).identity() == (
+      comparison.TestSet(config, "test", 3).identity())
 
 
 def test_entry_point_writes_the_summary(tmp_path):

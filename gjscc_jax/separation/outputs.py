@@ -51,8 +51,9 @@ def run_settings(codec, data_config, split, num_images, bcr, snrs_db, *,
     the fading is slow.
   """
   slow = channel == "rayleigh" and fading == "slow"
-  data = {k: v for k, v in dict(data_config).items()
-          if k not in _READER_FIELDS}
+  fields = (data_config.to_dict() if hasattr(data_config, "to_dict")
+            else dict(data_config))  # nested ConfigDicts (data.generator)
+  data = {k: v for k, v in fields.items() if k not in _READER_FIELDS}
   return dict(
       scheme=baseline.SCHEME, codec=codec, headers=headers,
       exhaustive=bool(exhaustive),
