@@ -125,10 +125,7 @@ def per_image(args, dirs, eval_dir):
   num = args.num_images
   values = {}
   for name in ("deepjscc", "generative_finetune", "generative_frozen"):
-    slug = report.format_ratio(1 / 192).replace("/", "_")
-    path = os.path.join(eval_dir, "runs",
-                        f"{_slug(LABELS[name])}_rho{slug}", "per_image.npz")
-    arrays = np.load(path)
+    arrays = _per_image_file(eval_dir, name)
     values[name] = {float(s): {m: arrays[m][k] for m in METRICS}
                     for k, s in enumerate(arrays["snrs_db"])}
   for space in SPACES:
@@ -185,28 +182,26 @@ def table(args, values):
   return "\n".join(lines)
 
 
+def _per_image_file(eval_dir, name):
+  rho = report.format_ratio(1 / 192).replace("/", "_")
+  return np.load(os.path.join(eval_dir, "runs",
+                              f"{_slug(LABELS[name])}_rho{rho}",
+                              "per_image.npz"))
+
+
 def grids(args, dirs, eval_dir):
   """OUT/grid_<snr>dB.png: the first test images under every scheme."""
-  from gjscc_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  from gjscc_jax import pixels
-  from gjscc_jax.train import runs as runs_lib
-  import jax  # pylint: disable=g-import-not-at-top
   k = args.grid_images
-  loaded = {name: runs_lib.load_run(dirs[name]) for name in
-            ("deepjscc", "generative_finetune", "generative_frozen")}
-  config = loaded["deepjscc"][0]
-  batch = next(iter(data_lib.eval_batches(config.data, "test", k,
-                                          num_images=k)))
-  images_u8 = np.asarray(batch["image"] if isinstance(batch, dict) else batch)
-  images = pixels.from_uint8(images_u8)
+  swept = {name: _per_image_file(eval_dir, name) for name in
+           ("deepjscc", "generative_finetune", "generative_frozen")}
+  originals = swept["deepjscc"]["originals"][:k]
+  k = len(originals)
   paths = []
   for snr in _snrs(args):
     rows = {}
-    key = jax.random.PRNGKey(args.grid_seed)
-    snr_arr = np.full((k,), snr, np.float32)
-    for name, (_, scheme, params) in loaded.items():
-      recon = scheme.reconstruct(params, images, snr_arr, key)
-      rows[LABELS[name]] = pixels.to_uint8(np.clip(recon, -1, 1))
+    for name, arrays in swept.items():
+      at = list(arrays["snrs_db"]).index(snr)
+      rows[LABELS[name]] = arrays["examples"][at][:k]
     store = outputs.OutputStore(dirs["inverse_z_proxy"])
     rows[LABELS["inverse_start"]] = np.stack(
         [store.read_image(snr, i, "received") for i in range(k)])
@@ -215,7 +210,7 @@ def grids(args, dirs, eval_dir):
       rows[LABELS[f"inverse_{space}"]] = np.stack(
           [store.read_image(snr, i, "restored") for i in range(k)])
     path = os.path.join(args.out, f"grid_{snr:g}dB.png")
-    report.save_grid(images_u8, rows, path,
+    report.save_grid(originals, rows, path,
                      title=f"G0's test images at {snr:g} dB, rho = 1/192")
     paths.append(path)
   return paths
@@ -240,7 +235,6 @@ def main(argv=None):
   parser.add_argument("--num_images", type=int, default=32,
                       help="The :matched configs' test images.")
   parser.add_argument("--grid_images", type=int, default=6)
-  parser.add_argument("--grid_seed", type=int, default=1)
   parser.add_argument("--stop_after", choices=(
       "generative", "train", "invert", "evaluate"), default=None,
                       help="'generative': train both GenerativeJSCC runs "

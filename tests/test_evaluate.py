@@ -127,6 +127,9 @@ def test_per_image_file_pairs_images_across_schemes(tmp_path):
     arrays = np.load(runner.write_per_image(result, str(out)))
     np.testing.assert_array_equal(arrays["snrs_db"], [0.0, 10.0])
     np.testing.assert_array_equal(arrays["indices"], np.arange(11))
+    np.testing.assert_array_equal(arrays["originals"], images[:1])
+    np.testing.assert_array_equal(arrays["examples"][1],
+                                  result.examples[10.0])
     for k, snr in enumerate((0.0, 10.0)):
       np.testing.assert_allclose(arrays["psnr"][k],
                                  result.values[snr]["psnr"].mean(axis=1))

@@ -86,7 +86,10 @@ def write_per_image(result, output_dir):
   Keys: `snrs_db` float64 `(S,)` ascending, `indices` int32 `(N,)` (the
   images' positions in their split), and per metric `m` a float64 `(S, N)`
   array of each image's value averaged over its channel realisations
-  (`report.per_image`), row `s` at `snrs_db[s]`.
+  (`report.per_image`), row `s` at `snrs_db[s]`; `originals` uint8
+  `(k, H, W, 3)`, the first k test images, and `examples` uint8
+  `(S, k, H, W, 3)`, their reconstructions (first realisation), for image
+  grids across schemes.
 
   Returns:
     The file's path.
@@ -97,5 +100,8 @@ def write_per_image(result, output_dir):
             for m in metrics}
   path = os.path.join(output_dir, "per_image.npz")
   np.savez(path, snrs_db=np.asarray(snrs, np.float64),
-           indices=np.asarray(result.indices, np.int32), **arrays)
+           indices=np.asarray(result.indices, np.int32),
+           originals=np.asarray(result.originals, np.uint8),
+           examples=np.stack([np.asarray(result.examples[s], np.uint8)
+                              for s in snrs]), **arrays)
   return path
