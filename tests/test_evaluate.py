@@ -17,6 +17,7 @@ from gjscc_jax import separation
 from gjscc_jax import sharding
 from gjscc_jax.evaluation import comparison
 from gjscc_jax.evaluation import report
+from gjscc_jax.evaluation import runner
 from gjscc_jax.evaluation import sweep as sweep_lib
 from gjscc_jax.inverse import batch_run
 from gjscc_jax.schemes import base
@@ -108,6 +109,35 @@ def test_sweep_keeps_each_images_realisations_together():
   (row,) = [r for r in report.summarize(result, scheme="noisy", label="N",
                                         bcr=1.0) if r["metric"] == "psnr"]
   assert row["n"] == 11
+
+
+def test_per_image_file_pairs_images_across_schemes(tmp_path):
+  # Two schemes swept with the same key over the same images: the file
+  # holds each image's realisation mean, so differences pair image by image.
+  rng = np.random.default_rng(2)
+  images = rng.integers(0, 256, (11, 16, 16, 3), dtype=np.uint8)
+  results = {}
+  for sigma in (0.05, 0.2):
+    result = sweep_lib.sweep(_noisy_scheme(sigma), {}, _batches(images, 8),
+                             [0.0, 10.0], key=jax.random.PRNGKey(0),
+                             realisations=2, mesh=sharding.make_mesh(),
+                             num_examples=1)
+    out = tmp_path / str(sigma)
+    os.makedirs(out)
+    arrays = np.load(runner.write_per_image(result, str(out)))
+    np.testing.assert_array_equal(arrays["snrs_db"], [0.0, 10.0])
+    np.testing.assert_array_equal(arrays["indices"], np.arange(11))
+    np.testing.assert_array_equal(arrays["originals"], images[:1])
+    np.testing.assert_array_equal(arrays["examples"][1],
+                                  result.examples[10.0])
+    for k, snr in enumerate((0.0, 10.0)):
+      np.testing.assert_allclose(arrays["psnr"][k],
+                                 result.values[snr]["psnr"].mean(axis=1))
+    results[sigma] = arrays
+  # Noise 4x larger costs 20 log10(4) = 12 dB on every image (same draws;
+  # clipping only shrinks the error of the noisier one a little).
+  delta = results[0.05]["psnr"] - results[0.2]["psnr"]
+  assert np.all(delta > 10.5) and np.all(delta < 12.1), delta
 
 
 # --- Comparisons: training runs, InverseJSCC and separation outputs ----------

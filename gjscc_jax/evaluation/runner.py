@@ -7,6 +7,7 @@ import os
 
 from absl import logging
 import jax
+import numpy as np
 
 from gjscc_jax import data as data_lib
 from gjscc_jax import generated_data
@@ -31,6 +32,10 @@ def lpips_metrics(nets):
 def evaluate_params(config, scheme, params, mesh, output_dir, *, label,
                     eval_config=None, lpips=None, columns=None):
   """Sweeps `params` over `config.eval` SNRs; writes CSV/JSON, plots, grids.
+
+  Besides `summary.csv`/`.json`, the metric plots and `grid_<label>.png`,
+  `output_dir/per_image.npz` holds every image's values (`write_per_image`),
+  so two schemes swept on the same images can be compared image by image.
 
   Args:
     config: the run's config (`data`, `eval`).
@@ -64,6 +69,7 @@ def evaluate_params(config, scheme, params, mesh, output_dir, *, label,
                           bcr=scheme.bandwidth_ratio, **(columns or {}))
   if jax.process_index() == 0:
     report.write_tables(rows, output_dir)
+    write_per_image(result, output_dir)
     report.plot_metrics(rows, output_dir)
     report.save_grid(result.originals,
                      {f"{s:g} dB": r for s, r in result.examples.items()},
@@ -72,3 +78,30 @@ def evaluate_params(config, scheme, params, mesh, output_dir, *, label,
     print(report.format_table(rows, "psnr"), flush=True)
     logging.info("Evaluation written to %s", output_dir)
   return rows
+
+
+def write_per_image(result, output_dir):
+  """Writes `output_dir/per_image.npz` of a `sweep.SweepResult`.
+
+  Keys: `snrs_db` float64 `(S,)` ascending, `indices` int32 `(N,)` (the
+  images' positions in their split), and per metric `m` a float64 `(S, N)`
+  array of each image's value averaged over its channel realisations
+  (`report.per_image`), row `s` at `snrs_db[s]`; `originals` uint8
+  `(k, H, W, 3)`, the first k test images, and `examples` uint8
+  `(S, k, H, W, 3)`, their reconstructions (first realisation), for image
+  grids across schemes.
+
+  Returns:
+    The file's path.
+  """
+  snrs = sorted(result.values)
+  metrics = list(result.values[snrs[0]])
+  arrays = {m: np.stack([report.per_image(result.values[s][m]) for s in snrs])
+            for m in metrics}
+  path = os.path.join(output_dir, "per_image.npz")
+  np.savez(path, snrs_db=np.asarray(snrs, np.float64),
+           indices=np.asarray(result.indices, np.int32),
+           originals=np.asarray(result.originals, np.uint8),
+           examples=np.stack([np.asarray(result.examples[s], np.uint8)
+                              for s in snrs]), **arrays)
+  return path
