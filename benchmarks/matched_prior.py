@@ -25,7 +25,7 @@ a time, and are reused by reruns once finished:
    OUT/grid_<snr>dB.png, the first test images under every scheme.
 
   python benchmarks/matched_prior.py --out=runs/matched_prior \
-      --generative_steps=120 --deepjscc_steps=700
+      --generative_steps=120 --deepjscc_steps=1400
 
 Wall times of each stage go to OUT/timings.json. Extra `--config.ilo.*`
 settings for both searches can follow `--` (use another --out).

@@ -41,7 +41,9 @@ def get_config(arg=None):
     config.model.num_filters = 32  # The Tung architecture, narrow.
   if arg.matched:
     common.apply_matched(config)
-    # GenerativeJSCC's wall time on 2 CPU cores (README "Matched-prior
-    # experiment" gives the measured times): the same-time baseline.
+    # A rough same-wall-time baseline for generative_ffhq:matched's steps
+    # on 2 CPU cores. Step rates move with the host's load: the experiment
+    # (benchmarks/matched_prior.py) sets the steps of both schemes and
+    # records their wall times (README "Matched-prior experiment").
     config.total_steps = 2300
   return config
