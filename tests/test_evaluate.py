@@ -329,3 +329,25 @@ def test_rho_figures_have_a_panel_per_ratio_and_per_snr(tmp_path):
   assert report.format_ratio(1 / 768) == "1/768"
   table = report.format_table(rows)
   assert "A, ρ=1/192" in table and "B, ρ=1/48" in table
+
+
+def test_generator_test_sets_differ_by_their_generator():
+  """Two 'generator' test sets are the same images only with the same G0
+  and sampling; the number of training images does not matter."""
+  from gjscc_jax import data  # pylint: disable=import-outside-toplevel
+
+  def identity(**generator):
+    config = data.default_data_config()
+    config.name = "generator"
+    for key, value in generator.items():
+      *path, leaf = key.split(".")
+      node = config.generator
+      for name in path:
+        node = node[name]
+      node[leaf] = value
+    return comparison.TestSet(config, "test", num_images=4).identity()
+
+  assert identity() == identity(train_size=7)
+  for change in ({"random.seed": 1}, {"sample_seed": 3},
+                 {"truncation_psi": 0.7}, {"noise_mode": "const"}):
+    assert identity(**change) != identity(), change

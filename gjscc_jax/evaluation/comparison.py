@@ -57,6 +57,10 @@ INVERSE_SCHEMES = ("inversejscc", "deepjscc")
 _IMAGE_FIELDS = {
     "sample": ("sample_train_size", "sample_test_size"),
     "image_folder": ("image_dir", "test_fraction"),
+    # G0 and how its images are drawn (not how many training images).
+    "generator": ("generator.dir", "generator.sample_seed",
+                  "generator.truncation_psi", "generator.noise_mode",
+                  "generator.random"),
 }
 
 
@@ -86,7 +90,10 @@ class TestSet:
     ident = dict(name=name, resolution=int(self.data.resolution),
                  split=self.split, num_images=self.count())
     for field in _IMAGE_FIELDS.get(name, ()):
-      ident[field] = self.data.get(field)
+      value = self.data
+      for key in field.split("."):
+        value = value.get(key) if value is not None else None
+      ident[field] = value.to_dict() if hasattr(value, "to_dict") else value
     return ident
 
   def describe(self):
