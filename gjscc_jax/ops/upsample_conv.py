@@ -11,10 +11,10 @@ lowered:
 * **GPU and TPU** (`transposed`): one transposed convolution, i.e. a
   convolution of the 2x-dilated input with the flipped kernel (cuDNN runs it
   as a strided data-gradient kernel, without multiplying the dilation's
-  zeros), then the FIR as shifted adds at the output resolution. Why: the
-  StyleGAN2 256x256 forward, batch 64, on an H200 runs 7547 -> 9391 images/s
-  in bf16 and 5088 -> 5419 in fp32 against the phase form
-  (`benchmarks/stylegan2_gpu_breakdown.py`).
+  zeros), then the FIR as shifted adds at the output resolution. Why: it
+  runs the StyleGAN2 forward faster than the phase form on an H200, in bf16
+  and fp32 (`benchmarks/stylegan2_gpu_breakdown.py`; figures in
+  benchmarks/README.md).
 * **CPU** (`phases`): the transposed convolution split into its four output
   phases, each a small stride-1 convolution of the input (together the
   multiplies of one 3x3 convolution at the input resolution): an even phase
@@ -22,8 +22,8 @@ lowered:
   ``t[2m + 1] = x[m] w[1]`` per axis. The FIR is evaluated on the phases
   with shifted, weighted adds (the phase convolutions are zero-padded so
   that these are plain slices) and the four output phases are interleaved
-  once. XLA:CPU has no strided data-gradient kernel: the dilated form runs
-  the zeros (same benchmark, `--tiny` on CPU).
+  once. Why: on XLA:CPU the dilated form is the slower one in float32,
+  forward and backward (same benchmark, `--tiny`).
 """
 
 import functools

@@ -65,23 +65,9 @@ def upsample_2x(x):
   return interleave([[y00, y01], [y10, y11]])
 
 
-def upsample_conv_2x(x, kernel, *, precision=None):
-  """Official ``conv2d_resample(x, w, f=[1,3,3,1], up=2, padding=1)``.
-
-  The stride-2 transposed convolution of `x` with the 3x3 `kernel` (applied
-  as a true convolution, as the official code does), then the FIR filter;
-  computed in the platform's form (`gjscc_jax.ops.upsample_conv`).
-
-  Args:
-    x: input of shape (B, H, W, I).
-    kernel: (3, 3, I, O) kernel in HWIO layout, in the official orientation
-      (official OIHW ``weight.transpose(2, 3, 1, 0)``, *not* flipped).
-    precision: passed to the convolutions.
-
-  Returns:
-    Array of shape (B, 2H, 2W, O).
-  """
-  return upsample_conv.upsample_conv_2x(x, kernel, precision=precision)
+#: Official ``conv2d_resample(x, w, f=[1,3,3,1], up=2, padding=1)``, in the
+#: platform's form (`gjscc_jax.ops.upsample_conv.upsample_conv_2x`).
+upsample_conv_2x = upsample_conv.upsample_conv_2x
 
 
 def fir_lowpass(x, pad, stride=1):
