@@ -22,6 +22,8 @@ One label may name runs at several bandwidth ratios (one per ratio).
 Every run is tested on the same images and channel: --data.* and
 --channel.* override what each run was trained with (default: those of the
 first run), so a model trained on AWGN can be tested on Rayleigh fading.
+--test_channel (repeatable) gives the mismatch grid: every run tested on
+each channel (docs/channels.md), the grid in OUTPUT_DIR/mismatch.md.
 Output directories computed on other images or another channel are refused
 (--allow_mismatch plots them anyway). Written to --output_dir:
 summary.csv/.json (mean and 95% confidence interval over test images, each
@@ -44,6 +46,7 @@ from experiments import config_cli
 from gjscc_jax import channel as channel_lib
 from gjscc_jax import data as data_lib
 from gjscc_jax.evaluation import comparison
+from gjscc_jax.evaluation import mismatch
 from gjscc_jax.evaluation import report
 
 _RUNS = flags.DEFINE_multi_string(
@@ -78,11 +81,32 @@ _DATA_NUM = flags.DEFINE_integer(
 _CHANNEL_KIND = flags.DEFINE_enum(
     "channel.kind", None, channel_lib.CHANNELS,
     "Test channel for every run (default: the first run's).")
-_CHANNEL_FADING = flags.DEFINE_enum("channel.fading", None,
-                                    channel_lib.FADINGS, "Rayleigh fading.")
+_CHANNEL_FADING = flags.DEFINE_enum(
+    "channel.fading", None, channel_lib.FADINGS,
+    "Fading: slow (per image), fast (per symbol), block (--channel.coherence).")
 _CHANNEL_EQ = flags.DEFINE_enum("channel.equalization", None,
                                 channel_lib.EQUALIZATIONS,
-                                "Rayleigh equalisation (learned schemes).")
+                                "Equalisation (learned schemes).")
+_CHANNEL_COHERENCE = flags.DEFINE_integer(
+    "channel.coherence", None, "Block fading: symbols (OFDM symbols) per "
+    "channel realisation.")
+_CHANNEL_K = flags.DEFINE_float("channel.k_factor", None,
+                                "Rician K-factor (linear).")
+_CHANNEL_CSI = flags.DEFINE_enum("channel.csi", None, channel_lib.CSI,
+                                 "OFDM receiver CSI: perfect, or estimated "
+                                 "from pilots (ls, lmmse).")
+_CHANNEL_PDP = flags.DEFINE_string(
+    "channel.pdp", None, "OFDM power-delay profile: exponential, tdl-a, "
+    "tdl-b, tdl-c.")
+_CHANNEL_SPREAD = flags.DEFINE_float(
+    "channel.delay_spread", None, "OFDM delay spread in samples.")
+_TEST_CHANNELS = flags.DEFINE_multi_string(
+    "test_channel", [], "The mismatch grid: test every run on each of these "
+    "channels, KIND[:FIELD=VALUE,...] (e.g. awgn, rayleigh:fading=fast, "
+    "rician:k_factor=4, ofdm:pdp=tdl-a,csi=ls; docs/channels.md); each "
+    "channel's outputs go to OUTPUT_DIR/<channel name>/, all rows to "
+    "OUTPUT_DIR/summary.csv and the grid to OUTPUT_DIR/mismatch.md. "
+    "Replaces --channel.*.")
 _ALLOW_MISMATCH = flags.DEFINE_bool(
     "allow_mismatch", False, "Plot output directories computed on other test "
     "images or another channel (the differences go to evaluation.json).")
@@ -93,38 +117,16 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
 _SEED = flags.DEFINE_integer("seed", 1, "Seed of the channel realisations.")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not _RUNS.value or not _OUT.value:
-    raise app.UsageError("Pass at least one --run=LABEL=SOURCE and --output_dir.")
-  runs = [comparison.parse_run(v) for v in _RUNS.value]
-  test_set, channel = comparison.reference(
-      runs, data_overrides={"name": _DATA_NAME.value,
-                            "image_dir": _DATA_IMAGE_DIR.value,
-                            "resolution": _DATA_RESOLUTION.value,
-                            "tfds_dir": _DATA_TFDS_DIR.value},
-      channel_overrides={"kind": _CHANNEL_KIND.value,
-                         "fading": _CHANNEL_FADING.value,
-                         "equalization": _CHANNEL_EQ.value},
-      split=_DATA_SPLIT.value, num_images=_DATA_NUM.value)
-  snrs = [float(s) for s in _SNRS.value]
-  if jax.process_index() == 0:
-    print(f"Test set: {test_set.describe()}; channel: {channel.name()}; "
-          f"SNRs {', '.join(f'{s:g}' for s in snrs)} dB.", flush=True)
-  settings = comparison.Settings(
-      snrs_db=tuple(snrs), realisations=_REALISATIONS.value, seed=_SEED.value,
-      batch_size=_BATCH.value, lpips_nets=tuple(_LPIPS.value),
-      step=_STEP.value)
-  rows, record = comparison.collect(runs, test_set, channel, settings,
-                                    _OUT.value,
+def _compare(runs, test_set, channel, settings, out):
+  """One comparison on one test channel; returns its rows."""
+  rows, record = comparison.collect(runs, test_set, channel, settings, out,
                                     allow_mismatch=_ALLOW_MISMATCH.value)
   if jax.process_index() != 0:
-    return
-  out = _OUT.value
+    return rows
   report.write_tables(rows, out)
   with open(os.path.join(out, "evaluation.json"), "w") as f:
     json.dump(record, f, indent=1)
+  snrs = list(settings.snrs_db)
   rho_snrs = ([float(s) for s in _RHO_SNRS.value] if _RHO_SNRS.value
               else sorted({min(snrs), max(snrs)}))
   paths = (report.plot_metrics(rows, out) + report.plot_by_rho(rows, out) +
@@ -132,12 +134,62 @@ def main(argv):
   for metric in dict.fromkeys(r["metric"] for r in rows):
     print(report.format_table(rows, metric), "\n", flush=True)
   for run in record["runs"]:
-    if run.get("trained_channel") not in ("", "unknown", channel.name()):
+    if run.get("trained_channel") not in ("", "unknown", channel.name):
       print(f"Note: {run['label']} was trained on {run['trained_channel']} "
-            f"and is tested on {channel.name()} (channel mismatch).")
+            f"and is tested on {channel.name} (channel mismatch).")
   print(f"Wrote {len(paths)} plots, summary.csv/json and evaluation.json to "
         f"{out}", flush=True)
+  return rows
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not _RUNS.value or not _OUT.value:
+    raise app.UsageError("Pass at least one --run=LABEL=SOURCE and --output_dir.")
+  runs = [comparison.parse_run(v) for v in _RUNS.value]
+  try:
+    test_channels = [channel_lib.parse(v) for v in _TEST_CHANNELS.value]
+  except ValueError as e:
+    raise app.UsageError(f"--test_channel: {e}") from e
+  test_set, channel = comparison.reference(
+      runs, data_overrides={"name": _DATA_NAME.value,
+                            "image_dir": _DATA_IMAGE_DIR.value,
+                            "resolution": _DATA_RESOLUTION.value,
+                            "tfds_dir": _DATA_TFDS_DIR.value},
+      channel_overrides={"kind": _CHANNEL_KIND.value,
+                         "fading": _CHANNEL_FADING.value,
+                         "equalization": _CHANNEL_EQ.value,
+                         "coherence": _CHANNEL_COHERENCE.value,
+                         "k_factor": _CHANNEL_K.value,
+                         "csi": _CHANNEL_CSI.value,
+                         "pdp": _CHANNEL_PDP.value,
+                         "delay_spread": _CHANNEL_SPREAD.value},
+      split=_DATA_SPLIT.value, num_images=_DATA_NUM.value)
+  snrs = [float(s) for s in _SNRS.value]
+  settings = comparison.Settings(
+      snrs_db=tuple(snrs), realisations=_REALISATIONS.value, seed=_SEED.value,
+      batch_size=_BATCH.value, lpips_nets=tuple(_LPIPS.value),
+      step=_STEP.value)
+  channels = test_channels or [channel]
+  if jax.process_index() == 0:
+    print(f"Test set: {test_set.describe()}; channel: "
+          f"{', '.join(c.name for c in channels)}; SNRs "
+          f"{', '.join(f'{s:g}' for s in snrs)} dB.", flush=True)
+  if not test_channels:
+    _compare(runs, test_set, channel, settings, _OUT.value)
+    return
+  rows = []
+  for test_channel in channels:
+    rows += _compare(runs, test_set, test_channel, settings,
+                     os.path.join(_OUT.value, test_channel.name))
+  if jax.process_index() == 0:
+    report.write_tables(rows, _OUT.value)
+    table = mismatch.markdown(rows, [c.name for c in channels])
+    with open(os.path.join(_OUT.value, "mismatch.md"), "w") as f:
+      f.write(table)
+    print(table, flush=True)
 
 
 if __name__ == "__main__":
-  config_cli.run(main)
+  app.run(main)

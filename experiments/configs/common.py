@@ -80,12 +80,22 @@ def latent_channels(bcr, downsampling=16):
 
 
 def channel_config():
-  """The `channel` block: AWGN by default, Rayleigh settings ready."""
+  """The `channel` block (`gjscc_jax.channel.from_config` builds the
+  `Channel`): AWGN by default, the other channels' settings ready.
+  docs/channels.md describes every field."""
   return ml_collections.ConfigDict(dict(
-      kind="awgn",          # 'awgn' | 'rayleigh'
-      fading="slow",        # rayleigh: 'slow' (one h per image) | 'fast' (per symbol)
-      equalization="mmse",  # rayleigh: 'zf' | 'mmse' (perfect CSI)
-      power=1.0))
+      kind="awgn",          # 'awgn' | 'rayleigh' | 'rician' | 'ofdm'
+      fading="slow",        # 'slow' (per image) | 'fast' (per symbol) | 'block'
+      equalization="mmse",  # 'zf' | 'mmse'
+      power=1.0,
+      coherence=1,          # fading='block': symbols (OFDM symbols) per draw
+      k_factor=4.0,         # rician: K (linear)
+      csi="perfect",        # 'perfect' | 'ls' | 'lmmse' (ofdm pilots)
+      side_info="snr",      # 'snr' | 'snr+gain' (AF modules, snr_adaptive)
+      fft_size=64, subcarriers=52, cyclic_prefix=16, pilot_spacing=4,  # ofdm
+      pdp="exponential",    # ofdm: 'exponential' | 'tdl-a' | 'tdl-b' | 'tdl-c'
+      taps=8,               # ofdm exponential profile: taps
+      delay_spread=1.5))    # ofdm: exponential decay / TDL rms spread, samples
 
 
 def add_training(config):
