@@ -11,17 +11,24 @@ symbols per image:
   `unpair_symbols` inverts it exactly. `C` must be even.
 * **Power constraint.** `power_normalize` rescales every image's symbols to an
   average power of exactly `P`: `z <- sqrt(k P) z / ||z||`.
-* **Channel.** AWGN `y = z + n`, `n ~ CN(0, sigma^2)` with
-  `SNR = 10 log10(P / sigma^2)` dB; or Rayleigh fading `y = h z + n` with
-  `h ~ CN(0, 1)` either constant per image (`'slow'`, block fading) or drawn
-  per symbol (`'fast'`), equalised at the receiver with perfect channel state
-  information by zero-forcing or MMSE.
+* **Channel.** A `Channel` object (frozen, hashable; `from_config`,
+  `parse`) names the channel and sends symbols through it:
+  `Channel(...)(key, z, snr_db) -> (received, csi)`. Its `kind` picks a link
+  function from `KINDS`: AWGN `y = z + n`, `n ~ CN(0, sigma^2)` with
+  `SNR = 10 log10(P / sigma^2)` dB; Rayleigh or Rician fading `y = h z + n`
+  (`E|h|^2 = 1`) held per image (`'slow'`), per symbol (`'fast'`) or per
+  block of `coherence` symbols (`'block'`), equalised with perfect channel
+  state information by zero-forcing or MMSE; or OFDM over a tapped delay
+  line with comb pilots, LS/LMMSE channel estimation and per-subcarrier
+  equalisation. The maths lives in `gjscc_jax.channels` (`fading`, `tdl`,
+  `ofdm`); docs/channels.md lists the fields and how to add a channel.
 
 All channel functions are pure, take an explicit PRNG key first (like
 `jax.random`), work under `jit`/`vmap`/`grad` (gradients flow through the
 symbols, never through the noise) and accept `snr_db` as a scalar or as one
 value per image with shape `(B,)`. They are wrapped in `jax.jit` (string
-options static), so eager calls compile once and nested calls inline.
+options and the `Channel` static), so eager calls compile once and nested
+calls inline.
 
 Bandwidth compression ratio (BCR) `rho = k / n` with `n = H * W * 3` source
 dimensions: see `bandwidth_ratio` and `latent_channels_for_bcr`.

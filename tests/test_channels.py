@@ -328,3 +328,32 @@ def test_ofdm_capacity_is_the_data_share_of_the_rayleigh_ergodic():
       pytest.approx(capacity.ergodic(link, 5.0), rel=0.02))
   bits = capacity.rate_for_outage(1000, 5.0, 0.1, slow)
   assert 0.05 < capacity.outage_of(slow, bits, 1000, 5.0) <= 0.1 + 1e-3
+
+
+def test_configs_build_the_channel_and_old_blocks_still_load():
+  from experiments.configs import deepjscc_ffhq  # pylint: disable=import-outside-toplevel
+  from gjscc_jax.schemes import registry  # pylint: disable=import-outside-toplevel
+  config = deepjscc_ffhq.get_config("demo")
+  config.channel = ml_collections.ConfigDict(dict(  # a run from before
+      kind="rayleigh", fading="fast", equalization="zf", power=1.0))
+  scheme = registry.build_scheme(config)
+  assert scheme.model.link == channel_lib.Channel("rayleigh", "fast", "zf")
+  assert scheme.bandwidth_ratio == pytest.approx(1 / 192)
+  # OFDM pays for its pilots, guards, padding and prefixes in rho:
+  # k = 64 symbols in 2 OFDM symbols of 64 + 16 samples.
+  config.channel = channel_lib.parse("ofdm:pdp=tdl-a").to_config()
+  scheme = registry.build_scheme(config)
+  assert scheme.bandwidth_ratio == pytest.approx(160 / (3 * 64 * 64))
+
+
+def test_decoder_af_modules_get_the_gains_with_side_info():
+  from gjscc_jax.models.deepjscc import DeepJSCC  # pylint: disable=import-outside-toplevel
+  link = channel_lib.Channel("rayleigh", "fast", side_info="snr+gain")
+  model = DeepJSCC(arch="small", num_filters=8, latent_channels=4,
+                   downsampling=4, snr_adaptive=True, channel=link)
+  images = jnp.zeros((2, 16, 16, 3))
+  params = jax.eval_shape(model.init, jax.random.key(0), images,
+                          jnp.zeros(2), jax.random.key(1))["params"]
+  # Encoder AF: features + SNR; decoder AF: features + SNR + 8 gain slices.
+  assert params["encoder"]["af_0"]["fc1"]["kernel"].shape[0] == 4 + 1
+  assert params["decoder"]["af_0"]["fc1"]["kernel"].shape[0] == 8 + 1 + 8

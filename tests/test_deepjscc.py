@@ -82,7 +82,8 @@ def tung():
 def small():
   """A small-arch model over fast Rayleigh fading, with its real init."""
   model = DeepJSCC(arch="small", num_filters=16, latent_channels=8,
-                   downsampling=4, channel=channel.Channel("rayleigh", fading="fast"))
+                   downsampling=4,
+                   channel=channel.Channel("rayleigh", fading="fast"))
   return model, _init(model, _images())
 
 
@@ -320,7 +321,8 @@ def test_jit_and_vmap_are_consistent(small):
 def test_bfloat16_compute_keeps_float32_params(small):
   _, params = small
   model = DeepJSCC(arch="small", num_filters=16, latent_channels=8,
-                   downsampling=4, channel=channel.Channel("rayleigh", fading="fast"),
+                   downsampling=4,
+                   channel=channel.Channel("rayleigh", fading="fast"),
                    dtype=jnp.bfloat16)
   images = _images()
   out = jax.jit(model.apply)(params, images, _SNR, jax.random.key(10))
