@@ -80,6 +80,7 @@ def _row_sums(x_flat, var, row, num_rows):
   return sums % 2
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def encode(code: basegraph.LDPCCode, bits):
   """Encodes information bits into a full 5G LDPC codeword.
 
@@ -112,6 +113,7 @@ def encode(code: basegraph.LDPCCode, bits):
   return jnp.concatenate([head, ext.reshape(batch + (-1,))], axis=-1)
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def syndrome(code: basegraph.LDPCCode, codeword):
   """`H c mod 2`: int32 `(..., rows * Z)`, zero for a codeword."""
   row, _, var = basegraph.lifted_edges(code)

@@ -68,6 +68,7 @@ def _labels(qm):
   return (np.arange(2**qm)[:, None] >> np.arange(qm - 1, -1, -1)) & 1
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def modulate(bits, qm: int):
   """Bits `(..., N Qm)` to complex64 symbols `(..., N)`."""
   qm = bits_per_symbol(qm)

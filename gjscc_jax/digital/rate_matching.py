@@ -21,6 +21,7 @@ and the filler positions a large positive LLR (known zeros).
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -53,6 +54,7 @@ def selection(code: basegraph.LDPCCode, e: int, rv: int = 0) -> np.ndarray:
   return 2 * z + order[np.arange(e) % order.size]
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def interleave(e_bits, qm: int):
   """Bit interleaving: `f_{i + j Qm} = e_{i E/Qm + j}` on the last axis."""
   length = e_bits.shape[-1]
@@ -63,6 +65,7 @@ def interleave(e_bits, qm: int):
   return jnp.swapaxes(x, -1, -2).reshape(lead + (length,))
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def deinterleave(f_bits, qm: int):
   """Inverse of `interleave`."""
   length = f_bits.shape[-1]
@@ -71,6 +74,7 @@ def deinterleave(f_bits, qm: int):
   return jnp.swapaxes(x, -1, -2).reshape(lead + (length,))
 
 
+@functools.partial(jax.jit, static_argnames=("code", "e", "qm", "rv"))
 def rate_match(code: basegraph.LDPCCode, codeword, e: int, qm: int, rv=0):
   """Selects and interleaves the `E` sent bits of full codewords.
 
@@ -89,6 +93,7 @@ def rate_match(code: basegraph.LDPCCode, codeword, e: int, qm: int, rv=0):
   return interleave(jnp.take(codeword, sel, axis=-1), qm)
 
 
+@functools.partial(jax.jit, static_argnames=("code", "qm", "rv", "filler_llr"))
 def rate_recover(code: basegraph.LDPCCode, llr, qm: int, rv=0,
                  filler_llr=20.0):
   """LLRs of the full codeword from the `E` received LLRs.
