@@ -4,7 +4,9 @@
   packages importing each other through different modules is a cycle too);
 * models, losses, ops, channel, metrics and pixels never import training,
   schemes, inversion, evaluation or data code;
-* nothing in `gjscc_jax` imports `experiments` or `benchmarks`;
+* nothing in `gjscc_jax` imports `experiments` or `benchmarks`, nor
+  `subprocess`: the library never spells or runs a command line (that is
+  `experiments/`, e.g. `experiments/matrix.py`);
 * data never imports models.
 """
 
@@ -23,7 +25,7 @@ FORBIDDEN = (
       "gjscc_jax.channel", "gjscc_jax.metrics", "gjscc_jax.pixels"),
      ("gjscc_jax.train", "gjscc_jax.schemes", "gjscc_jax.inverse",
       "gjscc_jax.evaluation", "gjscc_jax.data")),
-    (("gjscc_jax",), ("experiments", "benchmarks")),
+    (("gjscc_jax",), ("experiments", "benchmarks", "subprocess")),
     (("gjscc_jax.data",), ("gjscc_jax.models",)),
 )
 
