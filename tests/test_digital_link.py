@@ -111,3 +111,18 @@ def test_outputs_are_a_separation_run_for_evaluate(sample, tmp_path):
   assert run.kind == "separation_output"
   assert (tmp_path / "mcs" / "summary.csv").exists()
   assert (tmp_path / "digital.json").exists()
+
+
+def test_reproduce_plans_the_ldpc_baseline_as_a_separation_step():
+  from experiments import matrix as matrix_lib  # pylint: disable=import-outside-toplevel
+  steps = matrix_lib.plan(matrix_lib.Matrix(
+      output_dir="results/demo", scale="demo",
+      schemes=("deepjscc", "separation", "digital"), codecs=("heif",)))
+  by_name = {s.name: s for s in steps}
+  ldpc = by_name["ldpc_heif_1_192"].argv
+  assert "--link=ldpc" in ldpc and "--codec=heif" in ldpc
+  assert "--link=ldpc" not in by_name["separation_heif_1_192"].argv
+  runs = [a for a in by_name["evaluate"].argv if a.startswith("--run=")]
+  assert "--run=HEIF + 5G LDPC=results/demo/ldpc_heif_1_192" in runs
+  default = matrix_lib.plan(matrix_lib.Matrix(output_dir="r", scale="demo"))
+  assert not any(s.name.startswith("ldpc_") for s in default)

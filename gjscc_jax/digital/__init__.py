@@ -24,10 +24,11 @@ from gjscc_jax.digital import qam
 from gjscc_jax.digital.baseline import check_selection
 from gjscc_jax.digital.baseline import DigitalResult
 from gjscc_jax.digital.baseline import evaluate_images
+from gjscc_jax.digital.baseline import label
 from gjscc_jax.digital.baseline import LINKS
 from gjscc_jax.digital.link import Receiver
 from gjscc_jax.digital.outputs import write_outputs
 
 __all__ = ["DigitalResult", "LINKS", "Receiver", "check_selection",
-           "evaluate_images", "fbl", "ldpc_decode", "mcs", "qam",
+           "evaluate_images", "fbl", "label", "ldpc_decode", "mcs", "qam",
            "write_outputs"]

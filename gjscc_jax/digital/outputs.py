@@ -11,7 +11,7 @@ Beside the separation layout (`separation.outputs`, holding the envelope):
 import json
 import os
 
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
 
 
 def write_outputs(result, output_dir):
