@@ -27,3 +27,55 @@ def test_readme_demo_command_names_an_existing_config():
   demo = _bash_blocks(_read("README.md"))[0]
   value = re.search(r"--config=(\S+)", demo).group(1)
   assert os.path.exists(config_cli.resolve_config_value(value).partition(":")[0])
+
+
+def _python_blocks(text):
+  return [b for b in re.findall(r"```python\n(.*?)```", text, re.S)]
+
+
+def _helpers_config(workdir):
+  from gjscc_jax.train import runs  # pylint: disable=import-outside-toplevel
+  return runs.read_config(str(workdir)).data
+
+
+def test_readme_python_example_runs_on_a_trained_run(tmp_path, capsys):
+  """The README's API example, executed as written on a small run directory
+  in place of the quick start's `runs/demo`: it loads the run, sends the
+  first test images over the channel and prints one PSNR per image, which
+  must be what `metrics.psnr` of the printed tensors gives, and the channel
+  must act (another SNR gives another reconstruction)."""
+  import json  # pylint: disable=import-outside-toplevel
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from tests import _helpers  # pylint: disable=import-outside-toplevel
+
+  blocks = _python_blocks(_read("README.md"))
+  assert len(blocks) == 1, "README.md should hold one ```python example"
+  code = blocks[0]
+  assert '"runs/demo"' in code  # The quick start's run directory.
+  workdir = tmp_path / "run"
+  _helpers.untrained_deepjscc_run(str(workdir), tmp_path / "tfds", 16)
+  config = json.loads((workdir / "config.json").read_text())
+  config["data"].update(sample_train_size=8, sample_test_size=8)
+  (workdir / "config.json").write_text(json.dumps(config))
+
+  from gjscc_jax import data  # pylint: disable=import-outside-toplevel
+  data_config = _helpers_config(workdir)
+  next(data.eval_batches(data_config, "test", 8))  # Built before, not inside.
+  capsys.readouterr()
+  namespace = {}
+  exec(compile(code.replace('"runs/demo"', repr(str(workdir))),  # pylint: disable=exec-used
+               "README.md", "exec"), namespace)
+  images, received = namespace["images"], namespace["received"]
+  assert received.shape == images.shape == (8, 16, 16, 3)
+  assert np.all(np.abs(np.asarray(received)) <= 1.0)
+  printed = capsys.readouterr().out
+  expected = np.asarray(namespace["metrics"].psnr(images, received))
+  assert np.isfinite(expected).all()
+  shown = np.array(printed.replace("[", " ").replace("]", " ").split(), float)
+  np.testing.assert_allclose(shown, expected, rtol=1e-4)
+  scheme, params = namespace["scheme"], namespace["params"]
+  other = scheme.reconstruct(params, images, jnp.full((8,), -5.0),
+                             jax.random.PRNGKey(0))
+  assert not np.allclose(other, received)
