@@ -36,7 +36,6 @@ GPU and TPU keep the barriers.
 
 import argparse
 import os
-import sys
 import time
 
 import jax

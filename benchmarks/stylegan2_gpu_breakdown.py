@@ -35,7 +35,6 @@ import glob
 import gzip
 import json
 import os
-import sys
 import tempfile
 import time
 

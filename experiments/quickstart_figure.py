@@ -16,7 +16,6 @@ image is mid-gray), with each image's PSNR.
 import json
 import os
 
-from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
