@@ -17,7 +17,7 @@ Arguments (`--config=deepjscc_ffhq:ARG`, comma separated):
   matched       the matched-prior experiment's baseline: images drawn from
                 the seeded random StyleGAN2 G0 at 64x64 (data.name=
                 'generator', `common.matched_data`), the demo's network,
-                MSE; README "Matched-prior experiment".
+                MSE; docs/matched-prior.md.
 
 Paper scale: 256x256 images, N = 256 filters, training SNR uniform in
 [-5, 5] dB per image, Adam 1e-4. Settings the paper does not state (marked
@@ -58,6 +58,6 @@ def get_config(arg=None):
     # A rough same-wall-time baseline for generative_ffhq:matched's steps
     # on 2 CPU cores. Step rates move with the host's load: the experiment
     # (benchmarks/matched_prior.py) sets the steps of both schemes and
-    # records their wall times (README "Matched-prior experiment").
+    # records their wall times (docs/matched-prior.md).
     config.total_steps = 2300
   return config

@@ -20,8 +20,8 @@ Arguments (`--config=inverse_ffhq:ARG`, comma separated):
                 'generator' at 64x64, `common.matched_data`) restored with
                 G0 itself as the prior (generator_from_data); set
                 --config.deepjscc_checkpoint to the deepjscc_ffhq:matched
-                run. SNR -5, 0, 5 dB; LPIPS-AlexNet in the search; README
-                "Matched-prior experiment".
+                run. SNR -5, 0, 5 dB; LPIPS-AlexNet in the search;
+                docs/matched-prior.md.
 
 The ILO defaults (`config.ilo`) are those of the official ILO code
 (`latent_space='z_proxy'`, rounds of [50, 50, 25, 25] Adam steps at lr 0.1,
