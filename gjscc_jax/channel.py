@@ -60,10 +60,19 @@ def _check_choice(name, value, choices):
         f"{name}={value!r} is not supported; use one of {choices}.")
 
 
+#: What the older string-typed callers support (`validate_options`).
+LEGACY_CHANNELS = ("awgn", "rayleigh")
+LEGACY_FADINGS = ("slow", "fast")
+
+
 def validate_options(channel="awgn", fading="slow", equalization="mmse"):
-  """Raises a ValueError naming the option if a channel setting is unknown
-  (the older string form of `Channel(...).validate()`)."""
-  Channel(kind=channel, fading=fading, equalization=equalization).validate()
+  """Raises a ValueError naming the option unless the strings name an
+  AWGN or slow/fast Rayleigh channel: the older string form, for callers
+  that implement only those (e.g. `gjscc_jax.digital`); the other channels
+  exist only as a `Channel`."""
+  _check_choice("channel", channel, LEGACY_CHANNELS)
+  _check_choice("fading", fading, LEGACY_FADINGS)
+  _check_choice("equalization", equalization, EQUALIZATIONS)
 
 
 def _real_dtype(x):

@@ -5,7 +5,7 @@ each test channel; `markdown` lays the summary rows out as one table per
 run and metric: a line per test channel, a column per SNR, `mean ± ci95`.
 """
 
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
 
 
 def markdown(rows, channels, metrics=("psnr",)):
