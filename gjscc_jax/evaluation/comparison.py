@@ -14,7 +14,7 @@ and its summary rows in one table. A run is named by `LABEL=SOURCE`:
   recomputed; `DIR:deepjscc` selects the rows of the DeepJSCC
   reconstructions the search started from instead;
 * a separation output directory (`python -m experiments.separation`): its
-  rows are read;
+  rows are read (with `--link=ldpc`, the codec + 5G LDPC + QAM envelope);
 * `separation:CODEC[:KEY=VALUE,...]`: the separation baseline computed on
   the test set and channel, at every bandwidth ratio of the other runs, or
   at the ratios given as `bcr=` (repeatable); other keys are `headers`,
