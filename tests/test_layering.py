@@ -1,7 +1,8 @@
 """The package's layering, read from the import statements with `ast`.
 
 * no import cycle among `gjscc_jax` modules;
-* models, losses, ops, channel, metrics and pixels never import training,
+* models, losses, ops, channel, metrics, pixels and perception never import
+  training,
   schemes, inversion, evaluation or data code;
 * nothing in `gjscc_jax` imports `experiments` or `benchmarks`;
 * data never imports models.
@@ -19,7 +20,8 @@ PACKAGE = "gjscc_jax"
 #: Module prefixes that must not import the prefixes listed with them.
 FORBIDDEN = (
     (("gjscc_jax.models", "gjscc_jax.losses", "gjscc_jax.ops",
-      "gjscc_jax.channel", "gjscc_jax.metrics", "gjscc_jax.pixels"),
+      "gjscc_jax.channel", "gjscc_jax.metrics", "gjscc_jax.pixels",
+     "gjscc_jax.perception"),
      ("gjscc_jax.train", "gjscc_jax.schemes", "gjscc_jax.inverse",
       "gjscc_jax.evaluation", "gjscc_jax.data")),
     (("gjscc_jax",), ("experiments", "benchmarks")),
