@@ -25,7 +25,8 @@ Parameters mirror the PyTorch module names (``Mixed_5b/branch1x1/...``), each
 ``bias``, ``mean`` and ``var``; `gjscc_jax.perception.inception_weights`
 loads the file ``python -m weights_convert inception`` writes. Batch norm is
 folded into the kernel and a bias when the module is applied, so each
-``BasicConv2d`` is one convolution (or, for 1x1 kernels, one matmul).
+``BasicConv2d`` is one convolution (or, for 1x1 kernels, one matmul; the
+1x1 convolutions that open a block's branches share one matmul).
 """
 
 import functools
@@ -36,6 +37,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 import numpy as np
+
+from gjscc_jax.ops.conv2d import conv2d
 
 #: Side the images are resized to.
 INPUT_SIZE = 299
@@ -117,27 +120,51 @@ class BasicConv(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def folded(self, in_channels: int) -> tuple[jax.Array, jax.Array]:
+    """The kernel (HWIO, ``dtype``) and float32 bias with batch norm folded
+    in: ``scale (k * x - mean) / sqrt(var + eps) + bias = k' * x + b'``."""
     kh, kw = self.kernel_size
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
-                        (kh, kw, x.shape[-1], self.features), jnp.float32)
+                        (kh, kw, in_channels, self.features), jnp.float32)
     bn = {name: self.param(name, init, (self.features,), jnp.float32)
           for name, init in (('scale', nn.initializers.ones),
                              ('bias', nn.initializers.zeros),
                              ('mean', nn.initializers.zeros),
                              ('var', nn.initializers.ones))}
     gain = bn['scale'] * lax.rsqrt(bn['var'] + BN_EPS)
-    kernel = (kernel * gain).astype(self.dtype)
-    bias = bn['bias'] - bn['mean'] * gain
+    return (kernel * gain).astype(self.dtype), bn['bias'] - bn['mean'] * gain
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel, bias = self.folded(x.shape[-1])
     x = x.astype(self.dtype)
+    kh, kw = self.kernel_size
+    ph, pw = self.padding
     if (kh, kw) == (1, 1) and self.stride == 1:
       y = jnp.einsum('bhwc,co->bhwo', x, kernel[0, 0])
+    elif self.stride == 1:
+      y = conv2d(x, kernel, ((ph, ph), (pw, pw)))
     else:
-      ph, pw = self.padding
       y = lax.conv_general_dilated(
           x, kernel, (self.stride, self.stride), ((ph, ph), (pw, pw)),
           dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     return jax.nn.relu(y + bias.astype(y.dtype))
+
+
+def fused_1x1(x: jax.Array, convs) -> list[jax.Array]:
+  """Several 1x1 `BasicConv`s of one input as one matmul, split after.
+
+  Why: the branches of an Inception block open with 1x1 convolutions of the
+  block's input; one (positions, C) x (C, sum of outputs) matmul reads the
+  input once and runs at a better rate than three narrow ones
+  (`benchmarks/perception_throughput.py`).
+  """
+  folded = [conv.folded(x.shape[-1]) for conv in convs]
+  kernel = jnp.concatenate([k[0, 0] for k, _ in folded], axis=-1)
+  bias = jnp.concatenate([b for _, b in folded])
+  y = jnp.einsum('bhwc,co->bhwo', x.astype(kernel.dtype), kernel)
+  y = jax.nn.relu(y + bias.astype(y.dtype))
+  splits = np.cumsum([conv.features for conv in convs])[:-1]
+  return jnp.split(y, splits, axis=-1)
 
 
 def _conv(features, kernel=(1, 1), stride=1, padding=(0, 0), *, name, dtype):
@@ -156,9 +183,10 @@ class InceptionA(nn.Module):
   @nn.compact
   def __call__(self, x):
     c = functools.partial(_conv, dtype=self.dtype)
-    b1 = c(64, name='branch1x1')(x)
-    b5 = c(64, 5, padding=2, name='branch5x5_2')(c(48, name='branch5x5_1')(x))
-    b3 = c(64, name='branch3x3dbl_1')(x)
+    b1, b5, b3 = fused_1x1(x, [c(64, name='branch1x1'),
+                               c(48, name='branch5x5_1'),
+                               c(64, name='branch3x3dbl_1')])
+    b5 = c(64, 5, padding=2, name='branch5x5_2')(b5)
     b3 = c(96, 3, padding=1, name='branch3x3dbl_2')(b3)
     b3 = c(96, 3, padding=1, name='branch3x3dbl_3')(b3)
     bp = c(self.pool_features, name='branch_pool')(avg_pool_exclude_pad(x))
@@ -190,11 +218,11 @@ class InceptionC(nn.Module):
     c7 = self.channels_7x7
     row, col = dict(kernel=(1, 7), padding=(0, 3)), dict(kernel=(7, 1),
                                                           padding=(3, 0))
-    b1 = c(192, name='branch1x1')(x)
-    b7 = c(c7, name='branch7x7_1')(x)
+    b1, b7, bd = fused_1x1(x, [c(192, name='branch1x1'),
+                               c(c7, name='branch7x7_1'),
+                               c(c7, name='branch7x7dbl_1')])
     b7 = c(c7, **row, name='branch7x7_2')(b7)
     b7 = c(192, **col, name='branch7x7_3')(b7)
-    bd = c(c7, name='branch7x7dbl_1')(x)
     bd = c(c7, **col, name='branch7x7dbl_2')(bd)
     bd = c(c7, **row, name='branch7x7dbl_3')(bd)
     bd = c(c7, **col, name='branch7x7dbl_4')(bd)
@@ -210,8 +238,9 @@ class InceptionD(nn.Module):
   @nn.compact
   def __call__(self, x):
     c = functools.partial(_conv, dtype=self.dtype)
-    b3 = c(320, 3, stride=2, name='branch3x3_2')(c(192, name='branch3x3_1')(x))
-    b7 = c(192, name='branch7x7x3_1')(x)
+    b3, b7 = fused_1x1(x, [c(192, name='branch3x3_1'),
+                           c(192, name='branch7x7x3_1')])
+    b3 = c(320, 3, stride=2, name='branch3x3_2')(b3)
     b7 = c(192, (1, 7), padding=(0, 3), name='branch7x7x3_2')(b7)
     b7 = c(192, (7, 1), padding=(3, 0), name='branch7x7x3_3')(b7)
     b7 = c(192, 3, stride=2, name='branch7x7x3_4')(b7)
@@ -229,11 +258,11 @@ class InceptionE(nn.Module):
     c = functools.partial(_conv, dtype=self.dtype)
     row, col = dict(kernel=(1, 3), padding=(0, 1)), dict(kernel=(3, 1),
                                                           padding=(1, 0))
-    b1 = c(320, name='branch1x1')(x)
-    b3 = c(384, name='branch3x3_1')(x)
+    b1, b3, bd = fused_1x1(x, [c(320, name='branch1x1'),
+                               c(384, name='branch3x3_1'),
+                               c(448, name='branch3x3dbl_1')])
     b3 = jnp.concatenate([c(384, **row, name='branch3x3_2a')(b3),
                           c(384, **col, name='branch3x3_2b')(b3)], -1)
-    bd = c(448, name='branch3x3dbl_1')(x)
     bd = c(384, 3, padding=1, name='branch3x3dbl_2')(bd)
     bd = jnp.concatenate([c(384, **row, name='branch3x3dbl_3a')(bd),
                           c(384, **col, name='branch3x3dbl_3b')(bd)], -1)
