@@ -11,6 +11,7 @@ import sys
 import types
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -57,7 +58,7 @@ def official_dists():
   return DISTS_pt.DISTS
 
 
-def _photo_pairs(resolution=64):
+def _photo_pairs(resolution=32):
   """Four pairs of natural photo crops: a photo against noisy, blurred,
   darkened versions of itself and against another photo."""
   crops = []
@@ -151,3 +152,29 @@ def test_l2_pool_matches_depthwise_hann_filter():
       window = padded[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3]
       want[:, i, j] = np.einsum('bhwc,h,w->bc', window, t, t)
   np.testing.assert_allclose(got, np.sqrt(want + 1e-12), rtol=1e-6)
+
+
+def test_dists_as_the_perceptual_term_of_the_loss(official_dists,
+                                                  one_torch_thread):
+  """``PerceptualLoss(perceptual='dists')``: the term is the official DISTS,
+  and the loss has a finite, non-zero gradient (one compilation)."""
+  del one_torch_thread
+  from gjscc_jax.losses import PerceptualLoss  # pylint: disable=import-outside-toplevel
+  x, y = _photo_pairs(resolution=16)
+  loss = PerceptualLoss(lambda_lpips=0.5, perceptual='dists')
+  params = loss.load_params()
+
+  def total(a):
+    terms = loss.per_image(params, a, y)
+    return jnp.sum(terms['loss']), terms
+  (_, terms), grad = jax.jit(jax.value_and_grad(total, has_aux=True))(x)
+  numpy_params = dists_weights.load_dists_params()
+  ref = _official_scores(_official(official_dists, numpy_params), x, y)
+  # Inside a gradient program XLA fuses the statistics differently; DISTS =
+  # 1 - similarity (~0.9) turns their float32 rounding into ~1e-5 absolute.
+  np.testing.assert_allclose(terms['lpips'], ref, rtol=2e-4)
+  np.testing.assert_allclose(terms['loss'], terms['mse'] + 0.5 * ref,
+                             rtol=2e-4)
+  assert np.all(np.isfinite(grad)) and np.abs(grad).max() > 0
+  with pytest.raises(ValueError, match='perceptual must be one of'):
+    PerceptualLoss(perceptual='ssim')
