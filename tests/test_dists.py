@@ -17,8 +17,8 @@ import pytest
 
 from gjscc_jax.data import photos as photos_lib
 from gjscc_jax.data import sample
-from gjscc_jax.perception import dists as dists_lib
-from gjscc_jax.perception import dists_weights
+from gjscc_jax.losses import dists as dists_lib
+from gjscc_jax.losses import dists_weights
 
 torch = pytest.importorskip('torch', reason='the PyTorch oracle needs torch')
 

@@ -11,7 +11,7 @@ from gjscc_jax import sharding
 from gjscc_jax.evaluation import perception as perception_lib
 from gjscc_jax.evaluation import report
 from gjscc_jax.evaluation import sweep as sweep_lib
-from gjscc_jax.perception import dists as dists_lib
+from gjscc_jax.losses import dists as dists_lib
 from gjscc_jax.perception import distribution
 from gjscc_jax.perception import inception as inception_lib
 from gjscc_jax.perception import inception_weights

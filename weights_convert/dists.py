@@ -3,7 +3,7 @@
 SRC is the released ``weights.pt`` (12 KB, MIT licence) of the
 ``dists-pytorch`` 0.1 wheel; by default the installed wheel's copy. It is
 read with `weights_convert.torch_format` (no PyTorch, nothing executed) and
-written as the ``.npz`` `gjscc_jax.perception.dists_weights.load_dists_params`
+written as the ``.npz`` `gjscc_jax.losses.dists_weights.load_dists_params`
 reads, e.g. for machines without the wheel.
 """
 
@@ -11,7 +11,7 @@ import argparse
 import pickle
 import sys
 
-from gjscc_jax.perception import dists_weights
+from gjscc_jax.losses import dists_weights
 
 
 def main(argv=None) -> int:

@@ -87,7 +87,7 @@ class Perception:
     """``{'dists': ..., 'inception': ...}`` as device arrays (those needed)."""
     params = {}
     if "dists" in self.names:
-      from gjscc_jax.perception import dists_weights  # pylint: disable=import-outside-toplevel
+      from gjscc_jax.losses import dists_weights  # pylint: disable=import-outside-toplevel
       params["dists"] = dists_weights.load_dists_params(self.dists_weights)
     if self.distribution:
       from gjscc_jax.perception import inception_weights  # pylint: disable=import-outside-toplevel
@@ -100,7 +100,7 @@ class Perception:
     (traceable; empty without 'dists')."""
     if "dists" not in self.names:
       return {}
-    from gjscc_jax.perception import dists  # pylint: disable=import-outside-toplevel
+    from gjscc_jax.losses import dists  # pylint: disable=import-outside-toplevel
     return {"dists": dists.DISTS().apply({"params": params["dists"]}, recon,
                                          images)}
 

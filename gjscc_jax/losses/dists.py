@@ -25,7 +25,7 @@ This is the arithmetic of ``DISTS_pytorch.DISTS`` 0.1 (the authors' PyPI
 package) in NHWC layout. The VGG16 weights are torchvision's ImageNet
 weights, the same LPIPS-VGG uses (`gjscc_jax.losses.lpips` names them
 alike, so one parameter tree serves both); ``alpha`` and ``beta`` (1475
-values each) are the released ones (`gjscc_jax.perception.dists_weights`).
+values each) are the released ones (`gjscc_jax.losses.dists_weights`).
 Statistics are accumulated in float32 whatever ``dtype`` the backbone uses.
 """
 
@@ -114,7 +114,7 @@ class DISTS(nn.Module):
   """DISTS distance between [-1, 1] NHWC image batches; shape (B,), float32.
 
   Parameters: `param_shapes`; load the real ones with
-  `gjscc_jax.perception.dists_weights.load_dists_params`.
+  `gjscc_jax.losses.dists_weights.load_dists_params`.
 
   Example:
 

@@ -29,7 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from gjscc_jax.losses import lpips_weights
-from gjscc_jax.perception import dists as dists_lib
+from gjscc_jax.losses import dists as dists_lib
 
 #: The released file and where the dists-pytorch wheel puts it.
 WHEEL_FILE = 'weights.pt'
