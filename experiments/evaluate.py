@@ -49,8 +49,8 @@ from experiments import config_cli
 from gjscc_jax import channel as channel_lib
 from gjscc_jax import data as data_lib
 from gjscc_jax.evaluation import comparison
+from gjscc_jax import results as report
 from gjscc_jax.evaluation import perception as perception_lib
-from gjscc_jax.evaluation import report
 
 _RUNS = flags.DEFINE_multi_string(
     "run", [], "LABEL=SOURCE: a training workdir, an InverseJSCC or "

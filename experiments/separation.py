@@ -28,7 +28,7 @@ from experiments import config_cli
 from gjscc_jax import channel as channel_lib
 from gjscc_jax import data as data_lib
 from gjscc_jax import separation
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
 
 _CODEC = flags.DEFINE_enum("codec", "heif", separation.CODECS,
                            "Source codec.")

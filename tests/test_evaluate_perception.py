@@ -9,7 +9,7 @@ import pytest
 
 from gjscc_jax import sharding
 from gjscc_jax.evaluation import perception as perception_lib
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
 from gjscc_jax.evaluation import sweep as sweep_lib
 from gjscc_jax.losses import dists as dists_lib
 from gjscc_jax.perception import distribution

@@ -64,10 +64,11 @@ def tfds_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, tfds_dir):
   """Two training steps of the (tiny) demo config, with the SNR sweep at the end."""
+  from gjscc_jax.evaluation import runner
   from gjscc_jax.train import loop as train
   workdir = str(tmp_path_factory.mktemp("demo_run"))
   config = tiny_config(tfds_dir, total_steps=2, checkpoint_every=2)
-  state = train.train(config, workdir)
+  state = train.train(config, workdir, evaluate=runner.evaluate_params)
   return workdir, config, state
 
 

@@ -6,8 +6,10 @@ where it stopped, on any number of processes); load the weights; start the
 data stream at the restored step; then jitted, data-parallel (optionally
 FSDP) steps over a device mesh with the train state donated; metrics to a
 progress bar, JSON lines and TensorBoard; checkpoints every `config.checkpoint_every` steps and
-when SIGTERM/SIGINT asks the job to stop; an SNR sweep of the final model on
-the test split at the end.
+when SIGTERM/SIGINT asks the job to stop; at the end, the `evaluate`
+callable it is given (the entry point passes
+`gjscc_jax.evaluation.runner.evaluate_params`: an SNR sweep of the final
+model on the test split). Training never imports evaluation.
 
 `python -m experiments.train` is its command line.
 """
@@ -78,7 +80,7 @@ def write_config(config, workdir):
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
-def train(config, workdir, eval_at_end=True, distributed=False):
+def train(config, workdir, evaluate=None, distributed=False, *, eval_at_end=None):
   """Trains `config` in `workdir`; returns the final train state.
 
   Inputs are checked in the order a user would fix them: the checkpoint to
@@ -95,10 +97,15 @@ def train(config, workdir, eval_at_end=True, distributed=False):
       `generative_ffhq.py`).
     workdir: Checkpoints, metrics, `config.json` and the evaluation go here;
       an existing run in it is resumed, with any number of processes.
-    eval_at_end: Sweep the final model over `config.eval` SNRs.
+    evaluate: Run on the final model when `config.eval` is set, as
+      `evaluate(config, scheme, params, mesh, output_dir, label=scheme.name)`
+      returning summary rows (`gjscc_jax.evaluation.runner.evaluate_params`);
+      its PSNR per SNR is also logged under `eval/`. None skips it.
     distributed: Force `jax.distributed.initialize()` (cluster
       auto-detection); otherwise it runs only when JAX_COORDINATOR_ADDRESS
       is set.
+    eval_at_end: Accepted for older callers: False is the same as
+      `evaluate=None`; True needs `evaluate`.
 
   Raises:
     preemption.Preempted: after a stop signal, once the checkpoint is saved.
@@ -106,6 +113,11 @@ def train(config, workdir, eval_at_end=True, distributed=False):
     ValueError: if the run was trained on another data stream.
     FloatingPointError: on a non-finite loss or gradient.
   """
+  if eval_at_end is False:
+    evaluate = None
+  elif eval_at_end and evaluate is None:
+    raise TypeError("train(eval_at_end=True) needs the evaluation to run: pass "
+                    "evaluate=gjscc_jax.evaluation.runner.evaluate_params.")
   sharding.maybe_initialize_distributed(force=distributed)
   use_compilation_cache(config, workdir)
   mesh = sharding.make_mesh(**config.mesh)
@@ -228,10 +240,9 @@ def train(config, workdir, eval_at_end=True, distributed=False):
   ckpt.wait()
   ckpt.close()
 
-  if eval_at_end and config.get("eval") is not None:
-    from gjscc_jax.evaluation import runner  # pylint: disable=import-outside-toplevel
-    rows = runner.evaluate_params(config, scheme, state.params, mesh,
-                                  os.path.join(workdir, "eval"), label=scheme.name)
+  if evaluate is not None and config.get("eval") is not None:
+    rows = evaluate(config, scheme, state.params, mesh,
+                    os.path.join(workdir, "eval"), label=scheme.name)
     summary = {r["snr_db"]: r["mean"] for r in rows if r["metric"] == "psnr"}
     writer.write(step, {f"psnr_{s:g}dB": v for s, v in summary.items()}, prefix="eval")
   writer.close()
