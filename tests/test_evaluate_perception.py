@@ -110,3 +110,29 @@ def test_metrics_flag_and_missing_weights_say_the_fix(tmp_path):
     perception_lib.Perception(("kid",), inception_weights=str(tmp_path))
   assert perception_lib.Perception(("dists",)).distribution == ()
   assert dists_lib.CHANNELS[0] == 3
+
+
+def test_reproduce_adds_perception_metrics_when_weights_are_given(
+    random_inception_dir, tmp_path):
+  import os  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  base_cmd = [sys.executable, "-m", "experiments.reproduce", "--scale=demo",
+              f"--output_dir={tmp_path}", "--dry_run"]
+  done = subprocess.run(base_cmd + [f"--inception_weights="
+                                    f"{random_inception_dir}"],
+                        cwd=repo, capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  (evaluate,) = [l for l in done.stdout.splitlines()
+                 if "experiments.evaluate" in l]
+  assert ",dists,fid,kid" in evaluate
+  assert f"--inception_weights={random_inception_dir}" in evaluate
+  plain = subprocess.run(base_cmd, cwd=repo, capture_output=True, text=True,
+                         timeout=120)
+  assert "--metrics" not in plain.stdout
+  missing = subprocess.run(base_cmd + [f"--inception_weights={tmp_path}"],
+                           cwd=repo, capture_output=True, text=True,
+                           timeout=120)
+  assert missing.returncode != 0
+  assert "python -m weights_convert inception" in missing.stderr
