@@ -178,10 +178,8 @@ class Deadline:
 
 
 def _official_path():
-  import draggan  # pylint: disable=import-outside-toplevel
-  path = os.path.join(os.path.dirname(draggan.__file__), 'stylegan2')
-  if path not in sys.path:
-    sys.path.insert(0, path)
+  from benchmarks import official_stylegan2  # pylint: disable=import-outside-toplevel
+  official_stylegan2.import_official_code()
 
 
 def _device():
