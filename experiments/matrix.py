@@ -143,7 +143,7 @@ class Matrix:
     if m.data != "sample" and not m.image_dir and not m.tfds_dir:
       raise ValueError(
           f"data={m.data!r} needs --image_dir (the folder of its images) or "
-          "--tfds_dir holding it prepared; see README 'Data'.")
+          "--tfds_dir holding it prepared; see docs/data.md.")
     return m
 
 

@@ -24,7 +24,7 @@ for module in {modules!r}:
 from experiments import config_cli
 from experiments.configs import deepjscc_ffhq, generative_ffhq, inverse_ffhq
 for get_config, args in [
-    (deepjscc_ffhq.get_config, (None, 'demo', 'matched',
+    (deepjscc_ffhq.get_config, (None, 'demo', 'matched', 'quickstart',
                                 'bcr=1/768,data=celebahq,lpips')),
     (generative_ffhq.get_config, (None, 'demo', 'matched',
                                   'injection=add,generator=frozen')),
