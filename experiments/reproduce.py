@@ -57,8 +57,9 @@ _WEIGHTS = flags.DEFINE_string(
 _NUM_IMAGES = flags.DEFINE_integer(
     "num_images", None, "Test images, the first N of the test split "
     "(default: paper all, demo 16).")
-_SCHEMES = flags.DEFINE_list("schemes", list(matrix_lib.SCHEMES),
-                             "Schemes to run.")
+_SCHEMES = flags.DEFINE_list("schemes", list(matrix_lib.DEFAULT_SCHEMES),
+                             "Schemes to run (also: digital, the codecs over "
+                             "5G LDPC + QAM).")
 _CODECS = flags.DEFINE_list("codecs", None, "Separation codecs (default "
                             "heif,jpeg2000).")
 _LPIPS = flags.DEFINE_list("lpips", None, "LPIPS backbones (default: paper "
