@@ -332,7 +332,8 @@ def test_run_kinds_are_read_from_run_json_and_old_directories_still_load(
   sep = str(tmp_path / "separation")
   separation.write_outputs(result, sep, separation.run_settings(
       "jpeg", data, "test", 2, "1/6", SNRS, lpips_nets=()))
-  assert run_record.read(sep)["kind"] == "separation"
+  assert (run_record.read(sep)["kind"], run_record.read(sep)["link"]) == (
+      "separation", "capacity")
   read = comparison.parse_run(f"S={sep}")
   os.remove(os.path.join(sep, run_record.RUN_FILE))
   _same_run(read, comparison.parse_run(f"S={sep}"))

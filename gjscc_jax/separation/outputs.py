@@ -83,7 +83,8 @@ def write_outputs(result, output_dir, settings):
   os.makedirs(output_dir, exist_ok=True)
   with open(os.path.join(output_dir, RUN_CONFIG), "w") as f:
     json.dump(settings, f, indent=1, sort_keys=True)
-  run_record.write(output_dir, run_record.SEPARATION, __name__)
+  run_record.write(output_dir, run_record.SEPARATION, __name__,
+                   link=(settings.get("link") or {}).get("kind", "capacity"))
   report.write_tables(result.rows, output_dir)
   paths = report.plot_metrics(result.rows, output_dir)
   report.save_grid(result.originals,
