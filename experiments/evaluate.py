@@ -33,6 +33,11 @@ every run), per metric <metric>_vs_snr.png, <metric>_vs_snr_by_rho.png (a
 panel per bandwidth ratio) and, with several ratios, <metric>_vs_rho.png
 (a panel per SNR of --rho_snrs), and runs/<label>_rho<p>_<q>/ with each
 swept run's tables and image grid.
+
+--metrics=psnr,ssim,lpips_vgg,dists,fid,kid adds DISTS (per image) and FID
+and KID (once per run and SNR over all test images, with 95% bootstrap
+intervals) for the swept runs; FID/KID need --inception_weights=DIR from
+`python -m weights_convert inception` (docs/perception-metrics.md).
 """
 
 import json
@@ -47,6 +52,7 @@ from gjscc_jax import channel as channel_lib
 from gjscc_jax import data as data_lib
 from gjscc_jax.evaluation import comparison
 from gjscc_jax import results as report
+from gjscc_jax.evaluation import perception as perception_lib
 from gjscc_jax.evaluation import mismatch
 
 _RUNS = flags.DEFINE_multi_string(
@@ -110,6 +116,15 @@ _TEST_CHANNELS = flags.DEFINE_multi_string(
 _ALLOW_MISMATCH = flags.DEFINE_bool(
     "allow_mismatch", False, "Plot output directories computed on other test "
     "images or another channel (the differences go to evaluation.json).")
+_METRICS = flags.DEFINE_list(
+    "metrics", None, "Metrics to report, e.g. psnr,ssim,lpips_vgg,dists,fid,"
+    "kid (overrides --lpips; PSNR/SSIM are always computed). dists, fid and "
+    "kid are computed for the runs swept here (docs/perception-metrics.md).")
+_INCEPTION = flags.DEFINE_string(
+    "inception_weights", None, "Directory of `python -m weights_convert "
+    "inception` (needed for fid/kid).")
+_BOOTSTRAP = flags.DEFINE_integer(
+    "bootstrap", 100, "Bootstrap replicates of the FID/KID intervals.")
 _LPIPS = flags.DEFINE_list("lpips", ["vgg", "alex"],
                            "LPIPS backbones to report (empty to skip LPIPS).")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.")
@@ -147,6 +162,16 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not _RUNS.value or not _OUT.value:
     raise app.UsageError("Pass at least one --run=LABEL=SOURCE and --output_dir.")
+  lpips_nets, perception = tuple(_LPIPS.value), None
+  if _METRICS.value is not None:
+    try:
+      lpips_nets, names = perception_lib.parse_metrics(_METRICS.value)
+      if names:
+        perception = perception_lib.Perception(
+            names, inception_weights=_INCEPTION.value,
+            num_bootstrap=_BOOTSTRAP.value)
+    except (ValueError, FileNotFoundError) as e:
+      raise app.UsageError(str(e)) from None
   runs = [comparison.parse_run(v) for v in _RUNS.value]
   try:
     test_channels = [channel_lib.parse(v) for v in _TEST_CHANNELS.value]
@@ -169,8 +194,8 @@ def main(argv):
   snrs = [float(s) for s in _SNRS.value]
   settings = comparison.Settings(
       snrs_db=tuple(snrs), realisations=_REALISATIONS.value, seed=_SEED.value,
-      batch_size=_BATCH.value, lpips_nets=tuple(_LPIPS.value),
-      step=_STEP.value)
+      batch_size=_BATCH.value, lpips_nets=lpips_nets,
+      step=_STEP.value, perception=perception)
   channels = test_channels or [channel]
   if jax.process_index() == 0:
     print(f"Test set: {test_set.describe()}; channel: "

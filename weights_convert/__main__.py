@@ -1,4 +1,4 @@
-"""Command line: ``python -m weights_convert {stylegan2,lpips} ...``.
+"""Command line: ``python -m weights_convert {stylegan2,lpips,inception,dists} ...``.
 
 Each subcommand lives in its own module with a ``main(argv)`` function, which
 is imported only when that subcommand runs (neither imports torch)::
@@ -14,6 +14,9 @@ SUBCOMMANDS = {
     'stylegan2': ('weights_convert.stylegan2',
                   'official StyleGAN2 pickle / rosinality .pt -> Flax params'),
     'lpips': ('weights_convert.lpips', 'LPIPS weights -> Flax params'),
+    'inception': ('weights_convert.inception',
+                  'pytorch-fid FID Inception-v3 .pth -> Flax params'),
+    'dists': ('weights_convert.dists', 'DISTS alpha/beta weights.pt -> .npz'),
 }
 
 

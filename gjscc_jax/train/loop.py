@@ -25,6 +25,7 @@ from gjscc_jax import data as data_lib
 from gjscc_jax import faults
 from gjscc_jax import generated_data
 from gjscc_jax import preemption
+from gjscc_jax import run_record
 from gjscc_jax import schemes
 from gjscc_jax import sharding
 from gjscc_jax.train import checkpointing
@@ -47,7 +48,8 @@ def build_loss(config):
                         net=config.loss.lpips_net,
                         dtype=schemes.compute_dtype(config),
                         remat=schemes.remat_enabled(config),
-                        check_inputs=False)
+                        check_inputs=False,
+                        perceptual=config.loss.get("perceptual", "lpips"))
   frozen = {"lpips": loss.load_params()} if config.loss.lambda_lpips > 0 else {}
   return loss, frozen
 
@@ -121,6 +123,8 @@ def train(config, workdir, evaluate=None, distributed=False, *, eval_at_end=None
   use_compilation_cache(config, workdir)
   mesh = sharding.make_mesh(**config.mesh)
   write_config(config, workdir)
+  if jax.process_index() == 0:
+    run_record.write(workdir, run_record.TRAINING, __name__)
   logging.info("Mesh %s over %d devices", dict(mesh.shape), jax.device_count())
 
   scheme = schemes.build_scheme(config)
