@@ -15,7 +15,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _start(module, *flags, env_extra=None):
   env = dict(os.environ, **(env_extra or {}))
-  module = module if "." in module else f"experiments.{module}"
+  if not module.startswith(("gjscc_jax.", "weights_convert")):
+    module = f"experiments.{module}"
   return subprocess.Popen(
       [sys.executable, "-m", module, *flags], cwd=REPO,
       env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
