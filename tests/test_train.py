@@ -414,3 +414,10 @@ def test_sigterm_during_the_end_of_training_sweep_exits_75_with_a_message(
       "complete (the checkpoint of step 2 is committed")
   assert "rerun the same command" in str(stop.value)
   assert not os.path.exists(os.path.join(workdir, "eval", "summary.json"))
+  # The rerun sweeps it, and metrics.jsonl holds each record once.
+  monkeypatch.delenv(faults.TERM_AT_EVAL_BATCH)
+  train.train(demo_run[1], workdir)
+  assert os.path.exists(os.path.join(workdir, "eval", "summary.json"))
+  records = [(r["split"], r["step"]) for r in map(
+      json.loads, open(os.path.join(workdir, "metrics.jsonl")))]
+  assert records == [("train", 1), ("train", 2), ("eval", 2)]

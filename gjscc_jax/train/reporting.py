@@ -26,9 +26,10 @@ class MetricWriter:
   Args:
     workdir: The run directory.
     enabled: Whether to write (default: on process 0 only).
-    resume_step: The step the run (re)starts from: records of later steps,
-      written before a kill and about to be recomputed, are dropped from
-      `metrics.jsonl` first (atomically), so each step appears once.
+    resume_step: The step the run (re)starts from: records of later steps
+      (and the final sweep's of this step), written before a kill and about
+      to be recomputed, are dropped from `metrics.jsonl` first
+      (`truncate_records`), so each step appears once.
   """
 
   def __init__(self, workdir, enabled=None, resume_step=None):
@@ -68,14 +69,18 @@ class MetricWriter:
 
 
 def truncate_records(path, last_step):
-  """Keeps the JSON lines of `path` with `step <= last_step` (atomically:
-  a temporary file renamed over it); a torn last line is dropped too."""
+  """Keeps the records of `path` up to `last_step`, atomically (a temporary
+  file renamed over it): training records of steps <= `last_step`, others
+  (the final sweep's) of steps < `last_step`, as a resumed run rewrites
+  those; a torn last line is dropped too."""
   kept, dropped = [], 0
   with open(path) as f:
     for line in f:
       try:
         record = json.loads(line)
-        keep = int(record["step"]) <= last_step
+        step = int(record["step"])
+        keep = step < last_step or (step == last_step and
+                                    record.get("split") == "train")
       except (ValueError, KeyError, TypeError):
         keep = False
       if keep:
