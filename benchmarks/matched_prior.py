@@ -43,7 +43,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from gjscc_jax.evaluation import report  # pylint: disable=g-import-not-at-top
+from gjscc_jax import results as report  # pylint: disable=g-import-not-at-top
 from gjscc_jax.inverse import outputs
 
 SPACES = ("z_proxy", "w_plus")

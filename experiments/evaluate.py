@@ -48,7 +48,7 @@ from gjscc_jax import channel as channel_lib
 from gjscc_jax import data as data_lib
 from gjscc_jax import preemption
 from gjscc_jax.evaluation import comparison
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
 
 _RUNS = flags.DEFINE_multi_string(
     "run", [], "LABEL=SOURCE: a training workdir, an InverseJSCC or "

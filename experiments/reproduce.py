@@ -6,7 +6,7 @@ r"""One command for the paper's figures: every scheme at every bandwidth ratio.
   python -m experiments.reproduce --scale=demo --output_dir=runs/reproduce_demo
   python -m experiments.reproduce ... --dry_run     # print the commands only
 
-Runs, one after the other (`gjscc_jax/evaluation/matrix.py`): for each rho
+Runs, one after the other (`experiments/matrix.py`): for each rho
 the DeepJSCC and GenerativeJSCC trainings (`experiments.train`), InverseJSCC
 on the DeepJSCC run (`experiments.invert`) and the separation baseline per
 codec (`experiments.separation`), all on the same dataset and test split;
@@ -32,7 +32,7 @@ from absl import flags
 
 from experiments import config_cli
 from gjscc_jax import data as data_lib
-from gjscc_jax.evaluation import matrix as matrix_lib
+from experiments import matrix as matrix_lib
 
 _OUT = flags.DEFINE_string("output_dir", None, "Root of every run's directory.")
 _SCALE = flags.DEFINE_enum("scale", "paper", list(matrix_lib.SCALES),
@@ -57,8 +57,9 @@ _WEIGHTS = flags.DEFINE_string(
 _NUM_IMAGES = flags.DEFINE_integer(
     "num_images", None, "Test images, the first N of the test split "
     "(default: paper all, demo 16).")
-_SCHEMES = flags.DEFINE_list("schemes", list(matrix_lib.SCHEMES),
-                             "Schemes to run.")
+_SCHEMES = flags.DEFINE_list("schemes", list(matrix_lib.DEFAULT_SCHEMES),
+                             "Schemes to run (also: digital, the codecs over "
+                             "5G LDPC + QAM).")
 _CODECS = flags.DEFINE_list("codecs", None, "Separation codecs (default "
                             "heif,jpeg2000).")
 _LPIPS = flags.DEFINE_list("lpips", None, "LPIPS backbones (default: paper "

@@ -24,6 +24,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import config_cli
+from gjscc_jax.evaluation import runner
 from gjscc_jax.train.loop import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -45,7 +46,8 @@ def main(argv):
   if _CONFIG.value is None or _WORKDIR.value is None:
     raise app.UsageError("Pass --config=NAME[:ARG] and --workdir=DIR "
                          f"(configs: {', '.join(config_cli.available_configs())}).")
-  train(_CONFIG.value, _WORKDIR.value, eval_at_end=_EVAL.value,
+  train(_CONFIG.value, _WORKDIR.value,
+        evaluate=runner.evaluate_params if _EVAL.value else None,
         distributed=_DISTRIBUTED.value)
 
 

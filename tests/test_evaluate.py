@@ -16,7 +16,7 @@ from experiments.configs import inverse_ffhq
 from gjscc_jax import separation
 from gjscc_jax import sharding
 from gjscc_jax.evaluation import comparison
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
 from gjscc_jax.evaluation import runner
 from gjscc_jax.evaluation import sweep as sweep_lib
 from gjscc_jax.inverse import batch_run

@@ -25,7 +25,7 @@ from gjscc_jax import metrics as metrics_lib
 from gjscc_jax import pixels
 from gjscc_jax import preemption
 from gjscc_jax import separation
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
 from gjscc_jax.separation import capacity
 from gjscc_jax.separation import codecs
 from gjscc_jax.separation import isobmff

@@ -61,10 +61,11 @@ def tfds_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, tfds_dir):
   """Two training steps of the (tiny) demo config, with the SNR sweep at the end."""
+  from gjscc_jax.evaluation import runner
   from gjscc_jax.train import loop as train
   workdir = str(tmp_path_factory.mktemp("demo_run"))
   config = tiny_config(tfds_dir, total_steps=2, checkpoint_every=2)
-  state = train.train(config, workdir)
+  state = train.train(config, workdir, evaluate=runner.evaluate_params)
   return workdir, config, state
 
 
@@ -401,13 +402,14 @@ def test_a_refused_run_writes_nothing_and_a_changed_resume_keeps_config_json(
 def test_sigterm_during_the_end_of_training_sweep_exits_75_with_a_message(
     demo_run, tmp_path, tfds_dir, monkeypatch):
   # It exited with 143 and printed nothing.
+  from gjscc_jax.evaluation import runner
   from gjscc_jax.train import loop as train
   workdir = str(tmp_path / "run")
   shutil.copytree(demo_run[0], workdir)  # Trained to its last step: only
   shutil.rmtree(os.path.join(workdir, "eval"))  # the sweep is left to do.
   monkeypatch.setenv(faults.TERM_AT_EVAL_BATCH, "1")
   with pytest.raises(preemption.Preempted) as stop:
-    train.train(demo_run[1], workdir)
+    train.train(demo_run[1], workdir, evaluate=runner.evaluate_params)
   assert stop.value.code == preemption.EXIT_CODE == 75
   assert str(stop.value).startswith(
       "Stopped by SIGTERM during the end-of-training evaluation: training is "
@@ -416,7 +418,7 @@ def test_sigterm_during_the_end_of_training_sweep_exits_75_with_a_message(
   assert not os.path.exists(os.path.join(workdir, "eval", "summary.json"))
   # The rerun sweeps it, and metrics.jsonl holds each record once.
   monkeypatch.delenv(faults.TERM_AT_EVAL_BATCH)
-  train.train(demo_run[1], workdir)
+  train.train(demo_run[1], workdir, evaluate=runner.evaluate_params)
   assert os.path.exists(os.path.join(workdir, "eval", "summary.json"))
   records = [(r["split"], r["step"]) for r in map(
       json.loads, open(os.path.join(workdir, "metrics.jsonl")))]

@@ -22,7 +22,7 @@ Arguments (`--config=generative_ffhq:ARG`, comma separated):
                 random StyleGAN2 G0 at 64x64 (data.name='generator'), and
                 G0 as the decoder's synthesis network
                 (generator.from_data; frozen with generator=frozen), MSE +
-                0.1 LPIPS-AlexNet; README "Matched-prior experiment".
+                0.1 LPIPS-AlexNet; docs/matched-prior.md.
 
 Paper scale: 256x256 FFHQ (or CelebA-HQ) images, the Tung et al. encoder,
 the FFHQ-256 StyleGAN2 (stylegan2-ada-pytorch's `ffhq256` config: channel

@@ -41,7 +41,7 @@ import ml_collections
 
 from gjscc_jax import channel as channel_lib
 from gjscc_jax.data import config as data_config_lib
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
 from gjscc_jax.evaluation import runner
 from gjscc_jax.train import runs as runs_lib
 

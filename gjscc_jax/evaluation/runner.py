@@ -12,7 +12,7 @@ import numpy as np
 from gjscc_jax import data as data_lib
 from gjscc_jax import generated_data
 from gjscc_jax import sharding
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
 from gjscc_jax.evaluation import sweep as sweep_lib
 
 

@@ -26,7 +26,7 @@ AWGN and fast fading are deterministic given the budget, so they use one
 realisation whatever `realisations` is.
 
 Results are summary rows `(scheme, label, bcr, snr_db, metric, mean, ci95, n)`
-like every other scheme's (`gjscc_jax.evaluation.report`), with
+like every other scheme's (`gjscc_jax.results`), with
 `scheme='separation'`, the image metrics (PSNR, SSIM, MS-SSIM when the images
 have at least 176 pixels a side, LPIPS per backbone) and two more metrics:
 `loss_rate` (fraction of lost images) and `bits_used` (mean payload bits sent
@@ -45,7 +45,7 @@ import numpy as np
 from gjscc_jax import channel as channel_lib
 from gjscc_jax import metrics as metrics_lib
 from gjscc_jax import pixels
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
 from gjscc_jax.separation import capacity
 from gjscc_jax.separation import codecs as codecs_lib
 from gjscc_jax.separation import search as search_lib

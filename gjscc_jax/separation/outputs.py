@@ -6,7 +6,7 @@ separation run of `python -m experiments.evaluate`)::
   run_config.json    what the results depend on (`run_settings`)
   summary.csv/.json  mean and 95% confidence interval per SNR and metric,
                      with `loss_rate` and `bits_used` (the report format of
-                     `gjscc_jax.evaluation.report`)
+                     `gjscc_jax.results`)
   <metric>_vs_snr.png
   grid_separation.png  originals above the received images, one row per SNR
   per_image.npz      per SNR and image: codec quality index, payload bits,
@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from gjscc_jax import channel as channel_lib
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
 from gjscc_jax.separation import baseline
 
 #: The file recording what the results depend on.

@@ -6,8 +6,10 @@ where it stopped, on any number of processes); load the weights; start the
 data stream at the restored step; then jitted, data-parallel (optionally
 FSDP) steps over a device mesh with the train state donated; metrics to a
 progress bar, JSON lines and TensorBoard; checkpoints every `config.checkpoint_every` steps and
-when SIGTERM/SIGINT asks the job to stop; an SNR sweep of the final model on
-the test split at the end.
+when SIGTERM/SIGINT asks the job to stop; at the end, the `evaluate`
+callable it is given (the entry point passes
+`gjscc_jax.evaluation.runner.evaluate_params`: an SNR sweep of the final
+model on the test split). Training never imports evaluation.
 
 `python -m experiments.train` is its command line.
 """
@@ -115,7 +117,7 @@ def write_config(config, workdir, step=0):
   os.replace(tmp, path)
 
 
-def train(config, workdir, eval_at_end=True, distributed=False):
+def train(config, workdir, evaluate=None, distributed=False, *, eval_at_end=None):
   """Trains `config` in `workdir`; returns the final train state.
 
   Inputs are checked in the order a user would fix them: the checkpoint to
@@ -140,10 +142,15 @@ def train(config, workdir, eval_at_end=True, distributed=False):
       `generative_ffhq.py`).
     workdir: Checkpoints, metrics, `config.json` and the evaluation go here;
       an existing run in it is resumed, with any number of processes.
-    eval_at_end: Sweep the final model over `config.eval` SNRs.
+    evaluate: Run on the final model when `config.eval` is set, as
+      `evaluate(config, scheme, params, mesh, output_dir, label=scheme.name)`
+      returning summary rows (`gjscc_jax.evaluation.runner.evaluate_params`);
+      its PSNR per SNR is also logged under `eval/`. None skips it.
     distributed: Force `jax.distributed.initialize()` (cluster
       auto-detection); otherwise it runs only when JAX_COORDINATOR_ADDRESS
       is set.
+    eval_at_end: Accepted for older callers: False is the same as
+      `evaluate=None`; True needs `evaluate`.
 
   Raises:
     preemption.Preempted: after a stop signal, once the checkpoint is saved.
@@ -154,15 +161,20 @@ def train(config, workdir, eval_at_end=True, distributed=False):
     ValueError: if the run was trained on another data stream.
     FloatingPointError: on a non-finite loss or gradient.
   """
+  if eval_at_end is False:
+    evaluate = None
+  elif eval_at_end and evaluate is None:
+    raise TypeError("train(eval_at_end=True) needs the evaluation to run: pass "
+                    "evaluate=gjscc_jax.evaluation.runner.evaluate_params.")
   validate_config(config)
   sharding.maybe_initialize_distributed(force=distributed)
   workdir_lock.check_kind(workdir, "training run", "--workdir")
   with workdir_lock.DirectoryLock(workdir, "training run",
                                   jax.process_index()):
-    return _train(config, workdir, eval_at_end)
+    return _train(config, workdir, evaluate)
 
 
-def _train(config, workdir, eval_at_end):
+def _train(config, workdir, evaluate):
   """`train` once the workdir is locked: every check, then the first write."""
   use_compilation_cache(config, workdir)
   mesh = sharding.make_mesh(**config.mesh)
@@ -298,15 +310,13 @@ def _train(config, workdir, eval_at_end):
   ckpt.wait()
   ckpt.close()
 
-  if eval_at_end and config.get("eval") is not None:
-    from gjscc_jax.evaluation import runner  # pylint: disable=import-outside-toplevel
+  if evaluate is not None and config.get("eval") is not None:
     with preemption.abandon_on_signal(
         "the end-of-training evaluation",
         f"training is complete (the checkpoint of step {step} is committed "
         f"in {ckpt.directory}); rerun the same command to evaluate it."):
-      rows = runner.evaluate_params(config, scheme, state.params, mesh,
-                                    os.path.join(workdir, "eval"),
-                                    label=scheme.name)
+      rows = evaluate(config, scheme, state.params, mesh,
+                      os.path.join(workdir, "eval"), label=scheme.name)
     summary = {r["snr_db"]: r["mean"] for r in rows if r["metric"] == "psnr"}
     writer.write(step, {f"psnr_{s:g}dB": v for s, v in summary.items()}, prefix="eval")
   writer.close()

@@ -9,7 +9,9 @@ in order, each a `Step` of the project's own command lines:
    `deepjscc_ffhq`), GenerativeJSCC training (`generative_ffhq` with the
    converted StyleGAN2), InverseJSCC on that DeepJSCC run
    (`experiments.invert`, `inverse_ffhq`), and the separation baseline per
-   codec (`experiments.separation`);
+   codec (`experiments.separation`), with the 'digital' scheme also over
+   5G LDPC + QAM (`experiments.separation --link=ldpc`; not a default
+   scheme: ask for it with `--schemes=...,digital`);
 3. `experiments.evaluate` over all of them: the same test images (the first
    `num_images` of the test split) and channel for every scheme, PSNR /
    SSIM / LPIPS vs SNR with a panel per rho, and metric vs rho.
@@ -37,7 +39,9 @@ from typing import Optional, Sequence
 from gjscc_jax import channel as channel_lib
 
 #: The schemes a matrix can hold.
-SCHEMES = ("deepjscc", "generative", "inverse", "separation")
+SCHEMES = ("deepjscc", "generative", "inverse", "separation", "digital")
+#: The schemes a matrix holds unless told otherwise.
+DEFAULT_SCHEMES = ("deepjscc", "generative", "inverse", "separation")
 #: Defaults per scale.
 SCALES = {
     "paper": dict(rhos=("1/768", "1/384", "1/192"),
@@ -97,7 +101,7 @@ class Matrix:
   resolution: Optional[int] = None
   weights: Optional[str] = None
   num_images: Optional[int] = None
-  schemes: Sequence[str] = SCHEMES
+  schemes: Sequence[str] = DEFAULT_SCHEMES
   codecs: Optional[Sequence[str]] = None
   lpips: Optional[Sequence[str]] = None
   realisations: Optional[int] = None
@@ -143,7 +147,7 @@ class Matrix:
     if m.data != "sample" and not m.image_dir and not m.tfds_dir:
       raise ValueError(
           f"data={m.data!r} needs --image_dir (the folder of its images) or "
-          "--tfds_dir holding it prepared; see README 'Data'.")
+          "--tfds_dir holding it prepared; see docs/data.md.")
     return m
 
 
@@ -244,22 +248,25 @@ def plan(matrix):
       steps.append(Step(f"inverse_{r}", _module(
           "experiments.invert", *flags, *m.invert_flags), out))
       runs.append((LABELS["inverse"], out))
-    if "separation" in m.schemes:
+    for link in [l for l in ("separation", "digital") if l in m.schemes]:
       for codec in m.codecs:
-        out = os.path.join(root, f"separation_{codec}_{r}")
+        name = f"{'separation' if link == 'separation' else 'ldpc'}_{codec}"
+        out = os.path.join(root, f"{name}_{r}")
         flags = [f"--codec={codec}", f"--data={m.data}",
                  f"--resolution={m.resolution}", f"--bcr={rho}",
                  f"--snrs={snrs}", f"--lpips={','.join(m.lpips)}",
                  f"--output_dir={out}"]
+        if link == "digital":
+          flags.append("--link=ldpc")
         if m.image_dir:
           flags.append(f"--image_dir={m.image_dir}")
         if m.tfds_dir:
           flags.append(f"--tfds_dir={m.tfds_dir}")
         if m.num_images is not None:
           flags.append(f"--num_images={m.num_images}")
-        steps.append(Step(f"separation_{codec}_{r}", _module(
+        steps.append(Step(f"{name}_{r}", _module(
             "experiments.separation", *flags, *m.separation_flags), out))
-        runs.append((_separation_label(codec), out))
+        runs.append((_separation_label(codec, link), out))
   figures = os.path.join(root, "figures")
   flags = [f"--output_dir={figures}", *(f"--run={l}={d}" for l, d in runs),
            f"--snrs={snrs}", f"--realisations={m.realisations}",
@@ -272,8 +279,11 @@ def plan(matrix):
   return steps
 
 
-def _separation_label(codec):
+def _separation_label(codec, link="separation"):
   from gjscc_jax import separation  # pylint: disable=import-outside-toplevel
+  if link == "digital":
+    from gjscc_jax import digital  # pylint: disable=import-outside-toplevel
+    return digital.label(separation.get_codec(codec))
   return separation.default_label(separation.get_codec(codec))
 
 
