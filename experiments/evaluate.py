@@ -34,6 +34,11 @@ every run), per metric <metric>_vs_snr.png, <metric>_vs_snr_by_rho.png (a
 panel per bandwidth ratio) and, with several ratios, <metric>_vs_rho.png
 (a panel per SNR of --rho_snrs), and runs/<label>_rho<p>_<q>/ with each
 swept run's tables and image grid.
+
+--metrics=psnr,ssim,lpips_vgg,dists,fid,kid adds DISTS (per image) and FID
+and KID (once per run and SNR over all test images, with 95% bootstrap
+intervals) for the swept runs; FID/KID need --inception_weights=DIR from
+`python -m weights_convert inception` (docs/perception-metrics.md).
 """
 
 import json
@@ -49,6 +54,7 @@ from gjscc_jax import data as data_lib
 from gjscc_jax import preemption
 from gjscc_jax.evaluation import comparison
 from gjscc_jax import results as report
+from gjscc_jax.evaluation import perception as perception_lib
 
 _RUNS = flags.DEFINE_multi_string(
     "run", [], "LABEL=SOURCE: a training workdir, an InverseJSCC or "
@@ -90,6 +96,15 @@ _CHANNEL_EQ = flags.DEFINE_enum("channel.equalization", None,
 _ALLOW_MISMATCH = flags.DEFINE_bool(
     "allow_mismatch", False, "Plot output directories computed on other test "
     "images or another channel (the differences go to evaluation.json).")
+_METRICS = flags.DEFINE_list(
+    "metrics", None, "Metrics to report, e.g. psnr,ssim,lpips_vgg,dists,fid,"
+    "kid (overrides --lpips; PSNR/SSIM are always computed). dists, fid and "
+    "kid are computed for the runs swept here (docs/perception-metrics.md).")
+_INCEPTION = flags.DEFINE_string(
+    "inception_weights", None, "Directory of `python -m weights_convert "
+    "inception` (needed for fid/kid).")
+_BOOTSTRAP = flags.DEFINE_integer(
+    "bootstrap", 100, "Bootstrap replicates of the FID/KID intervals.")
 _LPIPS = flags.DEFINE_list("lpips", ["vgg", "alex"],
                            "LPIPS backbones to report (empty to skip LPIPS).")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.")
@@ -102,6 +117,16 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not _RUNS.value or not _OUT.value:
     raise app.UsageError("Pass at least one --run=LABEL=SOURCE and --output_dir.")
+  lpips_nets, perception = tuple(_LPIPS.value), None
+  if _METRICS.value is not None:
+    try:
+      lpips_nets, names = perception_lib.parse_metrics(_METRICS.value)
+      if names:
+        perception = perception_lib.Perception(
+            names, inception_weights=_INCEPTION.value,
+            num_bootstrap=_BOOTSTRAP.value)
+    except (ValueError, FileNotFoundError) as e:
+      raise app.UsageError(str(e)) from None
   runs = [comparison.parse_run(v) for v in _RUNS.value]
   test_set, channel = comparison.reference(
       runs, data_overrides={"name": _DATA_NAME.value,
@@ -118,8 +143,8 @@ def main(argv):
           f"SNRs {', '.join(f'{s:g}' for s in snrs)} dB.", flush=True)
   settings = comparison.Settings(
       snrs_db=tuple(snrs), realisations=_REALISATIONS.value, seed=_SEED.value,
-      batch_size=_BATCH.value, lpips_nets=tuple(_LPIPS.value),
-      step=_STEP.value)
+      batch_size=_BATCH.value, lpips_nets=lpips_nets,
+      step=_STEP.value, perception=perception)
   with preemption.abandon_on_signal(
       "the evaluation", f"the runs finished so far are in {_OUT.value}/runs; "
       "rerun the same command to evaluate them all."):

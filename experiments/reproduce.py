@@ -24,6 +24,7 @@ configs' paper settings (see docs/paper-settings.md); --scale=demo the
 download, randomly initialised generators).
 """
 
+import dataclasses
 import os
 import time
 
@@ -81,6 +82,26 @@ _SEPARATION_FLAGS = flags.DEFINE_multi_string(
     "command.")
 _EVALUATE_FLAGS = flags.DEFINE_multi_string(
     "evaluate_flag", [], "A flag added to the experiments.evaluate command.")
+_INCEPTION = flags.DEFINE_string(
+    "inception_weights", None, "Directory of `python -m weights_convert "
+    "inception`: the evaluation then also reports DISTS, FID and KID "
+    "(docs/perception-metrics.md).")
+
+
+def _perception_flags(matrix):
+  """`experiments.evaluate` flags for DISTS/FID/KID when the FID Inception
+  weights are given (and present)."""
+  if not _INCEPTION.value:
+    return []
+  from gjscc_jax.perception import inception_weights  # pylint: disable=import-outside-toplevel
+  try:
+    inception_weights.weights_file(_INCEPTION.value)
+  except FileNotFoundError as e:
+    raise app.UsageError(f"--inception_weights: {e}") from None
+  lpips = [f"lpips_{n}" for n in matrix.resolved().lpips if n]
+  metrics = ",".join(["psnr", "ssim", *lpips, "dists", "fid", "kid"])
+  return [f"--metrics={metrics}",
+          f"--inception_weights={os.path.abspath(_INCEPTION.value)}"]
 
 def main(argv):
   if len(argv) > 1:
@@ -100,6 +121,8 @@ def main(argv):
       invert_flags=_INVERT_FLAGS.value,
       separation_flags=_SEPARATION_FLAGS.value,
       evaluate_flags=_EVALUATE_FLAGS.value)
+  matrix = dataclasses.replace(matrix, evaluate_flags=(
+      *matrix.evaluate_flags, *_perception_flags(matrix)))
   steps = matrix_lib.plan(matrix)
   state = os.path.join(_OUT.value, "reproduce.json")
   if _DRY_RUN.value:

@@ -27,6 +27,9 @@ METRICS = {
     "ms_ssim": ("MS-SSIM", True),
     "lpips_vgg": ("LPIPS (VGG)", False),
     "lpips_alex": ("LPIPS (AlexNet)", False),
+    "dists": ("DISTS", False),
+    "fid": ("FID", False),
+    "kid": ("KID", False),
     "loss_rate": ("image loss rate", False),
     "bits_used": ("payload bits per image", True),
 }

@@ -2,7 +2,8 @@
 
 * no import cycle among `gjscc_jax` modules, nor among its packages (two
   packages importing each other through different modules is a cycle too);
-* models, losses, ops, channel, metrics and pixels never import training,
+* models, losses, ops, channel, metrics, pixels and perception never import
+  training,
   schemes, inversion, evaluation or data code;
 * nothing in `gjscc_jax` imports `experiments` or `benchmarks`, nor
   `subprocess`: the library never spells or runs a command line (that is
@@ -22,7 +23,8 @@ PACKAGE = "gjscc_jax"
 #: Module prefixes that must not import the prefixes listed with them.
 FORBIDDEN = (
     (("gjscc_jax.models", "gjscc_jax.losses", "gjscc_jax.ops",
-      "gjscc_jax.channel", "gjscc_jax.metrics", "gjscc_jax.pixels"),
+      "gjscc_jax.channel", "gjscc_jax.metrics", "gjscc_jax.pixels",
+     "gjscc_jax.perception"),
      ("gjscc_jax.train", "gjscc_jax.schemes", "gjscc_jax.inverse",
       "gjscc_jax.evaluation", "gjscc_jax.data")),
     (("gjscc_jax",), ("experiments", "benchmarks", "subprocess")),

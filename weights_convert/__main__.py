@@ -1,4 +1,4 @@
-"""Command line: ``python -m weights_convert {stylegan2,lpips} ...``.
+"""Command line: ``python -m weights_convert {stylegan2,lpips,inception,dists} ...``.
 
 Errors print one line, `Error: <cause and fix>`, and exit with status 1
 (`gjscc_jax.errors`; --verbose or GJSCC_VERBOSE=1 for the traceback).
@@ -19,6 +19,9 @@ SUBCOMMANDS = {
     'stylegan2': ('weights_convert.stylegan2',
                   'official StyleGAN2 pickle / rosinality .pt -> Flax params'),
     'lpips': ('weights_convert.lpips', 'LPIPS weights -> Flax params'),
+    'inception': ('weights_convert.inception',
+                  'pytorch-fid FID Inception-v3 .pth -> Flax params'),
+    'dists': ('weights_convert.dists', 'DISTS alpha/beta weights.pt -> .npz'),
 }
 
 

@@ -40,7 +40,8 @@ def get_config(arg=None):
   config.channel = common.channel_config()
   config.train_snr_db = (-5.0, 5.0)
   config.loss = ml_collections.ConfigDict(dict(
-      lambda_lpips=0.1 if arg.lpips else 0.0, lpips_net="vgg"))
+      lambda_lpips=0.1 if arg.lpips else 0.0, lpips_net="vgg",
+      perceptual="lpips"))
   common.add_training(config)
 
   if arg.demo or arg.matched:

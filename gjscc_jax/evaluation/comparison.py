@@ -368,6 +368,8 @@ class Settings:
     lpips_nets: LPIPS backbones reported.
     step: checkpoint step of training runs (None: the latest).
     num_examples: reconstructions kept per SNR for image grids.
+    perception: an `evaluation.perception.Perception` (DISTS, FID, KID of
+      training runs), or None.
   """
   snrs_db: tuple
   realisations: int = 2
@@ -376,10 +378,11 @@ class Settings:
   lpips_nets: tuple = ("vgg", "alex")
   step: Optional[int] = None
   num_examples: int = 8
+  perception: Optional[object] = None
 
 
 def _evaluate_training(run, test_set, channel, settings, output_dir, mesh,
-                       lpips, columns):
+                       lpips, columns, perception=None):
   overrides = {f"data.{k}": v for k, v in test_set.data.items()
                if k in run.config.data}
   overrides.update(channel.overrides())
@@ -398,7 +401,7 @@ def _evaluate_training(run, test_set, channel, settings, output_dir, mesh,
                      f"{_slug(run.label)}_{_rho_slug(scheme.bandwidth_ratio)}")
   return runner.evaluate_params(config, scheme, params, mesh, out,
                                 label=run.label, lpips=lpips,
-                                columns=columns)
+                                columns=columns, perception=perception)
 
 
 def _evaluate_separation(run, bcr, test_set, channel, settings, output_dir,
@@ -472,7 +475,7 @@ def collect(runs, test_set, channel, settings, output_dir, *, mesh=None,
   snrs = tuple(float(s) for s in settings.snrs_db)
   settings = dataclasses.replace(settings, snrs_db=snrs)
   mesh = sharding.make_mesh() if mesh is None else mesh
-  lpips = None
+  lpips = perception = None
   per_run, records = {}, {}
   for i, run in enumerate(runs):
     if run.kind == "separation":
@@ -482,10 +485,12 @@ def collect(runs, test_set, channel, settings, output_dir, *, mesh=None,
     if run.kind == "training":
       if lpips is None:
         lpips = runner.lpips_metrics(settings.lpips_nets)
+      if perception is None and settings.perception is not None:
+        perception = (settings.perception, settings.perception.load_params())
       columns = dict(channel=channel.name(),
                      trained_channel=run.trained_channel)
       rows = _evaluate_training(run, test_set, channel, settings, output_dir,
-                                mesh, lpips, columns)
+                                mesh, lpips, columns, perception)
       data = run.config.data
       record["trained_on"] = dict(data=data.name, resolution=data.resolution,
                                   channel=run.trained_channel)
@@ -555,4 +560,15 @@ def collect(runs, test_set, channel, settings, output_dir, *, mesh=None,
           "95% Student t over test images, each image's realisations "
           "averaged first"),
       runs=[records[i] for i in range(len(runs))])
+  if settings.perception is not None:
+    record["perception"] = dict(
+        metrics=list(settings.perception.names),
+        inception_weights=settings.perception.inception_weights,
+        fid_kid=("once per (run, SNR) over all test images, first channel "
+                 "realisation, uint8 reconstructions vs originals; ci95 is "
+                 "half the 95% percentile bootstrap interval over images "
+                 f"({settings.perception.num_bootstrap} replicates), "
+                 "ci_low/ci_high its ends; KID also its std over subsets"),
+        computed_for="training runs (swept here); rows read from output "
+                     "directories keep the metrics they were computed with")
   return rows, record

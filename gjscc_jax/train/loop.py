@@ -48,7 +48,8 @@ def build_loss(config):
                         net=config.loss.lpips_net,
                         dtype=schemes.compute_dtype(config),
                         remat=schemes.remat_enabled(config),
-                        check_inputs=False)
+                        check_inputs=False,
+                        perceptual=config.loss.get("perceptual", "lpips"))
   frozen = {"lpips": loss.load_params()} if config.loss.lambda_lpips > 0 else {}
   return loss, frozen
 
