@@ -46,6 +46,7 @@ from gjscc_jax import data as data_lib
 from gjscc_jax import digital
 from gjscc_jax import preemption
 from gjscc_jax import results as report
+from gjscc_jax import run_record
 from gjscc_jax import separation
 from gjscc_jax import workdir_lock
 
@@ -123,7 +124,7 @@ def main(argv):
   if not _OUT.value:
     raise app.UsageError("Pass --output_dir.")
   out = _OUT.value
-  workdir_lock.check_kind(out, "separation output")
+  workdir_lock.check_kind(out, run_record.SEPARATION)
   with workdir_lock.DirectoryLock(out, "separation run"):
     _run(out)
 
@@ -165,8 +166,9 @@ def _run(out):
   paths = separation.write_outputs(result, out, settings)
   for metric in dict.fromkeys(r["metric"] for r in result.rows):
     print(report.format_table(result.rows, metric), "\n", flush=True)
-  print("Wrote", ", ".join(paths), "summary.csv/json, grid_separation.png, "
-        "per_image.npz and run_config.json to", out)
+  grid = ["grid_separation.png"] if result.originals.size else []
+  print("Wrote", ", ".join(paths), "summary.csv/json,", *grid,
+        "per_image.npz, run_config.json and run.json to", out)
 
 
 def _images(config, split, num_images):

@@ -16,11 +16,11 @@ the directory, when the directory held nothing else: a run refused before
 writing anything leaves nothing behind).
 
 `check_kind` refuses to write one kind of output into a directory that
-holds another (e.g. the separation baseline into a training workdir).
+holds another (e.g. the separation baseline into a training workdir), by
+the directory's `run.json` (`gjscc_jax.run_record`).
 """
 
 import datetime
-import glob
 import json
 import os
 import socket
@@ -28,6 +28,7 @@ import socket
 from absl import logging
 
 from gjscc_jax import errors
+from gjscc_jax import run_record
 
 #: Lock file name (process 0; process i > 0 appends `.i`).
 LOCK_FILE = ".gjscc-lock"
@@ -122,43 +123,31 @@ def _read_holder(fd):
     return {"host": "?", "pid": "?", "started": "? (unreadable lock file)"}
 
 
-#: The kinds of output directory, and what marks each.
-KINDS = ("training run", "InverseJSCC output", "separation output",
-         "evaluation output")
-
-
-def kind_of(directory):
-  """The kind of output `directory` holds (one of `KINDS`), or None."""
-  if not os.path.isdir(directory):
-    return None
-  if (os.path.exists(os.path.join(directory, "config.json")) or
-      os.path.isdir(os.path.join(directory, "checkpoints"))):
-    return "training run"
-  run_config = os.path.join(directory, "run_config.json")
-  if os.path.exists(run_config):
-    try:
-      with open(run_config) as f:
-        settings = json.load(f)
-    except (OSError, ValueError):
-      settings = {}
-    if "codec" in settings:
-      return "separation output"
-    return "InverseJSCC output"
-  if glob.glob(os.path.join(directory, "snr_*dB", "records")):
-    return "InverseJSCC output"
-  if os.path.exists(os.path.join(directory, "evaluation.json")):
-    return "evaluation output"
-  return None
+#: How each kind of output directory (`run_record`) is called in messages.
+KIND_NAMES = {run_record.TRAINING: "training run",
+              run_record.INVERSEJSCC: "InverseJSCC output",
+              run_record.SEPARATION: "separation output"}
 
 
 def check_kind(directory, kind, flag="--output_dir"):
-  """Raises unless `directory` is empty of outputs or holds `kind`.
+  """Raises unless `directory` holds no output yet or holds `kind`.
+
+  Args:
+    directory: The output directory.
+    kind: The kind about to be written (`run_record.KINDS`).
+    flag: The flag that names the directory, for the message.
 
   Raises:
     ValueError: naming what the directory holds and the fix.
   """
-  existing = kind_of(directory)
+  if not os.path.isdir(directory):
+    return
+  existing, _ = run_record.kind_of(directory)
+  if existing is None and os.path.isdir(os.path.join(directory,
+                                                     "checkpoints")):
+    existing = run_record.TRAINING  # Killed before its first records.
   if existing is not None and existing != kind:
     raise ValueError(
-        f"{directory} holds a {existing}; a directory holds one kind of "
-        f"output: pass another {flag} for the {kind}.")
+        f"{directory} holds a {KIND_NAMES.get(existing, existing)}; a "
+        "directory holds one kind of output: pass another "
+        f"{flag} for the {KIND_NAMES.get(kind, kind)}.")

@@ -19,6 +19,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from gjscc_jax import errors
+from gjscc_jax import run_record
 from gjscc_jax import sharding
 from gjscc_jax import workdir_lock
 from gjscc_jax.train import checkpointing
@@ -208,15 +209,14 @@ def test_a_directory_has_one_writer_and_a_dead_writers_lock_is_taken_over(
 
 def test_a_directory_holds_one_kind_of_output(tmp_path):
   run = tmp_path / "run"
-  run.mkdir()
-  (run / "config.json").write_text("{}")
-  assert workdir_lock.kind_of(str(run)) == "training run"
-  workdir_lock.check_kind(str(run), "training run")
+  run_record.write(str(run), run_record.TRAINING, __name__)
+  workdir_lock.check_kind(str(run), run_record.TRAINING)
   with pytest.raises(ValueError, match="holds a training run.*another "
                      "--output_dir for the separation output"):
-    workdir_lock.check_kind(str(run), "separation output")
-  out = tmp_path / "sep"
-  out.mkdir()
-  (out / "run_config.json").write_text('{"codec": "heif"}')
-  assert workdir_lock.kind_of(str(out)) == "separation output"
-  assert workdir_lock.kind_of(str(tmp_path / "none")) is None
+    workdir_lock.check_kind(str(run), run_record.SEPARATION)
+  # A run killed before it wrote its records is a training run too.
+  killed = tmp_path / "killed"
+  (killed / "checkpoints").mkdir(parents=True)
+  with pytest.raises(ValueError, match="holds a training run"):
+    workdir_lock.check_kind(str(killed), run_record.INVERSEJSCC)
+  workdir_lock.check_kind(str(tmp_path / "none"), run_record.SEPARATION)

@@ -33,6 +33,7 @@ import numpy as np
 
 from gjscc_jax import faults
 from gjscc_jax import preemption
+from gjscc_jax import run_record
 from gjscc_jax import sharding
 from gjscc_jax import workdir_lock
 from gjscc_jax.inverse import forward_operators
@@ -249,7 +250,7 @@ def run(config):
   """
   if not config.output_dir:
     raise ValueError("Set --config.output_dir (results and resumable state).")
-  workdir_lock.check_kind(config.output_dir, "InverseJSCC output",
+  workdir_lock.check_kind(config.output_dir, run_record.INVERSEJSCC,
                           "--config.output_dir")
   with workdir_lock.DirectoryLock(config.output_dir, "InverseJSCC run",
                                   jax.process_index()):

@@ -25,6 +25,7 @@ from gjscc_jax import data as data_lib
 from gjscc_jax import faults
 from gjscc_jax import generated_data
 from gjscc_jax import preemption
+from gjscc_jax import run_record
 from gjscc_jax import schemes
 from gjscc_jax import sharding
 from gjscc_jax import workdir_lock
@@ -169,7 +170,7 @@ def train(config, workdir, evaluate=None, distributed=False, *, eval_at_end=None
                     "evaluate=gjscc_jax.evaluation.runner.evaluate_params.")
   validate_config(config)
   sharding.maybe_initialize_distributed(force=distributed)
-  workdir_lock.check_kind(workdir, "training run", "--workdir")
+  workdir_lock.check_kind(workdir, run_record.TRAINING, "--workdir")
   with workdir_lock.DirectoryLock(workdir, "training run",
                                   jax.process_index()):
     return _train(config, workdir, evaluate)
@@ -250,6 +251,8 @@ def _train(config, workdir, evaluate):
 
   # Every check passed: the run's first writes.
   write_config(config, workdir, step)
+  if jax.process_index() == 0:
+    run_record.write(workdir, run_record.TRAINING, __name__)
   ckpt = checkpointer() if ckpt is None else ckpt
   if restored is not None:
     logging.info("Resumed from step %d of %s (saved by %s processes)",
