@@ -372,6 +372,15 @@ class Settings:
   perception: Optional[object] = None
 
 
+def _loss_columns(config):
+  """`lambda_lpips` (the LPIPS weight of a training run's loss, the
+  perception-distortion plots' parameter), when its config has one."""
+  loss = config.get("loss") or {}
+  if "lambda_lpips" not in loss:
+    return {}
+  return dict(lambda_lpips=float(loss["lambda_lpips"]))
+
+
 def _evaluate_training(run, test_set, channel, settings, output_dir, mesh,
                        lpips, columns, perception=None):
   overrides = {f"data.{k}": v for k, v in test_set.data.items()
@@ -479,7 +488,8 @@ def collect(runs, test_set, channel, settings, output_dir, *, mesh=None,
       if perception is None and settings.perception is not None:
         perception = (settings.perception, settings.perception.load_params())
       columns = dict(channel=channel.name(),
-                     trained_channel=run.trained_channel)
+                     trained_channel=run.trained_channel,
+                     **_loss_columns(run.config))
       rows = _evaluate_training(run, test_set, channel, settings, output_dir,
                                 mesh, lpips, columns, perception)
       data = run.config.data
