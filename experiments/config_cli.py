@@ -6,7 +6,11 @@ a bare NAME resolves to `experiments/configs/NAME.py` and ARG is passed to its
 `--config.key=value` overrides any field, as `ml_collections.config_flags`
 provides.
 
-`run(main)` is `absl.app.run` for the entry points: a user's mistake (a bad
+`run(main)` is `absl.app.run` for the entry points, with a quiet console:
+absl logging (the library's and orbax's) at WARNING unless absl's own
+`--verbosity` flag is given (`--verbosity=0` shows INFO, `--verbosity=1`
+DEBUG too), so a run prints its progress bars, warnings and the final
+summary. A user's mistake (a bad
 config argument, a missing checkpoint, weights or dataset) prints its
 one-line cause and fix on stderr and exits with status 1, without a Python
 traceback; `--verbose` (or `GJSCC_VERBOSE=1`) shows the traceback. A job
@@ -20,6 +24,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging as absl_logging
 
 from gjscc_jax import preemption
 from gjscc_jax.train import checkpointing
@@ -100,7 +105,10 @@ def parse_flags(argv):
         argv[i] = "--config=" + resolve_config_value(match.group("value"))
       elif arg in ("--config", "-config") and i + 1 < len(argv):
         argv[i + 1] = resolve_config_value(argv[i + 1])
-    return flags.FLAGS(argv)
+    rest = flags.FLAGS(argv)
+    if not flags.FLAGS["verbosity"].present:  # A quiet console by default.
+      flags.FLAGS.verbosity = absl_logging.WARNING
+    return rest
   except (flags.Error, ValueError) as e:
     if verbose(argv):
       raise
@@ -108,7 +116,8 @@ def parse_flags(argv):
 
 
 def run(main):
-  """`absl.app.run(main)` with one-line errors (see the module docstring)."""
+  """`absl.app.run(main)` with a quiet console and one-line errors (see the
+  module docstring)."""
 
   def guarded(argv):
     try:

@@ -148,8 +148,9 @@ def main(argv):
   paths = separation.write_outputs(result, out, settings)
   for metric in dict.fromkeys(r["metric"] for r in result.rows):
     print(report.format_table(result.rows, metric), "\n", flush=True)
-  print("Wrote", ", ".join(paths), "summary.csv/json, grid_separation.png, "
-        "per_image.npz and run_config.json to", out)
+  grid = ["grid_separation.png"] if result.originals.size else []
+  print("Wrote", ", ".join(paths), "summary.csv/json,", *grid,
+        "per_image.npz, run_config.json and run.json to", out)
 
 
 def _images(config, split, num_images):

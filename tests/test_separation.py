@@ -224,6 +224,23 @@ def test_very_low_snr_loses_every_image_and_shows_the_fallback():
                and r["bcr"] == 1 / 48 for r in result.rows)
 
 
+def test_no_examples_kept_gives_the_same_rows_and_no_grid(tmp_path):
+  """`--num_examples=0` used to crash on `np.stack([])`."""
+  images = _photos(32, 32, 2)
+  kwargs = dict(lpips_nets=(), snrs_db=[0.0, 10.0])
+  none = separation.evaluate_images("webp", images, "1/12", num_examples=0,
+                                    **kwargs)
+  two = separation.evaluate_images("webp", images, "1/12", num_examples=2,
+                                   **kwargs)
+  assert none.rows == two.rows
+  assert none.originals.shape == (0, 32, 32, 3)
+  assert all(e.shape == (0, 32, 32, 3) for e in none.examples.values())
+  assert two.originals.shape == (2, 32, 32, 3)
+  separation.write_outputs(none, str(tmp_path), {"bcr": "1/12"})
+  assert (tmp_path / "summary.csv").exists()
+  assert not (tmp_path / "grid_separation.png").exists()
+
+
 def test_slow_fading_is_reproducible_and_beats_a_fixed_outage():
   images = _photos(32, 32, 2)
   kwargs = dict(channel="rayleigh", fading="slow", realisations=8,

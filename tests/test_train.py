@@ -84,6 +84,9 @@ def test_demo_trains_two_steps_and_writes_its_outputs(demo_run):
   assert r["psnr"] == pytest.approx(10 * np.log10(4 / r["mse"]), rel=1e-5)
   saved = json.load(open(os.path.join(workdir, "config.json")))
   assert saved["model"]["latent_channels"] == config.model.latent_channels
+  run = json.load(open(os.path.join(workdir, "run.json")))
+  assert (run["kind"], run["produced_by"]["module"]) == (
+      "training", "gjscc_jax.train.loop")
   assert os.listdir(os.path.join(workdir, "tensorboard"))
   step, _ = restored_params(workdir)
   assert step == 2

@@ -125,7 +125,8 @@ def _assemble(planner, plans, snrs, codec, label, bcr, k, images, meter,
            for p, plan in enumerate(plans[:num_examples])]
   return sep_baseline._assemble(  # pylint: disable=protected-access
       plans, per_pair, snrs, codec, label, bcr, k,
-      np.asarray(planner.indices), list(images[:num_examples]), shown)
+      np.asarray(planner.indices), list(images[:num_examples]), shown,
+      np.shape(images[0]))
 
 
 def _choose(selection, held_out, mcss, snrs):

@@ -14,12 +14,15 @@ and its summary rows in one table. A run is named by `LABEL=SOURCE`:
   recomputed; `DIR:deepjscc` selects the rows of the DeepJSCC
   reconstructions the search started from instead;
 * a separation output directory (`python -m experiments.separation`): its
-  rows are read;
+  rows are read (with `--link=ldpc`, the codec + 5G LDPC + QAM envelope);
 * `separation:CODEC[:KEY=VALUE,...]`: the separation baseline computed on
   the test set and channel, at every bandwidth ratio of the other runs, or
   at the ratios given as `bcr=` (repeatable); other keys are `headers`,
   `fallback`, `outage`, `realisations` and `exhaustive`
   (`gjscc_jax.separation.evaluate`).
+
+A directory's kind is its `run.json`'s (`gjscc_jax.run_record`; older
+directories by their files), read by that kind's entry of `READERS`.
 
 Results read from a directory were computed by another command: `collect`
 checks that they used the comparison's test images and channel and raises,
@@ -42,6 +45,7 @@ import ml_collections
 from gjscc_jax import channel as channel_lib
 from gjscc_jax.data import config as data_config_lib
 from gjscc_jax import results as report
+from gjscc_jax import run_record
 from gjscc_jax.evaluation import runner
 from gjscc_jax.train import runs as runs_lib
 
@@ -195,8 +199,78 @@ def parse_separation(label, spec):
   return Run(label, "separation", spec, config)
 
 
+def _no_select(value, select):
+  if select:
+    raise ValueError(f"--run={value}: ':{select}' only selects a scheme of "
+                     "an InverseJSCC output directory.")
+
+
+def _summary_rows(value, source):
+  """The rows of a finished output directory's `summary.json`."""
+  summary = os.path.join(source, "summary.json")
+  if not os.path.exists(summary):
+    raise FileNotFoundError(
+        f"--run={value}: {source!r} has no summary.json yet (rerun the "
+        "command that writes it to finish it).")
+  return report.read_rows(summary)
+
+
+def _read_training(label, source, select, value):
+  """A training run: its checkpoint is swept here."""
+  _no_select(value, select)
+  config = runs_lib.read_config(source)
+  return Run(label, "training", source, config,
+             trained_channel=_channel_of(config.get("channel")).name())
+
+
+def _read_separation(label, source, select, value):
+  """A separation output directory: its rows are read."""
+  _no_select(value, select)
+  _summary_rows(value, source)
+  settings = _read_json(os.path.join(source, "run_config.json"))
+  return Run(label, "separation_output", source, settings,
+             test_set=TestSet(_data_config(settings["data"]),
+                              settings["split"], settings["num_images"]),
+             channel=_channel_of(settings["channel"]))
+
+
+def _read_inversejscc(label, source, select, value):
+  """An InverseJSCC output directory: the rows of `select` are read."""
+  rows = _summary_rows(value, source)
+  settings = _read_json(os.path.join(source, "run_config.json"))
+  count = max((r["n"] for r in rows), default=0)
+  select = select or "inversejscc"
+  if select not in INVERSE_SCHEMES:
+    raise ValueError(f"--run={value}: ':{select}' must be one of "
+                     f"{', '.join(INVERSE_SCHEMES)}.")
+  split = ("folder " + settings["input_dir"] if settings.get("input_dir")
+           else settings.get("split", "test"))
+  channel, trained = None, "unknown"
+  deepjscc = settings.get("deepjscc_checkpoint") or ""
+  if os.path.exists(os.path.join(deepjscc, "config.json")):
+    channel = _channel_of(runs_lib.read_config(deepjscc).get("channel"))
+    trained = channel.name()
+  return Run(label, "inversejscc", source, settings, select=select,
+             test_set=TestSet(_data_config(settings.get("data")), split,
+                              count),
+             channel=channel, trained_channel=trained)
+
+
+#: How each kind of output directory (`run.json`'s `kind`, see
+#: `gjscc_jax.run_record`) is read: `reader(label, source, select, value)`
+#: returns its `Run`. A new kind of directory adds its reader here.
+READERS = {
+    run_record.TRAINING: _read_training,
+    run_record.SEPARATION: _read_separation,
+    run_record.INVERSEJSCC: _read_inversejscc,
+}
+
+
 def parse_run(value):
   """The `Run` of a `LABEL=SOURCE` string (see the module docstring).
+
+  A directory is read by the reader of its kind (`READERS`, keyed by
+  `gjscc_jax.run_record.kind_of`).
 
   Raises:
     ValueError: naming the fix, when SOURCE is none of the accepted kinds.
@@ -213,50 +287,18 @@ def parse_run(value):
     source, _, select = source.rpartition(":")
   if not os.path.isdir(source):
     raise FileNotFoundError(f"--run={value}: {source!r} is not a directory.")
-  if os.path.exists(os.path.join(source, "config.json")):
-    config = runs_lib.read_config(source)
-    if select:
-      raise ValueError(f"--run={value}: ':{select}' only selects a scheme of "
-                       "an InverseJSCC output directory.")
-    return Run(label, "training", source, config,
-               trained_channel=_channel_of(config.get("channel")).name())
-  run_config = os.path.join(source, "run_config.json")
-  summary = os.path.join(source, "summary.json")
-  if not os.path.exists(run_config) or not os.path.exists(summary):
+  kind, _ = run_record.kind_of(source)
+  if kind is None:
     raise FileNotFoundError(
         f"--run={value}: {source!r} is neither a training run (config.json), "
-        "nor an InverseJSCC or separation output directory (run_config.json "
-        "and summary.json; rerun the command that writes it to finish it).")
-  settings = _read_json(run_config)
-  rows = report.read_rows(summary)
-  count = max((r["n"] for r in rows), default=0)
-  if settings.get("scheme") == "separation":
-    if select:
-      raise ValueError(f"--run={value}: ':{select}' only selects a scheme of "
-                       "an InverseJSCC output directory.")
-    channel = _channel_of(settings["channel"])
-    return Run(label, "separation_output", source, settings,
-               test_set=TestSet(_data_config(settings["data"]),
-                                settings["split"], settings["num_images"]),
-               channel=channel)
-  if "ilo" not in settings:
-    raise ValueError(f"--run={value}: {run_config} is neither an InverseJSCC "
-                     "nor a separation output's.")
-  select = select or "inversejscc"
-  if select not in INVERSE_SCHEMES:
-    raise ValueError(f"--run={value}: ':{select}' must be one of "
-                     f"{', '.join(INVERSE_SCHEMES)}.")
-  split = ("folder " + settings["input_dir"] if settings.get("input_dir")
-           else settings.get("split", "test"))
-  channel, trained = None, "unknown"
-  deepjscc = settings.get("deepjscc_checkpoint") or ""
-  if os.path.exists(os.path.join(deepjscc, "config.json")):
-    channel = _channel_of(runs_lib.read_config(deepjscc).get("channel"))
-    trained = channel.name()
-  return Run(label, "inversejscc", source, settings, select=select,
-             test_set=TestSet(_data_config(settings.get("data")), split,
-                              count),
-             channel=channel, trained_channel=trained)
+        "nor an InverseJSCC or separation output directory (run.json, or "
+        "run_config.json and summary.json; rerun the command that writes it "
+        "to finish it).")
+  if kind not in READERS:
+    raise ValueError(f"--run={value}: {source!r} is a {kind!r} directory, "
+                     f"which a comparison cannot read (it reads "
+                     f"{', '.join(READERS)}).")
+  return READERS[kind](label, source, select, value)
 
 
 def reference(runs, data_overrides=None, channel_overrides=None, split=None,

@@ -2,6 +2,7 @@
 
 Layout of an output directory::
 
+  run.json                   what the directory is (`gjscc_jax.run_record`)
   run_config.json            what the results depend on (checked on rerun)
   snr_<s>dB/restored/<i>.png InverseJSCC's restored image i at SNR s
   snr_<s>dB/received/<i>.png the DeepJSCC reconstruction it started from
@@ -37,6 +38,8 @@ from typing import Callable, Sequence
 from absl import logging
 import numpy as np
 from PIL import Image
+
+from gjscc_jax import run_record
 
 #: Name of the file that pins what the outputs were computed with.
 RUN_CONFIG = "run_config.json"
@@ -153,6 +156,8 @@ class OutputStore:
     """
     path = os.path.join(self.directory, RUN_CONFIG)
     settings = json.loads(json.dumps(settings, sort_keys=True))
+    if run_record.read(self.directory) is None:
+      run_record.write(self.directory, run_record.INVERSEJSCC, __name__)
     if os.path.exists(path):
       with open(path) as f:
         pinned = json.load(f)

@@ -25,6 +25,7 @@ from gjscc_jax import data as data_lib
 from gjscc_jax import faults
 from gjscc_jax import generated_data
 from gjscc_jax import preemption
+from gjscc_jax import run_record
 from gjscc_jax import schemes
 from gjscc_jax import sharding
 from gjscc_jax.train import checkpointing
@@ -122,6 +123,8 @@ def train(config, workdir, evaluate=None, distributed=False, *, eval_at_end=None
   use_compilation_cache(config, workdir)
   mesh = sharding.make_mesh(**config.mesh)
   write_config(config, workdir)
+  if jax.process_index() == 0:
+    run_record.write(workdir, run_record.TRAINING, __name__)
   logging.info("Mesh %s over %d devices", dict(mesh.shape), jax.device_count())
 
   scheme = schemes.build_scheme(config)
