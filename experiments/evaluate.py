@@ -24,6 +24,9 @@ Every run is tested on the same images and channel: --data.* and
 first run), so a model trained on AWGN can be tested on Rayleigh fading.
 --test_channel (repeatable) gives the mismatch grid: every run tested on
 each channel (docs/channels.md), the grid in OUTPUT_DIR/mismatch.md.
+Training runs at different resolutions need --data.resolution. SIGTERM or
+SIGINT abandons the run being swept and exits with status 75 (the runs
+finished so far are under OUTPUT_DIR/runs).
 Output directories computed on other images or another channel are refused
 (--allow_mismatch plots them anyway). Written to --output_dir:
 summary.csv/.json (mean and 95% confidence interval over test images, each
@@ -31,7 +34,11 @@ image's channel realisations averaged first; columns `channel` and
 `trained_channel`), evaluation.json (the test set, channel, settings and
 every run), per metric <metric>_vs_snr.png, <metric>_vs_snr_by_rho.png (a
 panel per bandwidth ratio) and, with several ratios, <metric>_vs_rho.png
-(a panel per SNR of --rho_snrs), and runs/<label>_rho<p>_<q>/ with each
+(a panel per SNR of --rho_snrs), with training runs of several LPIPS
+weights of one scheme (`experiments.reproduce --lambdas`) per perception
+metric <metric>_vs_psnr.png (the metric against PSNR, a panel per SNR, a
+curve per scheme through its lambdas; rows carry `lambda_lpips`), and
+runs/<label>_rho<p>_<q>/ with each
 swept run's tables and image grid.
 
 --metrics=psnr,ssim,lpips_vgg,dists,fid,kid adds DISTS (per image) and FID
@@ -50,6 +57,7 @@ import jax
 from experiments import config_cli
 from gjscc_jax import channel as channel_lib
 from gjscc_jax import data as data_lib
+from gjscc_jax import preemption
 from gjscc_jax.evaluation import comparison
 from gjscc_jax import results as report
 from gjscc_jax.evaluation import perception as perception_lib
@@ -134,8 +142,11 @@ _SEED = flags.DEFINE_integer("seed", 1, "Seed of the channel realisations.")
 
 def _compare(runs, test_set, channel, settings, out):
   """One comparison on one test channel; returns its rows."""
-  rows, record = comparison.collect(runs, test_set, channel, settings, out,
-                                    allow_mismatch=_ALLOW_MISMATCH.value)
+  with preemption.abandon_on_signal(
+      "the evaluation", f"the runs finished so far are in {out}/runs; "
+      "rerun the same command to evaluate them all."):
+    rows, record = comparison.collect(runs, test_set, channel, settings, out,
+                                      allow_mismatch=_ALLOW_MISMATCH.value)
   if jax.process_index() != 0:
     return rows
   report.write_tables(rows, out)
@@ -145,7 +156,8 @@ def _compare(runs, test_set, channel, settings, out):
   rho_snrs = ([float(s) for s in _RHO_SNRS.value] if _RHO_SNRS.value
               else sorted({min(snrs), max(snrs)}))
   paths = (report.plot_metrics(rows, out) + report.plot_by_rho(rows, out) +
-           report.plot_vs_rho(rows, out, rho_snrs))
+           report.plot_vs_rho(rows, out, rho_snrs) +
+           report.plot_perception_distortion(rows, out))
   for metric in dict.fromkeys(r["metric"] for r in rows):
     print(report.format_table(rows, metric), "\n", flush=True)
   for run in record["runs"]:

@@ -284,7 +284,8 @@ def reference(runs, data_overrides=None, channel_overrides=None, split=None,
   """The comparison's `(TestSet, Channel)`.
 
   Each field is the override when given, else that of the first run that
-  has one (in order: a training run's data, `eval.split`,
+  has one (training runs at different resolutions need the resolution
+  override: a ValueError names them otherwise) (in order: a training run's data, `eval.split`,
   `eval.num_images` and channel; an output directory's), else the default
   (`default_data_config()`, the test split, AWGN).
 
@@ -310,6 +311,14 @@ def reference(runs, data_overrides=None, channel_overrides=None, split=None,
                        base.test_set.split, base.test_set.num_images)
   data_overrides = {k: v for k, v in (data_overrides or {}).items()
                     if v is not None}
+  trained_at = {f"{r.label} ({r.source}): {r.config.data.resolution}px": None
+                for r in runs if r.kind == "training"}
+  resolutions = {r.config.data.resolution for r in runs if r.kind == "training"}
+  if len(resolutions) > 1 and "resolution" not in data_overrides:
+    raise ValueError(
+        "The training runs work at different resolutions ("
+        f"{'; '.join(trained_at)}): pass --data.resolution=N to test every "
+        "run at N px (the first run's would otherwise apply to all).")
   if set(data_overrides) - {"tfds_dir"} or split is not None:
     test_set.num_images = None  # Other images: the base's count is moot.
   for key, value in data_overrides.items():
@@ -388,6 +397,15 @@ class Settings:
   step: Optional[int] = None
   num_examples: int = 8
   perception: Optional[object] = None
+
+
+def _loss_columns(config):
+  """`lambda_lpips` (the LPIPS weight of a training run's loss, the
+  perception-distortion plots' parameter), when its config has one."""
+  loss = config.get("loss") or {}
+  if "lambda_lpips" not in loss:
+    return {}
+  return dict(lambda_lpips=float(loss["lambda_lpips"]))
 
 
 def _evaluate_training(run, test_set, channel, settings, output_dir, mesh,
@@ -498,7 +516,8 @@ def collect(runs, test_set, channel, settings, output_dir, *, mesh=None,
       if perception is None and settings.perception is not None:
         perception = (settings.perception, settings.perception.load_params())
       columns = dict(channel=channel.name,
-                     trained_channel=run.trained_channel)
+                     trained_channel=run.trained_channel,
+                     **_loss_columns(run.config))
       rows = _evaluate_training(run, test_set, channel, settings, output_dir,
                                 mesh, lpips, columns, perception)
       data = run.config.data
