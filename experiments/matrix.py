@@ -216,19 +216,19 @@ def plan(matrix):
   runs = []
   for rho in m.rhos:
     r = rho_name(rho)
-    arg = f"bcr={rho}" + (",demo" if demo else "")
+    arg = f"rho={rho}" + (",demo" if demo else "")
     if "deepjscc" in m.schemes:
       workdir = os.path.join(root, f"deepjscc_{r}")
       steps.append(Step(f"deepjscc_{r}", _module(
           "experiments.train", f"--config=deepjscc_ffhq:{arg}",
-          f"--workdir={workdir}", *train_common, *m.deepjscc_flags), workdir))
+          f"--output_dir={workdir}", *train_common, *m.deepjscc_flags), workdir))
       runs.append((LABELS["deepjscc"], workdir))
     if "generative" in m.schemes:
       workdir = os.path.join(root, f"generative_{r}")
       weights = f",weights={m.weights}" if m.weights else ""
       steps.append(Step(f"generative_{r}", _module(
           "experiments.train", f"--config=generative_ffhq:{arg}{weights}",
-          f"--workdir={workdir}", *train_common, *m.generative_flags),
+          f"--output_dir={workdir}", *train_common, *m.generative_flags),
           workdir))
       runs.append((LABELS["generative"], workdir))
     if "inverse" in m.schemes:
@@ -253,8 +253,8 @@ def plan(matrix):
         name = f"{'separation' if link == 'separation' else 'ldpc'}_{codec}"
         out = os.path.join(root, f"{name}_{r}")
         flags = [f"--codec={codec}", f"--data={m.data}",
-                 f"--resolution={m.resolution}", f"--bcr={rho}",
-                 f"--snrs={snrs}", f"--lpips={','.join(m.lpips)}",
+                 f"--resolution={m.resolution}", f"--rho={rho}",
+                 f"--snrs_db={snrs}", f"--lpips={','.join(m.lpips)}",
                  f"--output_dir={out}"]
         if link == "digital":
           flags.append("--link=ldpc")
@@ -269,7 +269,7 @@ def plan(matrix):
         runs.append((_separation_label(codec, link), out))
   figures = os.path.join(root, "figures")
   flags = [f"--output_dir={figures}", *(f"--run={l}={d}" for l, d in runs),
-           f"--snrs={snrs}", f"--realisations={m.realisations}",
+           f"--snrs_db={snrs}", f"--realisations={m.realisations}",
            f"--lpips={','.join(m.lpips)}", "--data.split=test",
            *_data_flags(m, "--data.")]
   if m.num_images is not None:
