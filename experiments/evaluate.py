@@ -29,7 +29,11 @@ image's channel realisations averaged first; columns `channel` and
 `trained_channel`), evaluation.json (the test set, channel, settings and
 every run), per metric <metric>_vs_snr.png, <metric>_vs_snr_by_rho.png (a
 panel per bandwidth ratio) and, with several ratios, <metric>_vs_rho.png
-(a panel per SNR of --rho_snrs), and runs/<label>_rho<p>_<q>/ with each
+(a panel per SNR of --rho_snrs), with training runs of several LPIPS
+weights of one scheme (`experiments.reproduce --lambdas`) per perception
+metric <metric>_vs_psnr.png (the metric against PSNR, a panel per SNR, a
+curve per scheme through its lambdas; rows carry `lambda_lpips`), and
+runs/<label>_rho<p>_<q>/ with each
 swept run's tables and image grid.
 
 --metrics=psnr,ssim,lpips_vgg,dists,fid,kid adds DISTS (per image) and FID
@@ -153,7 +157,8 @@ def main(argv):
   rho_snrs = ([float(s) for s in _RHO_SNRS.value] if _RHO_SNRS.value
               else sorted({min(snrs), max(snrs)}))
   paths = (report.plot_metrics(rows, out) + report.plot_by_rho(rows, out) +
-           report.plot_vs_rho(rows, out, rho_snrs))
+           report.plot_vs_rho(rows, out, rho_snrs) +
+           report.plot_perception_distortion(rows, out))
   for metric in dict.fromkeys(r["metric"] for r in rows):
     print(report.format_table(rows, metric), "\n", flush=True)
   for run in record["runs"]:

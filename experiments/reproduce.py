@@ -15,6 +15,12 @@ channel, into OUTPUT_DIR/figures: <metric>_vs_snr_by_rho.png (PSNR, SSIM,
 LPIPS vs SNR, a panel per rho, every scheme), <metric>_vs_rho.png and
 summary.csv.
 
+Perception-distortion: --lambdas=0,0.01,0.1,1 trains DeepJSCC and
+GenerativeJSCC once per LPIPS weight lambda of their loss (a run directory
+each, <scheme>_<rho>_lambda<lambda>); the evaluation then also draws
+<metric>_vs_psnr.png (LPIPS, DISTS, FID against PSNR, a panel per SNR, a
+curve per scheme and rho through its lambdas).
+
 Resumable: each finished step is recorded in OUTPUT_DIR/reproduce.json (its
 command line, wall and CPU seconds) and skipped by a rerun of the same
 command; an interrupted step resumes inside its own tool (training from its
@@ -82,6 +88,10 @@ _SEPARATION_FLAGS = flags.DEFINE_multi_string(
     "command.")
 _EVALUATE_FLAGS = flags.DEFINE_multi_string(
     "evaluate_flag", [], "A flag added to the experiments.evaluate command.")
+_LAMBDAS = flags.DEFINE_list(
+    "lambdas", None, "Perception-distortion sweep: train DeepJSCC and "
+    "GenerativeJSCC once per LPIPS weight of the loss (MSE + lambda * LPIPS), "
+    "e.g. 0,0.01,0.1,1; the evaluation then draws <metric>_vs_psnr.png.")
 _INCEPTION = flags.DEFINE_string(
     "inception_weights", None, "Directory of `python -m weights_convert "
     "inception`: the evaluation then also reports DISTS, FID and KID "
@@ -103,6 +113,16 @@ def _perception_flags(matrix):
   return [f"--metrics={metrics}",
           f"--inception_weights={os.path.abspath(_INCEPTION.value)}"]
 
+def _lambdas():
+  if _LAMBDAS.value is None:
+    return None
+  try:
+    return [float(v) for v in _LAMBDAS.value]
+  except ValueError:
+    raise app.UsageError(f"--lambdas={','.join(_LAMBDAS.value)}: give "
+                         "numbers, e.g. --lambdas=0,0.01,0.1,1.") from None
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -120,7 +140,7 @@ def main(argv):
       generative_flags=_GENERATIVE_FLAGS.value,
       invert_flags=_INVERT_FLAGS.value,
       separation_flags=_SEPARATION_FLAGS.value,
-      evaluate_flags=_EVALUATE_FLAGS.value)
+      evaluate_flags=_EVALUATE_FLAGS.value, lambdas=_lambdas())
   matrix = dataclasses.replace(matrix, evaluate_flags=(
       *matrix.evaluate_flags, *_perception_flags(matrix)))
   steps = matrix_lib.plan(matrix)

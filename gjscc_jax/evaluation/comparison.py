@@ -14,7 +14,7 @@ and its summary rows in one table. A run is named by `LABEL=SOURCE`:
   recomputed; `DIR:deepjscc` selects the rows of the DeepJSCC
   reconstructions the search started from instead;
 * a separation output directory (`python -m experiments.separation`): its
-  rows are read;
+  rows are read (with `--link=ldpc`, the codec + 5G LDPC + QAM envelope);
 * `separation:CODEC[:KEY=VALUE,...]`: the separation baseline computed on
   the test set and channel, at every bandwidth ratio of the other runs, or
   at the ratios given as `bcr=` (repeatable); other keys are `headers`,
@@ -414,6 +414,15 @@ class Settings:
   perception: Optional[object] = None
 
 
+def _loss_columns(config):
+  """`lambda_lpips` (the LPIPS weight of a training run's loss, the
+  perception-distortion plots' parameter), when its config has one."""
+  loss = config.get("loss") or {}
+  if "lambda_lpips" not in loss:
+    return {}
+  return dict(lambda_lpips=float(loss["lambda_lpips"]))
+
+
 def _evaluate_training(run, test_set, channel, settings, output_dir, mesh,
                        lpips, columns, perception=None):
   overrides = {f"data.{k}": v for k, v in test_set.data.items()
@@ -521,7 +530,8 @@ def collect(runs, test_set, channel, settings, output_dir, *, mesh=None,
       if perception is None and settings.perception is not None:
         perception = (settings.perception, settings.perception.load_params())
       columns = dict(channel=channel.name(),
-                     trained_channel=run.trained_channel)
+                     trained_channel=run.trained_channel,
+                     **_loss_columns(run.config))
       rows = _evaluate_training(run, test_set, channel, settings, output_dir,
                                 mesh, lpips, columns, perception)
       data = run.config.data
