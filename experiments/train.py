@@ -1,7 +1,7 @@
 r"""Trains a transmission scheme (DeepJSCC, GenerativeJSCC) end to end.
 
   python -m experiments.train --config=deepjscc_ffhq:demo --output_dir=/tmp/demo
-  python -m experiments.train --config=deepjscc_ffhq:bcr=1/768 \
+  python -m experiments.train --config=deepjscc_ffhq:rho=1/768 \
       --config.data.image_dir=/data/ffhq --output_dir=runs/deepjscc_768
 
 The loop is `gjscc_jax.train.loop.train`: rerunning with the same --output_dir
