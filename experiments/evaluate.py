@@ -22,6 +22,9 @@ One label may name runs at several bandwidth ratios (one per ratio).
 Every run is tested on the same images and channel: --data.* and
 --channel.* override what each run was trained with (default: those of the
 first run), so a model trained on AWGN can be tested on Rayleigh fading.
+Training runs at different resolutions need --data.resolution. SIGTERM or
+SIGINT abandons the run being swept and exits with status 75 (the runs
+finished so far are under OUTPUT_DIR/runs).
 Output directories computed on other images or another channel are refused
 (--allow_mismatch plots them anyway). Written to --output_dir:
 summary.csv/.json (mean and 95% confidence interval over test images, each
@@ -52,6 +55,7 @@ import jax
 from experiments import config_cli
 from gjscc_jax import channel as channel_lib
 from gjscc_jax import data as data_lib
+from gjscc_jax import preemption
 from gjscc_jax.evaluation import comparison
 from gjscc_jax import results as report
 from gjscc_jax.evaluation import perception as perception_lib
@@ -145,9 +149,12 @@ def main(argv):
       snrs_db=tuple(snrs), realisations=_REALISATIONS.value, seed=_SEED.value,
       batch_size=_BATCH.value, lpips_nets=lpips_nets,
       step=_STEP.value, perception=perception)
-  rows, record = comparison.collect(runs, test_set, channel, settings,
-                                    _OUT.value,
-                                    allow_mismatch=_ALLOW_MISMATCH.value)
+  with preemption.abandon_on_signal(
+      "the evaluation", f"the runs finished so far are in {_OUT.value}/runs; "
+      "rerun the same command to evaluate them all."):
+    rows, record = comparison.collect(runs, test_set, channel, settings,
+                                      _OUT.value,
+                                      allow_mismatch=_ALLOW_MISMATCH.value)
   if jax.process_index() != 0:
     return
   out = _OUT.value

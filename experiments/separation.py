@@ -30,7 +30,10 @@ grid_separation.png (originals vs received images per SNR), per_image.npz
 (quality index, payload bits, budget, lost, per SNR) and run_config.json
 (the settings: `python -m experiments.evaluate --run=LABEL=OUTPUT_DIR` checks
 them against its test images and channel and plots the curve with the
-other schemes').
+other schemes'). One run at a time writes --output_dir, and a directory
+holding another kind of output (a training workdir, InverseJSCC results)
+is refused. SIGTERM/SIGINT abandons the search, writes nothing and exits
+with status 75.
 """
 
 from absl import app
@@ -41,8 +44,11 @@ from experiments import config_cli
 from gjscc_jax import channel as channel_lib
 from gjscc_jax import data as data_lib
 from gjscc_jax import digital
-from gjscc_jax import separation
+from gjscc_jax import preemption
 from gjscc_jax import results as report
+from gjscc_jax import run_record
+from gjscc_jax import separation
+from gjscc_jax import workdir_lock
 
 _CODEC = flags.DEFINE_enum("codec", "heif", separation.CODECS,
                            "Source codec.")
@@ -117,17 +123,30 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not _OUT.value:
     raise app.UsageError("Pass --output_dir.")
+  out = _OUT.value
+  workdir_lock.check_kind(out, run_record.SEPARATION)
+  with workdir_lock.DirectoryLock(out, "separation run"):
+    _run(out)
+
+
+def _run(out):
+  """`main` once --output_dir is locked."""
   config = data_lib.default_data_config()
   config.name = _DATA.value
   config.resolution = _RESOLUTION.value
   config.image_dir = _IMAGE_DIR.value
   config.tfds_dir = _TFDS_DIR.value
   if _LINK.value == "ldpc":
-    return _main_ldpc(config)
+    with preemption.abandon_on_signal(
+        "the separation baseline over 5G LDPC",
+        f"nothing was written to {out}; rerun the same command."):
+      return _main_ldpc(config)
   total = _NUM_IMAGES.value or len(data_lib.get_data_source(config, _SPLIT.value))
   from tqdm import tqdm  # pylint: disable=import-outside-toplevel
   with tqdm(total=total, desc=f"separation:{_CODEC.value}", unit="img",
-            dynamic_ncols=True) as bar:
+            dynamic_ncols=True) as bar, preemption.abandon_on_signal(
+                "the separation baseline's codec search",
+                f"nothing was written to {out}; rerun the same command."):
     result = separation.evaluate(
         _CODEC.value, config, _SPLIT.value, _NUM_IMAGES.value, _BCR.value,
         [float(s) for s in _SNRS.value], channel=_CHANNEL.value,
@@ -138,7 +157,6 @@ def main(argv):
         label=_LABEL.value,
         num_examples=_EXAMPLES.value, batch_size=_BATCH.value,
         progress=bar.update)
-  out = _OUT.value
   settings = separation.run_settings(
       _CODEC.value, config, _SPLIT.value, len(result.indices), _BCR.value,
       _SNRS.value, channel=_CHANNEL.value, fading=_FADING.value,

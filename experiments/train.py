@@ -8,9 +8,11 @@ The loop is `gjscc_jax.train.loop.train`: rerunning with the same --workdir
 resumes from the newest good checkpoint, on any number of processes (a
 corrupt one is moved to WORKDIR/checkpoints/corrupt/); an SNR sweep of the
 final model is written to WORKDIR/eval at the end. SIGTERM or SIGINT
-checkpoints the step in flight and exits with status 75; a user error
-prints one line with its cause and fix and exits with status 1 (--verbose
-for the traceback).
+checkpoints the step in flight (or abandons the final sweep) and exits with
+status 75; a user error prints one line with its cause and fix and exits
+with status 1 (--verbose for the traceback). One training run writes a
+workdir at a time: a second is refused, naming the first
+(docs/robustness.md).
 
 Multi-host: start the same command on every host with --distributed (JAX
 auto-detects TPU pods and SLURM), or set JAX_COORDINATOR_ADDRESS,

@@ -180,7 +180,7 @@ def _awgn_llrs(code, n, frames, ebno_db, seed):
     ("sum-product", (1.0, 2.0)), ("min-sum", (1.5, 2.5)),
     ("offset-min-sum", (1.0, 2.0))])
 def test_decoder_bler_within_sionnas_interval(algorithm, ebnos):
-  k, n, frames, iters = 40, 120, 400, 12
+  k, n, frames, iters = 40, 120, 300, 10
   code = basegraph.make_code(k, 2)
   decoder = LDPC5GDecoder(LDPC5GEncoder(k, n), cn_update=_SIONNA_CN[algorithm],
                           num_iter=iters, hard_out=True, return_infobits=True)

@@ -406,3 +406,24 @@ def test_generator_test_sets_differ_by_their_generator():
   for change in ({"random.seed": 1}, {"sample_seed": 3},
                  {"truncation_psi": 0.7}, {"noise_mode": "const"}):
     assert identity(**change) != identity(), change
+
+
+def test_runs_trained_at_different_resolutions_need_the_resolution(
+    setting, tmp_path):
+  # `--run=A=RUN64 --run=B=RUN32` swept B at A's resolution, silently, and
+  # the reverse order swept A at B's: results depended on the flags' order.
+  _, tfds_dir, first, _, _ = setting
+  other = str(tmp_path / "deepjscc_32px")
+  untrained_deepjscc_run(other, tfds_dir, 2 * RES)
+  for order in ((first, other), (other, first)):
+    runs = [comparison.parse_run(f"{label}={path}")
+            for label, path in zip("AB", order)]
+    with pytest.raises(ValueError) as error:
+      comparison.reference(runs)
+    message = str(error.value)
+    assert f"A ({order[0]})" in message and f"B ({order[1]})" in message
+    assert f"{RES}px" in message and f"{2 * RES}px" in message
+    assert "--data.resolution=N" in message
+    test_set, _ = comparison.reference(
+        runs, data_overrides={"resolution": RES})
+    assert test_set.data.resolution == RES

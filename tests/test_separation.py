@@ -12,6 +12,7 @@ import fractions
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 
@@ -22,6 +23,7 @@ import skimage.data
 
 from gjscc_jax import metrics as metrics_lib
 from gjscc_jax import pixels
+from gjscc_jax import preemption
 from gjscc_jax import separation
 from gjscc_jax import results as report
 from gjscc_jax.separation import capacity
@@ -380,3 +382,24 @@ def test_entry_point_writes_the_summary(tmp_path):
   per_image = np.load(out / "per_image.npz")
   assert per_image["lost"].shape == (2, 3, 3)
   assert np.all(per_image["bits"] <= per_image["budget"])
+
+
+def test_a_stop_signal_abandons_the_search_with_one_line_and_status_75():
+  # experiments.separation runs its codec search under this guard: SIGTERM
+  # used to end it with 143 and no word.
+  def stop_after_first_image(_):
+    os.kill(os.getpid(), signal.SIGTERM)
+
+  before = signal.getsignal(signal.SIGTERM)
+  with pytest.raises(preemption.Preempted) as stop:
+    with preemption.abandon_on_signal(
+        "the separation baseline's codec search",
+        "nothing was written to OUT; rerun the same command."):
+      separation.evaluate_images("webp", _photos(16, 16, 2), "1/12", [0.0],
+                                 lpips_nets=(), progress=stop_after_first_image)
+  assert stop.value.code == 75
+  assert str(stop.value) == (
+      "Stopped by SIGTERM during the separation baseline's codec search: "
+      "nothing was written to OUT; rerun the same command.")
+  # The handlers are restored afterwards.
+  assert signal.getsignal(signal.SIGTERM) == before

@@ -1,5 +1,8 @@
 """Command line: ``python -m weights_convert {stylegan2,lpips,inception,dists} ...``.
 
+Errors print one line, `Error: <cause and fix>`, and exit with status 1
+(`gjscc_jax.errors`; --verbose or GJSCC_VERBOSE=1 for the traceback).
+
 Each subcommand lives in its own module with a ``main(argv)`` function, which
 is imported only when that subcommand runs (neither imports torch)::
 
@@ -9,6 +12,8 @@ is imported only when that subcommand runs (neither imports torch)::
 
 import importlib
 import sys
+
+from gjscc_jax import errors
 
 SUBCOMMANDS = {
     'stylegan2': ('weights_convert.stylegan2',
@@ -38,7 +43,8 @@ def main(argv=None) -> int:
     print(f'unknown subcommand {name!r}.\n\n{_usage()}', file=sys.stderr)
     return 2
   module = importlib.import_module(SUBCOMMANDS[name][0])
-  return module.main(rest) or 0
+  # Errors the subcommand does not report itself take the one-line path too.
+  return errors.guarded(module.main, extra_errors=(OSError,))(rest) or 0
 
 
 if __name__ == '__main__':

@@ -11,6 +11,7 @@ import argparse
 import pickle
 import sys
 
+from gjscc_jax import errors
 from gjscc_jax.losses import dists_weights
 
 
@@ -22,6 +23,8 @@ def main(argv=None) -> int:
   parser.add_argument('paths', nargs='+', metavar='[SRC] OUT',
                       help='weights.pt (default: the installed dists-pytorch '
                       'wheel\'s) and the output .npz')
+  parser.add_argument('--verbose', action='store_true',
+                      help='show the traceback of an error')
   args = parser.parse_args(argv)
   if len(args.paths) > 2:
     parser.error('expects [SRC] OUT.npz')
@@ -29,8 +32,11 @@ def main(argv=None) -> int:
   try:
     src = src[0] if src else dists_weights.wheel_weights_path()
     alpha_beta = dists_weights.read_wheel_file(src)
-  except (ValueError, FileNotFoundError, pickle.UnpicklingError) as e:
-    print(f'error: {e}', file=sys.stderr)
+  except (ValueError, OSError, pickle.UnpicklingError) as e:
+    if errors.verbose(argv):
+      raise
+    print(f'Error: {errors.one_line(e)} (--verbose shows the traceback)',
+          file=sys.stderr)
     return 1
   dists_weights.save_alpha_beta(out, alpha_beta)
   print(f'wrote {out}: DISTS alpha/beta ({alpha_beta["alpha"].size} each) '

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from gjscc_jax import errors
 from gjscc_jax.perception import inception_weights
 from weights_convert import torch_format
 
@@ -73,11 +74,16 @@ def main(argv=None) -> int:
       'without PyTorch and without executing anything from the file.')
   parser.add_argument('src', help=inception_weights.OFFICIAL_FILE)
   parser.add_argument('dir', help='output directory')
+  parser.add_argument('--verbose', action='store_true',
+                      help='show the traceback of an error')
   args = parser.parse_args(argv)
   try:
     path = convert(args.src, args.dir)
-  except (ValueError, FileNotFoundError, pickle.UnpicklingError) as e:
-    print(f'error: {e}', file=sys.stderr)
+  except (ValueError, OSError, pickle.UnpicklingError) as e:
+    if errors.verbose(argv):
+      raise
+    print(f'Error: {errors.one_line(e)} (--verbose shows the traceback)',
+          file=sys.stderr)
     return 1
   n = sum(np.size(v) for v in np.load(path).values())
   print(f'wrote {path}: FID Inception-v3, {n:,} values')

@@ -306,7 +306,8 @@ def reference(runs, data_overrides=None, channel_overrides=None, split=None,
   """The comparison's `(TestSet, TestChannel)`.
 
   Each field is the override when given, else that of the first run that
-  has one (in order: a training run's data, `eval.split`,
+  has one (training runs at different resolutions need the resolution
+  override: a ValueError names them otherwise) (in order: a training run's data, `eval.split`,
   `eval.num_images` and channel; an output directory's), else the default
   (`default_data_config()`, the test split, AWGN).
 
@@ -331,6 +332,14 @@ def reference(runs, data_overrides=None, channel_overrides=None, split=None,
                        base.test_set.split, base.test_set.num_images)
   data_overrides = {k: v for k, v in (data_overrides or {}).items()
                     if v is not None}
+  trained_at = {f"{r.label} ({r.source}): {r.config.data.resolution}px": None
+                for r in runs if r.kind == "training"}
+  resolutions = {r.config.data.resolution for r in runs if r.kind == "training"}
+  if len(resolutions) > 1 and "resolution" not in data_overrides:
+    raise ValueError(
+        "The training runs work at different resolutions ("
+        f"{'; '.join(trained_at)}): pass --data.resolution=N to test every "
+        "run at N px (the first run's would otherwise apply to all).")
   if set(data_overrides) - {"tfds_dir"} or split is not None:
     test_set.num_images = None  # Other images: the base's count is moot.
   for key, value in data_overrides.items():

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gjscc_jax import faults
 from gjscc_jax import metrics as metrics_lib
 from gjscc_jax import pixels
 from gjscc_jax import sharding as sharding_lib
@@ -125,6 +126,7 @@ def sweep(scheme, params, batches, snrs_db, *, key, realisations=1,
       table.setdefault(name, []).append(np.asarray(value))
 
   for b, batch in enumerate(batches):
+    faults.maybe_kill(faults.TERM_AT_EVAL_BATCH, b + 1)
     mask = np.asarray(batch["mask"], bool)
     index = np.asarray(batch["index"], np.int32)[mask]
     images = sharding_lib.global_batch(batch["image"], mesh)
