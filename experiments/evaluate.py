@@ -5,11 +5,11 @@ r"""Puts every scheme on the same test images and channel, on shared plots.
       --run=GenerativeJSCC=runs/generative_1_192 \
       --run=InverseJSCC=results/inverse_1_192 \
       --run='BPG (capacity)=separation:heif' \
-      --data.name=celebahq --snrs=-5,-3,-1,0,1,3,5 --realisations=4
+      --data.name=celebahq --snrs_db=-5,-3,-1,0,1,3,5 --realisations=4
 
 Each --run is LABEL=SOURCE (`gjscc_jax/evaluation/comparison.py`):
   * a training workdir (`experiments.train`): its checkpoint (latest, or
-    --step) is swept over --snrs;
+    --step) is swept over --snrs_db;
   * an InverseJSCC output directory (`experiments.invert`): its summary is
     read (DIR:deepjscc reads the DeepJSCC rows it started from);
   * a separation output directory (`experiments.separation`): its summary
@@ -68,11 +68,11 @@ _RUNS = flags.DEFINE_multi_string(
     "separation output directory, or separation:CODEC[:KEY=VALUE,...]; "
     "repeat for several runs.")
 _OUT = flags.DEFINE_string("output_dir", None, "Where to write tables and plots.")
-_SNRS = flags.DEFINE_list("snrs", ["-5", "-3", "-1", "0", "1", "3", "5"],
+_SNRS = flags.DEFINE_list("snrs_db", ["-5", "-3", "-1", "0", "1", "3", "5"],
                           "Test SNRs in dB.")
 _RHO_SNRS = flags.DEFINE_list(
     "rho_snrs", None, "SNRs (dB) of the metric-vs-bandwidth-ratio panels "
-    "(default: the lowest and highest of --snrs).")
+    "(default: the lowest and highest of --snrs_db).")
 _REALISATIONS = flags.DEFINE_integer(
     "realisations", 2, "Channel realisations per image and SNR (averaged per "
     "image before the confidence interval over images).")

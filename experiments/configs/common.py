@@ -1,5 +1,6 @@
 """Helpers shared by the config files: `get_config(arg)` parsing, common blocks."""
 
+from absl import logging
 import ml_collections
 from ml_collections import config_dict
 
@@ -7,8 +8,13 @@ from gjscc_jax import channel
 from gjscc_jax import data
 
 
+#: Config arguments renamed to the glossary's names (docs/glossary.md): old
+#: -> new; an old name still works, with a one-line warning.
+RENAMED_ARGS = {"bcr": "rho"}
+
+
 def parse_arg(arg, **defaults):
-  """Parses a config argument such as `"demo,bcr=1/192"` against defaults.
+  """Parses a config argument such as `"demo,rho=1/192"` against defaults.
 
   Tokens are separated by commas. `key=value` sets a key; a bare `key` sets a
   boolean key to True. Values take the type of their default (bool accepts
@@ -26,6 +32,10 @@ def parse_arg(arg, **defaults):
   for token in filter(None, (t.strip() for t in (arg or "").split(","))):
     key, sep, raw = token.partition("=")
     key = key.strip()
+    if key in RENAMED_ARGS and key not in defaults:
+      logging.warning("Config argument %r is deprecated; use %r "
+                      "(docs/glossary.md).", key, RENAMED_ARGS[key])
+      key = RENAMED_ARGS[key]
     if key not in defaults:
       raise ValueError(
           f"Unknown config argument {key!r} in {arg!r}; valid arguments are "
@@ -73,9 +83,9 @@ def base_config(scheme, data_name, resolution=256):
   return config
 
 
-def latent_channels(bcr, downsampling=16):
+def latent_channels(rho, downsampling=16):
   """Latent channels C for a bandwidth ratio string such as '1/192'."""
-  return channel.latent_channels_for_bcr(channel.parse_ratio(bcr),
+  return channel.latent_channels_for_bcr(channel.parse_ratio(rho),
                                          downsampling=downsampling)
 
 
