@@ -33,8 +33,9 @@ def results(tmp_path_factory):
   unreadable.mkdir()
   for name in ("a.png", "b.jpg"):
     (unreadable / name).write_bytes(b"not an image")
-  invert = ["--config=inverse_ffhq", f"--config.data.tfds_dir={tfds}",
-            f"--config.output_dir={root / 'out'}"]
+  # One output directory per invert case: a directory has one writer
+  # (gjscc_jax.workdir_lock), and both cases start at once.
+  invert = ["--config=inverse_ffhq", f"--config.data.tfds_dir={tfds}"]
   cases = {
       "bcr": _start("train", "--config=deepjscc_ffhq:bcr=1/100",
                     f"--workdir={root / 'bcr'}"),
@@ -45,8 +46,10 @@ def results(tmp_path_factory):
                         f"--config.data.tfds_dir={tfds}",
                         f"--workdir={root / 'dataset'}"),
       "checkpoint": _start("invert", *invert,
+                           f"--config.output_dir={root / 'out_checkpoint'}",
                            f"--config.deepjscc_checkpoint={root / 'none'}"),
       "weights": _start("invert", *invert, f"--config.deepjscc_checkpoint={run}",
+                        f"--config.output_dir={root / 'out_weights'}",
                         "--config.data.resolution=16",
                         f"--config.generator_weights={root / 'none'}"),
       "evaluate_run": _start("evaluate", f"--run=X={root}",
