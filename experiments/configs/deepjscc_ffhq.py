@@ -11,7 +11,7 @@ Arguments (`--config=deepjscc_ffhq:ARG`, comma separated):
   matched       the matched-prior experiment's baseline: images drawn from
                 the seeded random StyleGAN2 G0 at 64x64 (data.name=
                 'generator', `common.matched_data`), the demo's network,
-                MSE; README "Matched-prior experiment".
+                MSE; docs/matched-prior.md.
 
 Paper scale: 256x256 images, N = 256 filters, training SNR uniform in
 [-5, 5] dB per image, Adam 1e-4. Settings the paper does not state (marked
@@ -41,9 +41,8 @@ def get_config(arg=None):
     config.model.num_filters = 32  # The Tung architecture, narrow.
   if arg.matched:
     common.apply_matched(config)
-    # A rough same-wall-time baseline for generative_ffhq:matched's steps
-    # on 2 CPU cores. Step rates move with the host's load: the experiment
-    # (benchmarks/matched_prior.py) sets the steps of both schemes and
-    # records their wall times (README "Matched-prior experiment").
+    # The experiment (python -m experiments.matched_prior) sets the steps
+    # of both schemes, at equal steps and at equal XLA FLOPs
+    # (docs/matched-prior.md).
     config.total_steps = 2300
   return config
