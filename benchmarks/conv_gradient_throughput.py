@@ -17,7 +17,7 @@ kernel gradient alone (each counts the FLOPs of one convolution,
 ``2 * B * Ho * Wo * K * k * k * C``), next to an fp32 matmul in each
 library (`benchmarks.matmul_peak`). Usage::
 
-  python benchmarks/conv_gradient_throughput.py [--repeats 5]
+  python -m benchmarks.conv_gradient_throughput [--repeats 5]
 
 The machine should be otherwise idle: the load average is printed.
 """
@@ -31,7 +31,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.matmul_peak import matmul_peaks  # noqa: E402 pylint: disable=wrong-import-position
 

@@ -29,9 +29,9 @@ Also printed: XLA's FLOP count per image (per-round value-and-gradient cost
 from ``compiled.cost_analysis()`` times the round's steps) and the time per
 image this implies on accelerators at their nominal peak throughput.
 
-  python benchmarks/inverse_throughput.py                  # ~10 minutes
-  python benchmarks/inverse_throughput.py --allocator tuned
-  python benchmarks/inverse_throughput.py --steps 50,50,25,25 --repeats 1
+  python -m benchmarks.inverse_throughput                  # ~10 minutes
+  python -m benchmarks.inverse_throughput --allocator tuned
+  python -m benchmarks.inverse_throughput --steps 50,50,25,25 --repeats 1
 
 `--allocator tuned` reruns the script with glibc's allocator told to keep
 large buffers mapped (as benchmarks/stylegan2_throughput.py does); it
@@ -51,8 +51,6 @@ import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 from gjscc_jax.inverse import forward_operators  # pylint: disable=g-import-not-at-top
 from gjscc_jax.inverse import generator as generator_lib
@@ -284,7 +282,7 @@ def main(argv=None):
   if args.allocator == "tuned" and os.environ.get(
       "GLIBC_TUNABLES") != TUNED_ALLOCATOR:
     env = dict(os.environ, GLIBC_TUNABLES=TUNED_ALLOCATOR)
-    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__),
+    os.execve(sys.executable, [sys.executable, '-m', __spec__.name,
                                *sys.argv[1:]], env)
   import torch  # pylint: disable=import-outside-toplevel
 

@@ -21,7 +21,7 @@ round-robin (one step each per round, starting with a different one each
 round) so that load changes on a shared machine hit them all alike; the table
 gives the median and the minimum step time and the load average. Run:
 
-  python benchmarks/lpips_throughput.py [--size 256] [--batch 4] [--rounds 10]
+  python -m benchmarks.lpips_throughput [--size 256] [--batch 4] [--rounds 10]
 """
 
 import argparse
@@ -36,8 +36,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 from gjscc_jax.losses import lpips_weights  # noqa: E402 pylint: disable=g-import-not-at-top,wrong-import-position
 from gjscc_jax.losses import PerceptualLoss  # noqa: E402 pylint: disable=g-import-not-at-top,wrong-import-position

@@ -29,22 +29,19 @@ elimination then merges the recomputed forward pass back into the original
 one. So on CPU ``temp`` barely moves and ``residuals`` shows the effect;
 GPU and TPU keep the barriers.
 
-  python benchmarks/remat_memory.py                       # 256x256, batch 4
-  python benchmarks/remat_memory.py --resolution 1024 --channel-base 32768 \\
+  python -m benchmarks.remat_memory                       # 256x256, batch 4
+  python -m benchmarks.remat_memory --resolution 1024 --channel-base 32768 \\
       --batch 1 --only stylegan2,ilo --dtype bfloat16 --no-compile
 """
 
 import argparse
 import os
-import sys
 import time
 
 import jax
 import jax.extend.core as jex_core
 import jax.numpy as jnp
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 from gjscc_jax.inverse import forward_operators  # noqa: E402 pylint: disable=wrong-import-position
 from gjscc_jax.inverse import generator as generator_lib  # noqa: E402 pylint: disable=wrong-import-position

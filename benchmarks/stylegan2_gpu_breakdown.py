@@ -1,8 +1,8 @@
 r"""Where StyleGAN2's forward spends its time on an accelerator, and the
 routes of its upsampling convolution compared.
 
-  python benchmarks/stylegan2_gpu_breakdown.py --out breakdown.json
-  python benchmarks/stylegan2_gpu_breakdown.py --tiny     # CPU check
+  python -m benchmarks.stylegan2_gpu_breakdown --out breakdown.json
+  python -m benchmarks.stylegan2_gpu_breakdown --tiny     # CPU check
 
 The generator is the accelerator suite's (`accelerator_suite.py`, stage
 `sg2_fwd`): 256x256, channel base 16384, channel max 512, w_dim 512, random
@@ -35,15 +35,11 @@ import glob
 import gzip
 import json
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-  sys.path.insert(0, REPO)
 
 import jax  # noqa: E402 pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # noqa: E402 pylint: disable=g-import-not-at-top

@@ -28,8 +28,8 @@ glibc.malloc.trim_threshold=68719476736:glibc.malloc.arena_max=1
 which keeps large scratch buffers mapped instead of returning them to the OS
 on every call (fewer page faults for both peers). Usage::
 
-  python benchmarks/stylegan2_throughput.py                # both allocators
-  python benchmarks/stylegan2_throughput.py --allocator default --repeats 5
+  python -m benchmarks.stylegan2_throughput                # both allocators
+  python -m benchmarks.stylegan2_throughput --allocator default --repeats 5
 
 Both peers run in the same process, one after the other, with all cores.
 Report the load average printed at the start and end: the machine should be
@@ -49,7 +49,6 @@ import numpy as np
 TUNED_ALLOCATOR = ('glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold='
                    '68719476736:glibc.malloc.arena_max=1')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 from benchmarks.matmul_peak import compiled_flops, matmul_fns, matmul_gflops  # noqa: E402 pylint: disable=wrong-import-position
 from benchmarks.official_stylegan2 import random_official_generator  # noqa: E402 pylint: disable=wrong-import-position
@@ -339,11 +338,11 @@ def main():
     if allocator == 'tuned':
       env['GLIBC_TUNABLES'] = TUNED_ALLOCATOR
     argv = _without_option(sys.argv[1:], '--allocator')
-    cmd = [sys.executable, os.path.abspath(__file__), *argv, '--json',
+    cmd = [sys.executable, '-m', __spec__.name, *argv, '--json',
            '--allocator', allocator]
     prefix = f'GLIBC_TUNABLES={TUNED_ALLOCATOR} ' if allocator == 'tuned' else ''
     print(f'running: {prefix}python {" ".join(cmd[1:])}', flush=True)
-    out = subprocess.run(cmd, env=env, check=True, capture_output=True,
+    out = subprocess.run(cmd, env=env, cwd=REPO, check=True, capture_output=True,
                          text=True).stdout
     line = next(l for l in out.splitlines() if l.startswith('RESULT '))
     results.append(json.loads(line[len('RESULT '):]))

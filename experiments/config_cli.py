@@ -6,7 +6,11 @@ a bare NAME resolves to `experiments/configs/NAME.py` and ARG is passed to its
 `--config.key=value` overrides any field, as `ml_collections.config_flags`
 provides.
 
-`run(main)` is `absl.app.run` for the entry points: a user's mistake (a bad
+`run(main)` is `absl.app.run` for the entry points, with a quiet console:
+absl logging (the library's and orbax's) at WARNING unless absl's own
+`--verbosity` flag is given (`--verbosity=0` shows INFO, `--verbosity=1`
+DEBUG too), so a run prints its progress bars, warnings and the final
+summary. A user's mistake (a bad
 config argument, a missing checkpoint, weights or dataset) prints its
 one-line cause and fix on stderr and exits with status 1, without a Python
 traceback; `--verbose` (or `GJSCC_VERBOSE=1`) shows the traceback. A job
@@ -16,13 +20,12 @@ prints what it saved and exits with status 75.
 
 import os
 import re
-import sys
 
 from absl import app
 from absl import flags
+from absl import logging as absl_logging
 
-from gjscc_jax import preemption
-from gjscc_jax.train import checkpointing
+from gjscc_jax import errors
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 _CONFIG_FLAG = re.compile(r"^--?config=(?P<value>.*)$")
@@ -53,41 +56,14 @@ _VERBOSE = flags.DEFINE_bool(
     "GJSCC_VERBOSE=1); by default an error prints its one-line cause and fix.")
 
 #: Exceptions that report a user's mistake (their message names the fix).
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError,
-               PermissionError, FloatingPointError, checkpointing.RestoreError)
-#: The line a config file's error ends with in ml_collections' message.
-_LAST_ERROR_LINE = re.compile(r"^\w+(Error|Exception): (?P<message>.+)$")
+USER_ERRORS = errors.USER_ERRORS
+one_line = errors.one_line
+fail = errors.fail
 
 
 def verbose(argv=None):
   """Whether tracebacks are wanted (`--verbose` or `GJSCC_VERBOSE=1`)."""
-  if os.environ.get("GJSCC_VERBOSE", "") not in ("", "0"):
-    return True
-  if argv is not None:
-    return any(a in ("--verbose", "-verbose") for a in argv)
-  return flags.FLAGS.is_parsed() and _VERBOSE.value
-
-
-def one_line(error):
-  """The message of `error` on one line: a config file's traceback, as
-  ml_collections embeds it, is cut to its final error line."""
-  text = str(error)
-  if "Traceback (most recent call last)" in text:
-    lines = [l.strip() for l in text.splitlines() if l.strip()]
-    for line in reversed(lines):
-      match = _LAST_ERROR_LINE.match(line)
-      if match:
-        head = text.split("\n", 1)[0].replace(
-            "Error whilst parsing config file", "").rstrip(" :")
-        text = f"{head}: {match['message']}"
-        break
-  return " ".join(text.split())
-
-
-def fail(message):
-  """Prints `Error: message` (one line) to stderr and exits with status 1."""
-  print(f"Error: {message}", file=sys.stderr, flush=True)
-  sys.exit(1)
+  return errors.verbose(argv)
 
 
 def parse_flags(argv):
@@ -100,7 +76,10 @@ def parse_flags(argv):
         argv[i] = "--config=" + resolve_config_value(match.group("value"))
       elif arg in ("--config", "-config") and i + 1 < len(argv):
         argv[i + 1] = resolve_config_value(argv[i + 1])
-    return flags.FLAGS(argv)
+    rest = flags.FLAGS(argv)
+    if not flags.FLAGS["verbosity"].present:  # A quiet console by default.
+      flags.FLAGS.verbosity = absl_logging.WARNING
+    return rest
   except (flags.Error, ValueError) as e:
     if verbose(argv):
       raise
@@ -108,17 +87,7 @@ def parse_flags(argv):
 
 
 def run(main):
-  """`absl.app.run(main)` with one-line errors (see the module docstring)."""
+  """`absl.app.run(main)` with a quiet console and one-line errors (see the
+  module docstring)."""
 
-  def guarded(argv):
-    try:
-      return main(argv)
-    except preemption.Preempted as e:
-      print(e.message, file=sys.stderr, flush=True)
-      raise
-    except USER_ERRORS as e:
-      if verbose():
-        raise
-      fail(f"{one_line(e)} (--verbose shows the traceback)")
-
-  app.run(guarded, flags_parser=parse_flags)
+  app.run(errors.guarded(main), flags_parser=parse_flags)

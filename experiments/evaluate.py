@@ -22,6 +22,9 @@ One label may name runs at several bandwidth ratios (one per ratio).
 Every run is tested on the same images and channel: --data.* and
 --channel.* override what each run was trained with (default: those of the
 first run), so a model trained on AWGN can be tested on Rayleigh fading.
+Training runs at different resolutions need --data.resolution. SIGTERM or
+SIGINT abandons the run being swept and exits with status 75 (the runs
+finished so far are under OUTPUT_DIR/runs).
 Output directories computed on other images or another channel are refused
 (--allow_mismatch plots them anyway). Written to --output_dir:
 summary.csv/.json (mean and 95% confidence interval over test images, each
@@ -29,8 +32,17 @@ image's channel realisations averaged first; columns `channel` and
 `trained_channel`), evaluation.json (the test set, channel, settings and
 every run), per metric <metric>_vs_snr.png, <metric>_vs_snr_by_rho.png (a
 panel per bandwidth ratio) and, with several ratios, <metric>_vs_rho.png
-(a panel per SNR of --rho_snrs), and runs/<label>_rho<p>_<q>/ with each
+(a panel per SNR of --rho_snrs), with training runs of several LPIPS
+weights of one scheme (`experiments.reproduce --lambdas`) per perception
+metric <metric>_vs_psnr.png (the metric against PSNR, a panel per SNR, a
+curve per scheme through its lambdas; rows carry `lambda_lpips`), and
+runs/<label>_rho<p>_<q>/ with each
 swept run's tables and image grid.
+
+--metrics=psnr,ssim,lpips_vgg,dists,fid,kid adds DISTS (per image) and FID
+and KID (once per run and SNR over all test images, with 95% bootstrap
+intervals) for the swept runs; FID/KID need --inception_weights=DIR from
+`python -m weights_convert inception` (docs/perception-metrics.md).
 """
 
 import json
@@ -43,8 +55,10 @@ import jax
 from experiments import config_cli
 from gjscc_jax import channel as channel_lib
 from gjscc_jax import data as data_lib
+from gjscc_jax import preemption
 from gjscc_jax.evaluation import comparison
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
+from gjscc_jax.evaluation import perception as perception_lib
 
 _RUNS = flags.DEFINE_multi_string(
     "run", [], "LABEL=SOURCE: a training workdir, an InverseJSCC or "
@@ -86,6 +100,15 @@ _CHANNEL_EQ = flags.DEFINE_enum("channel.equalization", None,
 _ALLOW_MISMATCH = flags.DEFINE_bool(
     "allow_mismatch", False, "Plot output directories computed on other test "
     "images or another channel (the differences go to evaluation.json).")
+_METRICS = flags.DEFINE_list(
+    "metrics", None, "Metrics to report, e.g. psnr,ssim,lpips_vgg,dists,fid,"
+    "kid (overrides --lpips; PSNR/SSIM are always computed). dists, fid and "
+    "kid are computed for the runs swept here (docs/perception-metrics.md).")
+_INCEPTION = flags.DEFINE_string(
+    "inception_weights", None, "Directory of `python -m weights_convert "
+    "inception` (needed for fid/kid).")
+_BOOTSTRAP = flags.DEFINE_integer(
+    "bootstrap", 100, "Bootstrap replicates of the FID/KID intervals.")
 _LPIPS = flags.DEFINE_list("lpips", ["vgg", "alex"],
                            "LPIPS backbones to report (empty to skip LPIPS).")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.")
@@ -98,6 +121,16 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not _RUNS.value or not _OUT.value:
     raise app.UsageError("Pass at least one --run=LABEL=SOURCE and --output_dir.")
+  lpips_nets, perception = tuple(_LPIPS.value), None
+  if _METRICS.value is not None:
+    try:
+      lpips_nets, names = perception_lib.parse_metrics(_METRICS.value)
+      if names:
+        perception = perception_lib.Perception(
+            names, inception_weights=_INCEPTION.value,
+            num_bootstrap=_BOOTSTRAP.value)
+    except (ValueError, FileNotFoundError) as e:
+      raise app.UsageError(str(e)) from None
   runs = [comparison.parse_run(v) for v in _RUNS.value]
   test_set, channel = comparison.reference(
       runs, data_overrides={"name": _DATA_NAME.value,
@@ -114,11 +147,14 @@ def main(argv):
           f"SNRs {', '.join(f'{s:g}' for s in snrs)} dB.", flush=True)
   settings = comparison.Settings(
       snrs_db=tuple(snrs), realisations=_REALISATIONS.value, seed=_SEED.value,
-      batch_size=_BATCH.value, lpips_nets=tuple(_LPIPS.value),
-      step=_STEP.value)
-  rows, record = comparison.collect(runs, test_set, channel, settings,
-                                    _OUT.value,
-                                    allow_mismatch=_ALLOW_MISMATCH.value)
+      batch_size=_BATCH.value, lpips_nets=lpips_nets,
+      step=_STEP.value, perception=perception)
+  with preemption.abandon_on_signal(
+      "the evaluation", f"the runs finished so far are in {_OUT.value}/runs; "
+      "rerun the same command to evaluate them all."):
+    rows, record = comparison.collect(runs, test_set, channel, settings,
+                                      _OUT.value,
+                                      allow_mismatch=_ALLOW_MISMATCH.value)
   if jax.process_index() != 0:
     return
   out = _OUT.value
@@ -128,7 +164,8 @@ def main(argv):
   rho_snrs = ([float(s) for s in _RHO_SNRS.value] if _RHO_SNRS.value
               else sorted({min(snrs), max(snrs)}))
   paths = (report.plot_metrics(rows, out) + report.plot_by_rho(rows, out) +
-           report.plot_vs_rho(rows, out, rho_snrs))
+           report.plot_vs_rho(rows, out, rho_snrs) +
+           report.plot_perception_distortion(rows, out))
   for metric in dict.fromkeys(r["metric"] for r in rows):
     print(report.format_table(rows, metric), "\n", flush=True)
   for run in record["runs"]:

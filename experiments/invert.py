@@ -27,13 +27,12 @@ JAX_NUM_PROCESSES and JAX_PROCESS_ID set. Each process restores its own images o
 writes them; the summary is gathered to process 0 with a collective.
 
 The demo without --config.deepjscc_checkpoint first trains a tiny DeepJSCC
-(`deepjscc_ffhq:demo`, `demo_deepjscc_steps` steps) with
-`python -m experiments.train` into OUTPUT_DIR/deepjscc_demo; reruns reuse it.
+(`deepjscc_ffhq:demo`, `demo_deepjscc_steps` steps) with the training loop
+of `python -m experiments.train`, in this process, into
+OUTPUT_DIR/deepjscc_demo; reruns reuse it (or resume it, if it was stopped).
 """
 
 import os
-import subprocess
-import sys
 
 from absl import app
 from absl import flags
@@ -41,9 +40,10 @@ import jax
 from ml_collections import config_flags
 
 from experiments import config_cli
-from gjscc_jax import preemption
+from experiments.configs import deepjscc_ffhq
 from gjscc_jax import sharding
 from gjscc_jax.inverse import batch_run
+from gjscc_jax.train import loop
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config: NAME[:ARG] from experiments/configs/, or a path.",
@@ -54,32 +54,33 @@ _DISTRIBUTED = flags.DEFINE_bool(
     "only when JAX_COORDINATOR_ADDRESS is set.")
 
 
+def demo_deepjscc_config(config):
+  """The `deepjscc_ffhq:demo` training config of the demo's DeepJSCC."""
+  steps = config.demo_deepjscc_steps
+  train_config = deepjscc_ffhq.get_config("demo")
+  train_config.total_steps = steps
+  train_config.checkpoint_every = steps
+  train_config.log_every = max(1, min(25, steps))
+  train_config.optimizer.warmup_steps = max(1, min(50, steps // 10))
+  train_config.data.name = config.data.name
+  train_config.data.resolution = config.data.resolution
+  if config.data.tfds_dir:
+    train_config.data.tfds_dir = config.data.tfds_dir
+  return train_config
+
+
 def train_demo_deepjscc(config, workdir):
-  """Trains `deepjscc_ffhq:demo` briefly with the project's trainer."""
+  """Trains `deepjscc_ffhq:demo` briefly with the project's training loop,
+  in this process (a stop signal stops it as it stops training: the step
+  in flight is checkpointed and a rerun resumes it; a finished one is only
+  restored)."""
   if jax.process_count() > 1:
     raise ValueError("The demo trains its DeepJSCC in one process; pass "
                      "--config.deepjscc_checkpoint for multi-process runs.")
-  steps = config.demo_deepjscc_steps
-  command = [
-      sys.executable, "-m", "experiments.train", "--config=deepjscc_ffhq:demo",
-      f"--workdir={workdir}", "--noeval_at_end",
-      f"--config.total_steps={steps}", f"--config.checkpoint_every={steps}",
-      f"--config.log_every={max(1, min(25, steps))}",
-      f"--config.optimizer.warmup_steps={max(1, min(50, steps // 10))}",
-      f"--config.data.name={config.data.name}",
-      f"--config.data.resolution={config.data.resolution}"]
-  if config.data.tfds_dir:
-    command.append(f"--config.data.tfds_dir={config.data.tfds_dir}")
-  print(f"Demo: training a tiny DeepJSCC for {steps} steps in {workdir} "
-        "(reused by reruns).", flush=True)
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  status = subprocess.run(command, check=False, cwd=root).returncode
-  if status == preemption.EXIT_CODE:
-    raise preemption.Preempted(
-        "Stopped while training the demo DeepJSCC; rerun to resume it.")
-  if status:
-    raise ValueError(f"Training the demo DeepJSCC in {workdir} failed (exit "
-                     f"status {status}; its error is above).")
+  train_config = demo_deepjscc_config(config)
+  print(f"Demo: training a tiny DeepJSCC for {train_config.total_steps} steps "
+        f"in {workdir} (reused by reruns).", flush=True)
+  loop.train(train_config, workdir, eval_at_end=False)
 
 
 def main(argv):

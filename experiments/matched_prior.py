@@ -32,7 +32,7 @@ from experiments import config_cli
 from experiments.configs import deepjscc_ffhq
 from experiments.configs import generative_ffhq
 from gjscc_jax.evaluation import matched_prior as mp
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
 from gjscc_jax.train import runs
 
 _OUT = flags.DEFINE_string("out", "runs/matched_prior", "Output directory.")

@@ -6,7 +6,7 @@ r"""One command for the paper's figures: every scheme at every bandwidth ratio.
   python -m experiments.reproduce --scale=demo --output_dir=runs/reproduce_demo
   python -m experiments.reproduce ... --dry_run     # print the commands only
 
-Runs, one after the other (`gjscc_jax/evaluation/matrix.py`): for each rho
+Runs, one after the other (`experiments/matrix.py`): for each rho
 the DeepJSCC and GenerativeJSCC trainings (`experiments.train`), InverseJSCC
 on the DeepJSCC run (`experiments.invert`) and the separation baseline per
 codec (`experiments.separation`), all on the same dataset and test split;
@@ -14,6 +14,12 @@ then `experiments.evaluate` over everything, on the same test images and
 channel, into OUTPUT_DIR/figures: <metric>_vs_snr_by_rho.png (PSNR, SSIM,
 LPIPS vs SNR, a panel per rho, every scheme), <metric>_vs_rho.png and
 summary.csv.
+
+Perception-distortion: --lambdas=0,0.01,0.1,1 trains DeepJSCC and
+GenerativeJSCC once per LPIPS weight lambda of their loss (a run directory
+each, <scheme>_<rho>_lambda<lambda>); the evaluation then also draws
+<metric>_vs_psnr.png (LPIPS, DISTS, FID against PSNR, a panel per SNR, a
+curve per scheme and rho through its lambdas).
 
 Resumable: each finished step is recorded in OUTPUT_DIR/reproduce.json (its
 command line, wall and CPU seconds) and skipped by a rerun of the same
@@ -24,6 +30,7 @@ configs' paper settings (see docs/paper-settings.md); --scale=demo the
 download, randomly initialised generators).
 """
 
+import dataclasses
 import os
 import time
 
@@ -32,7 +39,7 @@ from absl import flags
 
 from experiments import config_cli
 from gjscc_jax import data as data_lib
-from gjscc_jax.evaluation import matrix as matrix_lib
+from experiments import matrix as matrix_lib
 
 _OUT = flags.DEFINE_string("output_dir", None, "Root of every run's directory.")
 _SCALE = flags.DEFINE_enum("scale", "paper", list(matrix_lib.SCALES),
@@ -57,8 +64,9 @@ _WEIGHTS = flags.DEFINE_string(
 _NUM_IMAGES = flags.DEFINE_integer(
     "num_images", None, "Test images, the first N of the test split "
     "(default: paper all, demo 16).")
-_SCHEMES = flags.DEFINE_list("schemes", list(matrix_lib.SCHEMES),
-                             "Schemes to run.")
+_SCHEMES = flags.DEFINE_list("schemes", list(matrix_lib.DEFAULT_SCHEMES),
+                             "Schemes to run (also: digital, the codecs over "
+                             "5G LDPC + QAM).")
 _CODECS = flags.DEFINE_list("codecs", None, "Separation codecs (default "
                             "heif,jpeg2000).")
 _LPIPS = flags.DEFINE_list("lpips", None, "LPIPS backbones (default: paper "
@@ -80,6 +88,40 @@ _SEPARATION_FLAGS = flags.DEFINE_multi_string(
     "command.")
 _EVALUATE_FLAGS = flags.DEFINE_multi_string(
     "evaluate_flag", [], "A flag added to the experiments.evaluate command.")
+_LAMBDAS = flags.DEFINE_list(
+    "lambdas", None, "Perception-distortion sweep: train DeepJSCC and "
+    "GenerativeJSCC once per LPIPS weight of the loss (MSE + lambda * LPIPS), "
+    "e.g. 0,0.01,0.1,1; the evaluation then draws <metric>_vs_psnr.png.")
+_INCEPTION = flags.DEFINE_string(
+    "inception_weights", None, "Directory of `python -m weights_convert "
+    "inception`: the evaluation then also reports DISTS, FID and KID "
+    "(docs/perception-metrics.md).")
+
+
+def _perception_flags(matrix):
+  """`experiments.evaluate` flags for DISTS/FID/KID when the FID Inception
+  weights are given (and present)."""
+  if not _INCEPTION.value:
+    return []
+  from gjscc_jax.perception import inception_weights  # pylint: disable=import-outside-toplevel
+  try:
+    inception_weights.weights_file(_INCEPTION.value)
+  except FileNotFoundError as e:
+    raise app.UsageError(f"--inception_weights: {e}") from None
+  lpips = [f"lpips_{n}" for n in matrix.resolved().lpips if n]
+  metrics = ",".join(["psnr", "ssim", *lpips, "dists", "fid", "kid"])
+  return [f"--metrics={metrics}",
+          f"--inception_weights={os.path.abspath(_INCEPTION.value)}"]
+
+def _lambdas():
+  if _LAMBDAS.value is None:
+    return None
+  try:
+    return [float(v) for v in _LAMBDAS.value]
+  except ValueError:
+    raise app.UsageError(f"--lambdas={','.join(_LAMBDAS.value)}: give "
+                         "numbers, e.g. --lambdas=0,0.01,0.1,1.") from None
+
 
 def main(argv):
   if len(argv) > 1:
@@ -98,7 +140,9 @@ def main(argv):
       generative_flags=_GENERATIVE_FLAGS.value,
       invert_flags=_INVERT_FLAGS.value,
       separation_flags=_SEPARATION_FLAGS.value,
-      evaluate_flags=_EVALUATE_FLAGS.value)
+      evaluate_flags=_EVALUATE_FLAGS.value, lambdas=_lambdas())
+  matrix = dataclasses.replace(matrix, evaluate_flags=(
+      *matrix.evaluate_flags, *_perception_flags(matrix)))
   steps = matrix_lib.plan(matrix)
   state = os.path.join(_OUT.value, "reproduce.json")
   if _DRY_RUN.value:

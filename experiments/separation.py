@@ -11,6 +11,18 @@ it, the rate that maximises each image's expected PSNR); lost images are shown
 as the --fallback image. See gjscc_jax/separation/ for the codecs and the
 bytes they count.
 
+--link=ldpc replaces the ideal code with the practical one (see
+gjscc_jax/digital/): 5G NR LDPC and QAM over the same channel, one curve per
+--mcs, and the envelope with the MCS per SNR chosen on --selection_images
+images of --selection_split (never the test images):
+
+  python -m experiments.separation --link=ldpc --codec=heif --data=sample \
+      --resolution=64 --bcr=1/12 --snrs=-5,0,5,10 --output_dir=runs/ldpc_heif
+
+With --link=ldpc the summary files hold the envelope (what
+`experiments.evaluate` reads); mcs/summary.csv|json and mcs/*_vs_snr.png hold
+every MCS's curve and digital.json the MCS chosen per SNR.
+
 Written to --output_dir (`gjscc_jax/separation/outputs.py`): summary.csv
 and summary.json (mean and 95% confidence interval over images per SNR and
 metric, with loss_rate and bits_used), one PNG per metric vs SNR,
@@ -18,17 +30,25 @@ grid_separation.png (originals vs received images per SNR), per_image.npz
 (quality index, payload bits, budget, lost, per SNR) and run_config.json
 (the settings: `python -m experiments.evaluate --run=LABEL=OUTPUT_DIR` checks
 them against its test images and channel and plots the curve with the
-other schemes').
+other schemes'). One run at a time writes --output_dir, and a directory
+holding another kind of output (a training workdir, InverseJSCC results)
+is refused. SIGTERM/SIGINT abandons the search, writes nothing and exits
+with status 75.
 """
 
 from absl import app
 from absl import flags
+import numpy as np
 
 from experiments import config_cli
 from gjscc_jax import channel as channel_lib
 from gjscc_jax import data as data_lib
+from gjscc_jax import digital
+from gjscc_jax import preemption
+from gjscc_jax import results as report
+from gjscc_jax import run_record
 from gjscc_jax import separation
-from gjscc_jax.evaluation import report
+from gjscc_jax import workdir_lock
 
 _CODEC = flags.DEFINE_enum("codec", "heif", separation.CODECS,
                            "Source codec.")
@@ -71,6 +91,31 @@ _LABEL = flags.DEFINE_string("label", None,
 _BATCH = flags.DEFINE_integer("batch_size", 16, "Images per metric batch.")
 _EXAMPLES = flags.DEFINE_integer("num_examples", 8, "Images in the grid.")
 _OUT = flags.DEFINE_string("output_dir", None, "Where to write the results.")
+_LINK = flags.DEFINE_enum(
+    "link", "capacity", digital.LINKS, "Channel code: 'capacity' (ideal) or "
+    "'ldpc' (5G NR LDPC + QAM, gjscc_jax/digital/).")
+_MCS = flags.DEFINE_list(
+    "mcs", list(digital.mcs.DEFAULT), "--link=ldpc: MCSs, 'T:I' (TS 38.214 "
+    "table T in {1, 3}, index I) or 'Qm/R1024' (e.g. 2/30).")
+_SELECTION = flags.DEFINE_string(
+    "selection", "psnr", "--link=ldpc: the envelope's MCS per SNR: 'psnr' "
+    "(best mean PSNR on the held-out images) or 'bler:EPS' (highest rate "
+    "with held-out loss rate <= EPS).")
+_SELECTION_SPLIT = flags.DEFINE_enum(
+    "selection_split", "train", data_lib.SPLITS,
+    "--link=ldpc: split of the held-out images the MCS is chosen on.")
+_SELECTION_IMAGES = flags.DEFINE_integer(
+    "selection_images", 8, "--link=ldpc: held-out images for the MCS choice.")
+_DECODER = flags.DEFINE_enum(
+    "decoder", "sum-product", digital.ldpc_decode.ALGORITHMS,
+    "--link=ldpc: BP check-node rule.")
+_ITERATIONS = flags.DEFINE_integer("iterations", 20,
+                                   "--link=ldpc: most BP iterations.")
+_DEMAPPING = flags.DEFINE_enum("demapping", "app", digital.qam.DEMAPPINGS,
+                               "--link=ldpc: soft demapping.")
+_EQUALIZATION = flags.DEFINE_enum(
+    "equalization", "mmse", channel_lib.EQUALIZATIONS,
+    "--link=ldpc, Rayleigh: the receiver's equaliser.")
 
 
 def main(argv):
@@ -78,15 +123,30 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not _OUT.value:
     raise app.UsageError("Pass --output_dir.")
+  out = _OUT.value
+  workdir_lock.check_kind(out, run_record.SEPARATION)
+  with workdir_lock.DirectoryLock(out, "separation run"):
+    _run(out)
+
+
+def _run(out):
+  """`main` once --output_dir is locked."""
   config = data_lib.default_data_config()
   config.name = _DATA.value
   config.resolution = _RESOLUTION.value
   config.image_dir = _IMAGE_DIR.value
   config.tfds_dir = _TFDS_DIR.value
+  if _LINK.value == "ldpc":
+    with preemption.abandon_on_signal(
+        "the separation baseline over 5G LDPC",
+        f"nothing was written to {out}; rerun the same command."):
+      return _main_ldpc(config)
   total = _NUM_IMAGES.value or len(data_lib.get_data_source(config, _SPLIT.value))
   from tqdm import tqdm  # pylint: disable=import-outside-toplevel
   with tqdm(total=total, desc=f"separation:{_CODEC.value}", unit="img",
-            dynamic_ncols=True) as bar:
+            dynamic_ncols=True) as bar, preemption.abandon_on_signal(
+                "the separation baseline's codec search",
+                f"nothing was written to {out}; rerun the same command."):
     result = separation.evaluate(
         _CODEC.value, config, _SPLIT.value, _NUM_IMAGES.value, _BCR.value,
         [float(s) for s in _SNRS.value], channel=_CHANNEL.value,
@@ -97,7 +157,6 @@ def main(argv):
         label=_LABEL.value,
         num_examples=_EXAMPLES.value, batch_size=_BATCH.value,
         progress=bar.update)
-  out = _OUT.value
   settings = separation.run_settings(
       _CODEC.value, config, _SPLIT.value, len(result.indices), _BCR.value,
       _SNRS.value, channel=_CHANNEL.value, fading=_FADING.value,
@@ -107,8 +166,65 @@ def main(argv):
   paths = separation.write_outputs(result, out, settings)
   for metric in dict.fromkeys(r["metric"] for r in result.rows):
     print(report.format_table(result.rows, metric), "\n", flush=True)
-  print("Wrote", ", ".join(paths), "summary.csv/json, grid_separation.png, "
-        "per_image.npz and run_config.json to", out)
+  grid = ["grid_separation.png"] if result.originals.size else []
+  print("Wrote", ", ".join(paths), "summary.csv/json,", *grid,
+        "per_image.npz, run_config.json and run.json to", out)
+
+
+def _images(config, split, num_images):
+  for batch in data_lib.eval_batches(config, split, 16, num_images):
+    for image, index, keep in zip(batch["image"], batch["index"],
+                                  batch["mask"]):
+      if keep:
+        yield int(index), np.asarray(image)
+
+
+def _main_ldpc(config):
+  """--link=ldpc: the codec over 5G LDPC + QAM, per MCS and the envelope."""
+  try:
+    digital.check_selection(_SELECTION.value)
+    digital.mcs.parse_all(_MCS.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  if _FALLBACK.value != "gray":
+    raise app.UsageError("--link=ldpc shows lost images as mid-gray; drop "
+                         "--fallback.")
+  test = list(_images(config, _SPLIT.value, _NUM_IMAGES.value))
+  held = (list(_images(config, _SELECTION_SPLIT.value,
+                       _SELECTION_IMAGES.value))
+          if len(_MCS.value) > 1 else [])
+  receiver = digital.Receiver(algorithm=_DECODER.value,
+                              num_iter=_ITERATIONS.value,
+                              demapping=_DEMAPPING.value,
+                              equalization=_EQUALIZATION.value)
+  result = digital.evaluate_images(
+      _CODEC.value, [im for _, im in test], _BCR.value,
+      [float(s) for s in _SNRS.value], indices=[i for i, _ in test],
+      held_out=[im for _, im in held], held_out_indices=[i for i, _ in held],
+      mcs=_MCS.value, selection=_SELECTION.value, channel=_CHANNEL.value,
+      fading=_FADING.value, realisations=_REALISATIONS.value,
+      receiver=receiver, lpips_nets=_LPIPS.value, seed=_SEED.value,
+      headers=_HEADERS.value, num_examples=_EXAMPLES.value,
+      batch_size=_BATCH.value, label_prefix=_LABEL.value)
+  settings = separation.run_settings(
+      _CODEC.value, config, _SPLIT.value, len(test), _BCR.value, _SNRS.value,
+      channel=_CHANNEL.value, fading=_FADING.value, outage=None,
+      realisations=_REALISATIONS.value, lpips_nets=_LPIPS.value,
+      fallback="gray", seed=_SEED.value, exhaustive=False,
+      headers=_HEADERS.value)
+  settings["link"] = dict(
+      kind="ldpc", mcs=list(_MCS.value), selection=_SELECTION.value,
+      selection_split=_SELECTION_SPLIT.value,
+      selection_images=len(held), decoder=_DECODER.value,
+      iterations=_ITERATIONS.value, demapping=_DEMAPPING.value,
+      equalization=_EQUALIZATION.value)
+  out = _OUT.value
+  separation.write_outputs(result.envelope, out, settings)
+  digital.write_outputs(result, out)
+  print(report.format_table(result.envelope.rows, "psnr"), "\n")
+  print("MCS per SNR (chosen on held-out images):", result.chosen)
+  print("Wrote the envelope (summary.csv/json), mcs/ (every MCS) and "
+        "digital.json to", out)
 
 
 if __name__ == "__main__":

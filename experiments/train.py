@@ -8,9 +8,11 @@ The loop is `gjscc_jax.train.loop.train`: rerunning with the same --workdir
 resumes from the newest good checkpoint, on any number of processes (a
 corrupt one is moved to WORKDIR/checkpoints/corrupt/); an SNR sweep of the
 final model is written to WORKDIR/eval at the end. SIGTERM or SIGINT
-checkpoints the step in flight and exits with status 75; a user error
-prints one line with its cause and fix and exits with status 1 (--verbose
-for the traceback).
+checkpoints the step in flight (or abandons the final sweep) and exits with
+status 75; a user error prints one line with its cause and fix and exits
+with status 1 (--verbose for the traceback). One training run writes a
+workdir at a time: a second is refused, naming the first
+(docs/robustness.md).
 
 Multi-host: start the same command on every host with --distributed (JAX
 auto-detects TPU pods and SLURM), or set JAX_COORDINATOR_ADDRESS,
@@ -22,6 +24,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import config_cli
+from gjscc_jax.evaluation import runner
 from gjscc_jax.train.loop import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -43,7 +46,8 @@ def main(argv):
   if _CONFIG.value is None or _WORKDIR.value is None:
     raise app.UsageError("Pass --config=NAME[:ARG] and --workdir=DIR "
                          f"(configs: {', '.join(config_cli.available_configs())}).")
-  train(_CONFIG.value, _WORKDIR.value, eval_at_end=_EVAL.value,
+  train(_CONFIG.value, _WORKDIR.value,
+        evaluate=runner.evaluate_params if _EVAL.value else None,
         distributed=_DISTRIBUTED.value)
 
 

@@ -13,7 +13,9 @@ what survived and that a restart resumes exactly:
   SIGTERM right after dispatching step `n`, as a scheduler's preemption
   notice would arrive while that step computes;
 * `TERM_AFTER_BATCHES` (`GJSCC_FAULT_TERM_AFTER_BATCHES`): inversion sends
-  itself SIGTERM right after dispatching its `n`-th batch.
+  itself SIGTERM right after dispatching its `n`-th batch;
+* `TERM_AT_EVAL_BATCH` (`GJSCC_FAULT_TERM_AT_EVAL_BATCH`): an evaluation
+  sweep sends itself SIGTERM as it starts its `n`-th batch.
 """
 
 import os
@@ -24,9 +26,11 @@ KILL_AFTER_STEP = "GJSCC_FAULT_KILL_AFTER_STEP"
 KILL_AFTER_BATCHES = "GJSCC_FAULT_KILL_AFTER_BATCHES"
 TERM_AFTER_STEP = "GJSCC_FAULT_TERM_AFTER_STEP"
 TERM_AFTER_BATCHES = "GJSCC_FAULT_TERM_AFTER_BATCHES"
+TERM_AT_EVAL_BATCH = "GJSCC_FAULT_TERM_AT_EVAL_BATCH"
 
 _SIGNALS = {KILL_AFTER_STEP: signal.SIGKILL, KILL_AFTER_BATCHES: signal.SIGKILL,
-            TERM_AFTER_STEP: signal.SIGTERM, TERM_AFTER_BATCHES: signal.SIGTERM}
+            TERM_AFTER_STEP: signal.SIGTERM, TERM_AFTER_BATCHES: signal.SIGTERM,
+            TERM_AT_EVAL_BATCH: signal.SIGTERM}
 
 
 def kill_point(variable: str) -> int:

@@ -16,8 +16,14 @@ at the first step all processes reach after the notice
 (`jax.experimental.multihost_utils.reached_preemption_sync_point`); SIGINT
 is forwarded to it as SIGTERM. Independent processes (inversion) use
 uncoordinated guards.
+
+Work that has no safe point to poll (an evaluation sweep, a codec search)
+runs under `abandon_on_signal(what, saved)`: the first SIGTERM/SIGINT
+abandons the unit in flight at once and raises `Preempted` with one line
+saying what was saved and what to rerun.
 """
 
+import contextlib
 import signal
 import threading
 
@@ -117,3 +123,36 @@ class PreemptionGuard:
       from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
       return multihost_utils.reached_preemption_sync_point(step)
     return self.requested
+
+
+@contextlib.contextmanager
+def abandon_on_signal(what: str, saved: str):
+  """SIGTERM/SIGINT inside the block raise `Preempted` at once.
+
+  For work without a safe point to finish (a sweep, a search): the unit in
+  flight is abandoned (results are written only when the block completes).
+
+  Args:
+    what: What the block does, e.g. 'the end-of-training evaluation'.
+    saved: What is saved and what to rerun, e.g. 'the checkpoint of step 6
+      is committed; rerun the same command to evaluate it.'
+  """
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+
+  def on_signal(signum, frame):
+    del frame
+    name = signal.Signals(signum).name
+    for s, handler in previous.items():  # A second signal: default action.
+      signal.signal(s, handler)
+    message = f"Stopped by {name} during {what}: {saved}"
+    logging.warning(message)
+    raise Preempted(message)
+
+  previous = {s: signal.signal(s, on_signal) for s in SIGNALS}
+  try:
+    yield
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)

@@ -37,8 +37,8 @@ def maybe_initialize_distributed(force=False):
   `JAX_PROCESS_ID` on every process (or pass `force=True` on a TPU pod).
   """
   manual = "JAX_COORDINATOR_ADDRESS" in os.environ
-  if not (force or manual):
-    return False
+  if not (force or manual) or jax.distributed.is_initialized():
+    return False  # Not asked for, or done already (a second call raises).
   kwargs = {}
   if manual:
     kwargs = dict(

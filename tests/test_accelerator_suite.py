@@ -1,4 +1,4 @@
-"""`benchmarks/accelerator_suite.py --tiny`: the accelerator run, proven on CPU.
+"""`python -m benchmarks.accelerator_suite --tiny`: the accelerator run, proven on CPU.
 
 The suite runs once, as the device run will (one process per stage, the
 parent keeping the budget), at its CPU sizes. Its JSON must hold every
@@ -21,7 +21,6 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUITE = os.path.join(REPO, 'benchmarks', 'accelerator_suite.py')
 
 STAGES = ('env', 'prepare', 'sg2_fwd', 'sg2_fwd_peer', 'sg2_fwdbwd',
           'sg2_fwdbwd_peer', 'lpips', 'lpips_peer', 'ilo_identity',
@@ -49,7 +48,8 @@ def test_tiny_suite_runs_every_stage_and_agrees_with_the_peers(tmp_path):
   out = tmp_path / 'accelerator_suite.json'
   load = os.getloadavg()[0]
   start = time.time()
-  proc = subprocess.run([sys.executable, SUITE, '--tiny', '--out', str(out)],
+  proc = subprocess.run([sys.executable, '-m', 'benchmarks.accelerator_suite',
+                         '--tiny', '--out', str(out)],
                         cwd=REPO, capture_output=True, text=True,
                         timeout=1200, check=False)
   wall = time.time() - start

@@ -9,6 +9,7 @@ from PIL import Image
 
 from gjscc_jax import data
 from gjscc_jax.data import image_folder
+from gjscc_jax.data import photos
 
 RESOLUTION = 8
 GREEN = (0, 255, 0)
@@ -177,3 +178,32 @@ def test_index_split_rejects_wrong_folders(tmp_path):
     split.assign(tmp_path, files + [tmp_path / "face.png"])
   with pytest.raises(ValueError, match="Two files carry the number 1"):
     split.assign(tmp_path, files + [tmp_path / "01.jpg"])
+
+
+def test_high_bit_depth_images_are_scaled_to_8_bits_not_clipped(tmp_path):
+  # A 16-bit grey PNG (mode I;16) was prepared as all white: convert('RGB')
+  # clips 16-bit levels at 255.
+  levels = np.array([[0, 257 * 64], [257 * 128, 65535]], np.uint16)
+  Image.fromarray(np.kron(levels, np.ones((4, 4), np.uint16))).save(
+      tmp_path / "grey16.png")
+  assert Image.open(tmp_path / "grey16.png").mode == "I;16"
+  image = np.asarray(photos.open_rgb(tmp_path / "grey16.png"))
+  np.testing.assert_array_equal(image[::4, ::4, 0], [[0, 64], [128, 255]])
+  assert (image == image[..., :1]).all()  # Grey: three equal channels.
+  # Float levels in [0, 1] (mode F) scale by 255; others have no known scale
+  # and are skipped (an unreadable-image error names them).
+  floats = Image.fromarray(np.full((4, 4), 0.5, np.float32))
+  np.testing.assert_array_equal(np.asarray(photos.to_8bit(floats)), 128)
+  with pytest.raises(photos.UNREADABLE_IMAGE_ERRORS, match=r"not \[0, 1\]"):
+    photos.to_8bit(Image.fromarray(np.full((4, 4), 7.0, np.float32)))
+  # Prepared through a folder dataset: mid grey, not white.
+  images = tmp_path / "photos"
+  images.mkdir()
+  for number in range(4):
+    Image.fromarray(np.full((16, 16), 257 * 100, np.uint16)).save(
+        images / f"{number}.png")
+  config = _folder_config("image_folder", images, tmp_path / "tfds")
+  config.test_fraction = 0.25
+  source = data.get_data_source(config, "train")
+  assert len(source) == 3
+  np.testing.assert_array_equal(source[0]["image"], 100)

@@ -16,7 +16,7 @@ from experiments.configs import inverse_ffhq
 from gjscc_jax import separation
 from gjscc_jax import sharding
 from gjscc_jax.evaluation import comparison
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
 from gjscc_jax.evaluation import runner
 from gjscc_jax.evaluation import sweep as sweep_lib
 from gjscc_jax.inverse import batch_run
@@ -293,6 +293,61 @@ def test_every_run_uses_the_shared_test_set(setting, tmp_path):
                        str(tmp_path / "c"))
 
 
+def _same_run(a, b):
+  keep = lambda run: {k: v for k, v in vars(run).items() if k != "source"}
+  assert repr(keep(a)) == repr(keep(b))
+
+
+def test_run_kinds_are_read_from_run_json_and_old_directories_still_load(
+    setting, tmp_path, monkeypatch):
+  """Every kind of output directory writes `run.json`; a directory without
+  it (written before it existed) is read as before; a new kind is one
+  entry of `comparison.READERS`."""
+  import shutil
+  from gjscc_jax import run_record
+  root, tfds_dir, first, _, inverse = setting
+  # InverseJSCC: batch_run wrote run.json; a copy without it reads the same.
+  written = run_record.read(inverse)
+  assert (written["kind"], written["version"]) == ("inversejscc", 1)
+  assert written["produced_by"]["module"] == "gjscc_jax.inverse.outputs"
+  old = str(tmp_path / "inverse_old")
+  shutil.copytree(inverse, old)
+  os.remove(os.path.join(old, run_record.RUN_FILE))
+  assert run_record.kind_of(old)[0] == "inversejscc"
+  _same_run(comparison.parse_run(f"I={inverse}:deepjscc"),
+            comparison.parse_run(f"I={old}:deepjscc"))
+  # Training: the helper's directory predates run.json (config.json only).
+  assert run_record.read(first) is None
+  legacy = comparison.parse_run(f"D={first}")
+  new = str(tmp_path / "training_new")
+  shutil.copytree(first, new)
+  run_record.write(new, run_record.TRAINING, "gjscc_jax.train.loop")
+  _same_run(legacy, comparison.parse_run(f"D={new}"))
+  assert legacy.kind == "training"
+  # Separation: write_outputs writes run.json.
+  data = comparison._data_config(dict(name="sample", resolution=RES,
+                                      tfds_dir=tfds_dir))
+  result = separation.evaluate("jpeg", data, "test", 2, "1/6", SNRS,
+                               lpips_nets=(), num_examples=0)
+  sep = str(tmp_path / "separation")
+  separation.write_outputs(result, sep, separation.run_settings(
+      "jpeg", data, "test", 2, "1/6", SNRS, lpips_nets=()))
+  assert (run_record.read(sep)["kind"], run_record.read(sep)["link"]) == (
+      "separation", "capacity")
+  read = comparison.parse_run(f"S={sep}")
+  os.remove(os.path.join(sep, run_record.RUN_FILE))
+  _same_run(read, comparison.parse_run(f"S={sep}"))
+  assert read.kind == "separation_output" and read.test_set.num_images == 2
+  # A new kind: its producer writes run.json, its reader is one entry.
+  toy = str(tmp_path / "toy")
+  run_record.write(toy, "toy", __name__, link="ldpc")
+  with pytest.raises(ValueError, match="'toy' directory.*training"):
+    comparison.parse_run(f"T={toy}")
+  monkeypatch.setitem(comparison.READERS, "toy", lambda label, source, *_: (
+      comparison.Run(label, "toy", source, run_record.read(source))))
+  assert comparison.parse_run(f"T={toy}").config["link"] == "ldpc"
+
+
 def test_run_specs_that_name_nothing_fail_with_the_fix(tmp_path):
   with pytest.raises(ValueError, match="LABEL=SOURCE"):
     comparison.parse_run("runs/deepjscc")
@@ -351,3 +406,24 @@ def test_generator_test_sets_differ_by_their_generator():
   for change in ({"random.seed": 1}, {"sample_seed": 3},
                  {"truncation_psi": 0.7}, {"noise_mode": "const"}):
     assert identity(**change) != identity(), change
+
+
+def test_runs_trained_at_different_resolutions_need_the_resolution(
+    setting, tmp_path):
+  # `--run=A=RUN64 --run=B=RUN32` swept B at A's resolution, silently, and
+  # the reverse order swept A at B's: results depended on the flags' order.
+  _, tfds_dir, first, _, _ = setting
+  other = str(tmp_path / "deepjscc_32px")
+  untrained_deepjscc_run(other, tfds_dir, 2 * RES)
+  for order in ((first, other), (other, first)):
+    runs = [comparison.parse_run(f"{label}={path}")
+            for label, path in zip("AB", order)]
+    with pytest.raises(ValueError) as error:
+      comparison.reference(runs)
+    message = str(error.value)
+    assert f"A ({order[0]})" in message and f"B ({order[1]})" in message
+    assert f"{RES}px" in message and f"{2 * RES}px" in message
+    assert "--data.resolution=N" in message
+    test_set, _ = comparison.reference(
+        runs, data_overrides={"resolution": RES})
+    assert test_set.data.resolution == RES

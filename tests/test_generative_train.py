@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
+from gjscc_jax.evaluation import runner
 from gjscc_jax.train import loop as train
 from gjscc_jax.models import stylegan2
 from gjscc_jax import schemes
@@ -38,7 +39,7 @@ def test_demo_trains_two_steps_with_a_frozen_converted_generator(
       "data.tfds_dir": str(tmp_path / "tfds"), "total_steps": 2,
       "checkpoint_every": 2, "eval.snrs_db": (0.0,), "generator.weights": path,
       "generator.train": "frozen", "model.injection": "add"})
-  state = train.train(config, workdir)
+  state = train.train(config, workdir, evaluate=runner.evaluate_params)
   assert int(state.step) == 2
   records = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
   steps = [r for r in records if r["split"] == "train"]

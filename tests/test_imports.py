@@ -24,7 +24,7 @@ for module in {modules!r}:
 from experiments import config_cli
 from experiments.configs import deepjscc_ffhq, generative_ffhq, inverse_ffhq
 for get_config, args in [
-    (deepjscc_ffhq.get_config, (None, 'demo', 'matched',
+    (deepjscc_ffhq.get_config, (None, 'demo', 'matched', 'quickstart',
                                 'bcr=1/768,data=celebahq,lpips')),
     (generative_ffhq.get_config, (None, 'demo', 'matched',
                                   'injection=add,generator=frozen')),
@@ -44,7 +44,7 @@ MODULES = (
     "gjscc_jax.models.deepjscc", "gjscc_jax.models.stylegan2",
     "gjscc_jax.models.stylegan2.discriminator", "gjscc_jax.models.generative",
     "gjscc_jax.losses", "gjscc_jax.schemes", "gjscc_jax.train.step",
-    "gjscc_jax.train.optimizer", "gjscc_jax.inverse", "gjscc_jax.inverse.ilo",
+    "gjscc_jax.schemes.optimizer", "gjscc_jax.inverse", "gjscc_jax.inverse.ilo",
     "gjscc_jax.inverse.search", "gjscc_jax.inverse.forward_operators",
     "gjscc_jax.inverse.generator", "gjscc_jax.inverse.pipeline",
     "gjscc_jax.inverse.latent_proxy", "gjscc_jax.inverse.latents",

@@ -35,6 +35,7 @@ from gjscc_jax.inverse import outputs
 from gjscc_jax.inverse import work
 from gjscc_jax.losses import PerceptualLoss
 from gjscc_jax.train import runs
+from tests._helpers import restored_params
 from tests._helpers import untrained_deepjscc_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -223,7 +224,7 @@ def test_killed_run_is_completed_by_a_rerun(setting, first_run):
 
 
 def test_sigterm_writes_the_batch_in_flight_and_bad_records_are_redone(
-    setting, first_run):
+    setting, first_run, capsys):
   output_dir = setting[0] / "terminated"
   # SIGTERM arrives while the first batch computes: it is finished and
   # written, the second is never started, and the run exits with 75.
@@ -239,7 +240,20 @@ def test_sigterm_writes_the_batch_in_flight_and_bad_records_are_redone(
   assert (0, SNRS[0]) in done
   with open(bad, "w") as f:
     f.write('{"image_index": 0, "inverse": {"psnr": ')
+  # Nor is an intact record whose restored PNG is truncated (every rerun
+  # used to crash on it, with a traceback naming no file).
+  store = outputs.OutputStore(str(output_dir))
+  assert (1, SNRS[0]) in done
+  truncated = store.image_path(SNRS[0], 1, "restored")
+  data = open(truncated, "rb").read()
+  with open(truncated, "wb") as f:
+    f.write(data[:len(data) // 2])
+  capsys.readouterr()
   batch_run.run(_config(setting, output_dir))
+  out = capsys.readouterr().out
+  assert f"WARNING: unreadable output {truncated} " in out
+  assert "6 of 12 image-SNR pairs already done; 6 to go" in out
+  assert store.read_image(SNRS[0], 1, "restored").shape == (RES, RES, 3)
   records = _records(output_dir)
   assert len(records) == 12
   for key, record in _records(first_run[0]).items():
@@ -323,3 +337,37 @@ def test_folder_source_crops_resizes_and_names(tmp_path):
   assert all(source.load(i)[0].shape == (8, 8, 3) for i in range(2))
   with pytest.raises(FileNotFoundError, match="No images"):
     work.ImageSource(config, input_dir=str(tmp_path / "sub" / "none"))
+
+
+def test_demo_trains_its_deepjscc_in_process_and_stops_on_sigterm(
+    setting, tmp_path, monkeypatch):
+  # The demo trained DeepJSCC in a child process: SIGTERM killed the parent
+  # with 143, silently, and left the child training, orphaned.
+  import psutil  # pylint: disable=import-outside-toplevel
+  from experiments import invert  # pylint: disable=import-outside-toplevel
+  config = _config(setting, tmp_path / "out", demo_deepjscc_steps=2)
+  workdir = str(tmp_path / "out" / "deepjscc_demo")
+  demo_config = invert.demo_deepjscc_config
+  train_config = demo_config(config)
+  assert (train_config.data.resolution, train_config.total_steps) == (RES, 2)
+
+  def tiny(config):  # The demo's DeepJSCC, narrower, on fewer images.
+    train_config = demo_config(config)
+    train_config.model.arch, train_config.model.num_filters = "small", 8
+    train_config.model.downsampling = 4
+    train_config.data.sample_train_size = 16
+    train_config.batch_size = 8
+    return train_config
+
+  monkeypatch.setattr(invert, "demo_deepjscc_config", tiny)
+  children = {p.pid for p in psutil.Process().children(recursive=True)}
+  monkeypatch.setenv(faults.TERM_AFTER_STEP, "1")
+  with pytest.raises(preemption.Preempted) as stop:
+    invert.train_demo_deepjscc(config, workdir)
+  assert stop.value.code == 75
+  assert "Stopped by SIGTERM after step 1" in str(stop.value)
+  assert "Rerun the same command to resume" in str(stop.value)
+  assert {p.pid for p in psutil.Process().children(recursive=True)
+          } <= children  # Nothing started, nothing left running.
+  assert runs.read_config(workdir).total_steps == 2
+  assert restored_params(workdir)[0] == 1  # A rerun resumes from it.

@@ -1,9 +1,13 @@
 """The package's layering, read from the import statements with `ast`.
 
-* no import cycle among `gjscc_jax` modules;
-* models, losses, ops, channel, metrics and pixels never import training,
+* no import cycle among `gjscc_jax` modules, nor among its packages (two
+  packages importing each other through different modules is a cycle too);
+* models, losses, ops, channel, metrics, pixels and perception never import
+  training,
   schemes, inversion, evaluation or data code;
-* nothing in `gjscc_jax` imports `experiments` or `benchmarks`;
+* nothing in `gjscc_jax` imports `experiments` or `benchmarks`, nor
+  `subprocess`: the library never spells or runs a command line (that is
+  `experiments/`, e.g. `experiments/matrix.py`);
 * data never imports models.
 """
 
@@ -19,10 +23,11 @@ PACKAGE = "gjscc_jax"
 #: Module prefixes that must not import the prefixes listed with them.
 FORBIDDEN = (
     (("gjscc_jax.models", "gjscc_jax.losses", "gjscc_jax.ops",
-      "gjscc_jax.channel", "gjscc_jax.metrics", "gjscc_jax.pixels"),
+      "gjscc_jax.channel", "gjscc_jax.metrics", "gjscc_jax.pixels",
+     "gjscc_jax.perception"),
      ("gjscc_jax.train", "gjscc_jax.schemes", "gjscc_jax.inverse",
       "gjscc_jax.evaluation", "gjscc_jax.data")),
-    (("gjscc_jax",), ("experiments", "benchmarks")),
+    (("gjscc_jax",), ("experiments", "benchmarks", "subprocess")),
     (("gjscc_jax.data",), ("gjscc_jax.models",)),
 )
 
@@ -83,10 +88,13 @@ def test_forbidden_imports(sources, targets):
   assert not bad, f"layering violations (importer, imported): {bad}"
 
 
-def test_no_import_cycles():
-  graph = _graph()
-  internal = {n: {d for d in deps if d in graph and d != n}
-              for n, deps in graph.items()}
+def _package(module):
+  """`gjscc_jax.train.loop` -> `gjscc_jax.train`; a top-level module is its own."""
+  return ".".join(module.split(".")[:2])
+
+
+def _cycles(internal):
+  """Strongly connected components with more than one node of {node: deps}."""
   # Tarjan's strongly connected components; any with > 1 module is a cycle.
   index, low, stack, on_stack, cycles = {}, {}, [], set(), []
   counter = [0]
@@ -116,7 +124,30 @@ def test_no_import_cycles():
   for v in sorted(internal):
     if v not in index:
       visit(v)
+  return cycles
+
+
+def test_no_import_cycles():
+  graph = _graph()
+  internal = {n: {d for d in deps if d in graph and d != n}
+              for n, deps in graph.items()}
+  cycles = _cycles(internal)
   assert not cycles, f"import cycles: {cycles}"
+
+
+def test_no_package_cycles():
+  graph = _graph()
+  packages = {}
+  edges = {}  # (importer package, imported package) -> one module pair.
+  for src, deps in graph.items():
+    packages.setdefault(_package(src), set())
+    for dst in deps:
+      if dst in graph and _package(dst) != _package(src):
+        packages[_package(src)].add(_package(dst))
+        edges.setdefault((_package(src), _package(dst)), (src, dst))
+  cycles = _cycles(packages)
+  detail = [[edges[a, b] for a in c for b in c if (a, b) in edges] for c in cycles]
+  assert not cycles, f"package import cycles: {cycles}; through {detail}"
 
 
 def test_the_checks_catch_a_violation(tmp_path, monkeypatch):
@@ -134,3 +165,20 @@ def test_the_checks_catch_a_violation(tmp_path, monkeypatch):
     test_no_import_cycles()
   with pytest.raises(AssertionError, match="layering violations"):
     test_forbidden_imports(*FORBIDDEN[0])
+
+
+def test_a_package_cycle_without_a_module_cycle_is_caught(tmp_path, monkeypatch):
+  """train.a -> schemes.b and schemes.c -> train.d: no module cycle, a package one."""
+  files = {"__init__.py": "", "train/__init__.py": "", "schemes/__init__.py": "",
+           "train/a.py": "from gjscc_jax.schemes import b\n",
+           "schemes/b.py": "",
+           "schemes/c.py": "from gjscc_jax.train import d\n",
+           "train/d.py": ""}
+  for name, text in files.items():
+    path = tmp_path / PACKAGE / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+  monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+  test_no_import_cycles()  # Module by module there is no cycle...
+  with pytest.raises(AssertionError, match="package import cycles.*gjscc_jax.schemes"):
+    test_no_package_cycles()  # ...but the packages import each other.

@@ -10,7 +10,7 @@ backward pass (the activations among the residuals of `jax.vjp`), which
 must shrink. (XLA:CPU
 undoes remat when it compiles: it drops the optimisation barriers and merges
 the recomputation back into the forward pass, so a CPU program's scratch
-memory does not show the saving; `benchmarks/remat_memory.py` prints both
+memory does not show the saving; `python -m benchmarks.remat_memory` prints both
 measures for any backend.)
 """
 

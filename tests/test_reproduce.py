@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from gjscc_jax.evaluation import matrix as matrix_lib
+from experiments import matrix as matrix_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

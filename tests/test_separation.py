@@ -12,6 +12,7 @@ import fractions
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 
@@ -22,8 +23,9 @@ import skimage.data
 
 from gjscc_jax import metrics as metrics_lib
 from gjscc_jax import pixels
+from gjscc_jax import preemption
 from gjscc_jax import separation
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
 from gjscc_jax.separation import capacity
 from gjscc_jax.separation import codecs
 from gjscc_jax.separation import isobmff
@@ -224,6 +226,23 @@ def test_very_low_snr_loses_every_image_and_shows_the_fallback():
                and r["bcr"] == 1 / 48 for r in result.rows)
 
 
+def test_no_examples_kept_gives_the_same_rows_and_no_grid(tmp_path):
+  """`--num_examples=0` used to crash on `np.stack([])`."""
+  images = _photos(32, 32, 2)
+  kwargs = dict(lpips_nets=(), snrs_db=[0.0, 10.0])
+  none = separation.evaluate_images("webp", images, "1/12", num_examples=0,
+                                    **kwargs)
+  two = separation.evaluate_images("webp", images, "1/12", num_examples=2,
+                                   **kwargs)
+  assert none.rows == two.rows
+  assert none.originals.shape == (0, 32, 32, 3)
+  assert all(e.shape == (0, 32, 32, 3) for e in none.examples.values())
+  assert two.originals.shape == (2, 32, 32, 3)
+  separation.write_outputs(none, str(tmp_path), {"bcr": "1/12"})
+  assert (tmp_path / "summary.csv").exists()
+  assert not (tmp_path / "grid_separation.png").exists()
+
+
 def test_slow_fading_is_reproducible_and_beats_a_fixed_outage():
   images = _photos(32, 32, 2)
   kwargs = dict(channel="rayleigh", fading="slow", realisations=8,
@@ -363,3 +382,24 @@ def test_entry_point_writes_the_summary(tmp_path):
   per_image = np.load(out / "per_image.npz")
   assert per_image["lost"].shape == (2, 3, 3)
   assert np.all(per_image["bits"] <= per_image["budget"])
+
+
+def test_a_stop_signal_abandons_the_search_with_one_line_and_status_75():
+  # experiments.separation runs its codec search under this guard: SIGTERM
+  # used to end it with 143 and no word.
+  def stop_after_first_image(_):
+    os.kill(os.getpid(), signal.SIGTERM)
+
+  before = signal.getsignal(signal.SIGTERM)
+  with pytest.raises(preemption.Preempted) as stop:
+    with preemption.abandon_on_signal(
+        "the separation baseline's codec search",
+        "nothing was written to OUT; rerun the same command."):
+      separation.evaluate_images("webp", _photos(16, 16, 2), "1/12", [0.0],
+                                 lpips_nets=(), progress=stop_after_first_image)
+  assert stop.value.code == 75
+  assert str(stop.value) == (
+      "Stopped by SIGTERM during the separation baseline's codec search: "
+      "nothing was written to OUT; rerun the same command.")
+  # The handlers are restored afterwards.
+  assert signal.getsignal(signal.SIGTERM) == before

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +20,7 @@ from gjscc_jax import faults
 from gjscc_jax import preemption
 from gjscc_jax import schemes
 from gjscc_jax import sharding
+from gjscc_jax import workdir_lock
 from gjscc_jax.train import step as step_lib
 from tests._helpers import flip_largest_array_file
 from tests._helpers import restored_params
@@ -45,12 +47,7 @@ def tiny_config(tfds_dir, **overrides):
 
 
 def run_train_subprocess(workdir, tfds_dir, total_steps, env_extra=None):
-  flags = [f"--config.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
-           for k, v in TINY_OVERRIDES.items()]
-  cmd = [sys.executable, "-m", "experiments.train", "--config=deepjscc_ffhq:demo",
-         f"--workdir={workdir}", f"--config.data.tfds_dir={tfds_dir}",
-         f"--config.total_steps={total_steps}", "--config.checkpoint_every=3",
-         "--noeval_at_end", *flags]
+  cmd = train_command(workdir, tfds_dir, total_steps)
   env = dict(os.environ, **(env_extra or {}))
   return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
                         timeout=600)
@@ -64,10 +61,11 @@ def tfds_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, tfds_dir):
   """Two training steps of the (tiny) demo config, with the SNR sweep at the end."""
+  from gjscc_jax.evaluation import runner
   from gjscc_jax.train import loop as train
   workdir = str(tmp_path_factory.mktemp("demo_run"))
   config = tiny_config(tfds_dir, total_steps=2, checkpoint_every=2)
-  state = train.train(config, workdir)
+  state = train.train(config, workdir, evaluate=runner.evaluate_params)
   return workdir, config, state
 
 
@@ -83,6 +81,9 @@ def test_demo_trains_two_steps_and_writes_its_outputs(demo_run):
   assert r["psnr"] == pytest.approx(10 * np.log10(4 / r["mse"]), rel=1e-5)
   saved = json.load(open(os.path.join(workdir, "config.json")))
   assert saved["model"]["latent_channels"] == config.model.latent_channels
+  run = json.load(open(os.path.join(workdir, "run.json")))
+  assert (run["kind"], run["produced_by"]["module"]) == (
+      "training", "gjscc_jax.train.loop")
   assert os.listdir(os.path.join(workdir, "tensorboard"))
   step, _ = restored_params(workdir)
   assert step == 2
@@ -125,13 +126,63 @@ def test_evaluate_rejects_a_directory_that_is_not_a_run(tmp_path):
     runs.load_run(str(tmp_path))
 
 
+#: `straight_run`'s workdir -> (pid of its trainer, the refused second one).
+SECOND_WRITER = {}
+
+
+def train_command(workdir, tfds_dir, total_steps, *extra):
+  flags = [f"--config.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+           for k, v in TINY_OVERRIDES.items()]
+  return [sys.executable, "-m", "experiments.train", "--config=deepjscc_ffhq:demo",
+          f"--workdir={workdir}", f"--config.data.tfds_dir={tfds_dir}",
+          f"--config.total_steps={total_steps}", "--config.checkpoint_every=3",
+          "--noeval_at_end", *flags, *extra]
+
+
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory, tfds_dir):
-  """Six uninterrupted steps, checkpoints at 3 and 6: the reference."""
+  """Six uninterrupted steps, checkpoints at 3 and 6: the reference.
+
+  While it holds its workdir, a second trainer (another lr) is started on
+  the same workdir: its result is kept in `second_writer`.
+  """
   workdir = tmp_path_factory.mktemp("straight")
-  proc = run_train_subprocess(workdir, tfds_dir, 6)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  first = subprocess.Popen(train_command(workdir, tfds_dir, 6), cwd=REPO,
+                           text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+  lock = os.path.join(workdir, workdir_lock.LOCK_FILE)
+  while not (os.path.exists(lock) and os.path.getsize(lock)):
+    assert first.poll() is None, first.communicate()[1][-3000:]
+    time.sleep(0.05)
+  # Paused while holding the lock, so the second one surely finds it held.
+  os.kill(first.pid, signal.SIGSTOP)
+  try:
+    second = subprocess.run(
+        train_command(workdir, tfds_dir, 6, "--config.optimizer.lr=3e-3"),
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+  finally:
+    os.kill(first.pid, signal.SIGCONT)
+  _, stderr = first.communicate(timeout=600)
+  assert first.returncode == 0, stderr[-3000:]
+  SECOND_WRITER[str(workdir)] = (first.pid, second)
   return workdir
+
+
+def test_a_second_trainer_on_a_workdir_is_refused(straight_run):
+  # Both used to exit 0, leaving two interleaved histories in metrics.jsonl
+  # and the second run's checkpoints under the first run's config.json.
+  first_pid, second = SECOND_WRITER[str(straight_run)]
+  assert second.returncode == 1, second.stderr[-3000:]
+  errors = [l for l in second.stderr.splitlines() if l.startswith("Error: ")]
+  assert len(errors) == 1 and "Traceback" not in second.stderr
+  assert "is in use by another training run" in errors[0]
+  assert f"pid {first_pid}, started " in errors[0]
+  config = json.load(open(os.path.join(straight_run, "config.json")))
+  assert config["optimizer"]["lr"] == deepjscc_ffhq.get_config(
+      "demo").optimizer.lr != 3e-3
+  steps = [json.loads(l)["step"]
+           for l in open(os.path.join(straight_run, "metrics.jsonl"))]
+  assert steps == [1, 2, 3, 4, 5, 6]
 
 
 def assert_same_final_params(workdir, reference):
@@ -185,6 +236,11 @@ def test_corrupt_newest_checkpoint_is_set_aside_and_the_run_finishes(
   assert os.listdir(os.path.join(workdir, "checkpoints", "corrupt")) == ["6"]
   # Resumed from step 3, trained steps 4-6 on the same batches again.
   assert_same_final_params(workdir, straight_run)
+  # ... and logged them once: the records of steps 4-6 written before were
+  # dropped at the resume.
+  steps = [json.loads(l)["step"]
+           for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert steps == [1, 2, 3, 4, 5, 6]
 
 
 def test_non_finite_loss_stops_with_error_and_keeps_last_checkpoint(
@@ -203,6 +259,12 @@ def test_non_finite_loss_stops_with_error_and_keeps_last_checkpoint(
   if step == 2:  # Nothing newer was saved: the checkpoint is untouched.
     for a, b in zip(jax.tree.leaves(params_before), jax.tree.leaves(params_after)):
       np.testing.assert_array_equal(a, b)
+  # Before any checkpoint, the message does not speak of "step None".
+  bad.checkpoint_every = 100
+  with pytest.raises(FloatingPointError) as error:
+    train.train(bad, str(tmp_path / "fresh"), eval_at_end=False)
+  assert "None" not in str(error.value)
+  assert "no checkpoint was saved before it" in str(error.value)
 
 
 def _two_steps(config, mesh):
@@ -293,3 +355,74 @@ def test_cli_reports_unknown_config_override(tmp_path):
   proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0
   assert "no_such_field" in proc.stderr
+
+
+@pytest.mark.parametrize("field", ["total_steps", "log_every", "batch_size"])
+def test_loop_settings_that_cannot_train_are_refused_naming_the_field(
+    tmp_path, tfds_dir, field):
+  # total_steps=0 exited 0 and wrote an evaluation of the random init as the
+  # run's summary; log_every=0 and batch_size=0 ended in tracebacks.
+  from gjscc_jax.train import loop as train
+  config = tiny_config(tfds_dir, **{field: 0})
+  with pytest.raises(ValueError, match=f"config.{field}=0: it must be an "
+                     f"integer >= 1 .*--config.{field}="):
+    train.train(config, str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "run")  # Nothing written.
+
+
+def test_a_refused_run_writes_nothing_and_a_changed_resume_keeps_config_json(
+    demo_run, tmp_path, tfds_dir):
+  from gjscc_jax.train import loop as train
+  workdir = str(tmp_path / "run")
+  shutil.copytree(demo_run[0], workdir)
+  path = os.path.join(workdir, "config.json")
+  first = open(path).read()
+  # Another bandwidth ratio does not restore: refused, config.json intact
+  # (it used to hold the rejected settings, so evaluate and invert then
+  # failed on every checkpoint).
+  other = tiny_config(tfds_dir, total_steps=2)
+  other.model.latent_channels = 2 * other.model.latent_channels
+  with pytest.raises(Exception, match="does not restore|No checkpoint"):
+    train.train(other, workdir, eval_at_end=False)
+  assert open(path).read() == first
+  # A config error found after parsing (here a negative LPIPS weight) on a
+  # fresh workdir writes nothing: no config.json, no empty checkpoints/.
+  fresh = str(tmp_path / "fresh")
+  bad = tiny_config(tfds_dir)
+  bad.loss.lambda_lpips = -1.0
+  with pytest.raises(ValueError):
+    train.train(bad, fresh)
+  assert not os.path.exists(fresh)
+  # A resume with changed but compatible settings (one more step) keeps
+  # config.json and records the new settings from step 2 on beside it.
+  longer = tiny_config(tfds_dir, total_steps=3, checkpoint_every=3)
+  train.train(longer, workdir, eval_at_end=False)
+  assert open(path).read() == first
+  assert json.load(open(os.path.join(workdir, "config.2.json")))[
+      "total_steps"] == 3
+
+
+def test_sigterm_during_the_end_of_training_sweep_exits_75_with_a_message(
+    demo_run, tmp_path, tfds_dir, monkeypatch):
+  # It exited with 143 and printed nothing.
+  from gjscc_jax.evaluation import runner
+  from gjscc_jax.train import loop as train
+  workdir = str(tmp_path / "run")
+  shutil.copytree(demo_run[0], workdir)  # Trained to its last step: only
+  shutil.rmtree(os.path.join(workdir, "eval"))  # the sweep is left to do.
+  monkeypatch.setenv(faults.TERM_AT_EVAL_BATCH, "1")
+  with pytest.raises(preemption.Preempted) as stop:
+    train.train(demo_run[1], workdir, evaluate=runner.evaluate_params)
+  assert stop.value.code == preemption.EXIT_CODE == 75
+  assert str(stop.value).startswith(
+      "Stopped by SIGTERM during the end-of-training evaluation: training is "
+      "complete (the checkpoint of step 2 is committed")
+  assert "rerun the same command" in str(stop.value)
+  assert not os.path.exists(os.path.join(workdir, "eval", "summary.json"))
+  # The rerun sweeps it, and metrics.jsonl holds each record once.
+  monkeypatch.delenv(faults.TERM_AT_EVAL_BATCH)
+  train.train(demo_run[1], workdir, evaluate=runner.evaluate_params)
+  assert os.path.exists(os.path.join(workdir, "eval", "summary.json"))
+  records = [(r["split"], r["step"]) for r in map(
+      json.loads, open(os.path.join(workdir, "metrics.jsonl")))]
+  assert records == [("train", 1), ("train", 2), ("eval", 2)]

@@ -1,4 +1,7 @@
-"""Command line: ``python -m weights_convert {stylegan2,lpips} ...``.
+"""Command line: ``python -m weights_convert {stylegan2,lpips,inception,dists} ...``.
+
+Errors print one line, `Error: <cause and fix>`, and exit with status 1
+(`gjscc_jax.errors`; --verbose or GJSCC_VERBOSE=1 for the traceback).
 
 Each subcommand lives in its own module with a ``main(argv)`` function, which
 is imported only when that subcommand runs (neither imports torch)::
@@ -10,10 +13,15 @@ is imported only when that subcommand runs (neither imports torch)::
 import importlib
 import sys
 
+from gjscc_jax import errors
+
 SUBCOMMANDS = {
     'stylegan2': ('weights_convert.stylegan2',
                   'official StyleGAN2 pickle / rosinality .pt -> Flax params'),
     'lpips': ('weights_convert.lpips', 'LPIPS weights -> Flax params'),
+    'inception': ('weights_convert.inception',
+                  'pytorch-fid FID Inception-v3 .pth -> Flax params'),
+    'dists': ('weights_convert.dists', 'DISTS alpha/beta weights.pt -> .npz'),
 }
 
 
@@ -35,7 +43,8 @@ def main(argv=None) -> int:
     print(f'unknown subcommand {name!r}.\n\n{_usage()}', file=sys.stderr)
     return 2
   module = importlib.import_module(SUBCOMMANDS[name][0])
-  return module.main(rest) or 0
+  # Errors the subcommand does not report itself take the one-line path too.
+  return errors.guarded(module.main, extra_errors=(OSError,))(rest) or 0
 
 
 if __name__ == '__main__':

@@ -35,6 +35,7 @@ import numpy as np
 
 from gjscc_jax.losses import lpips as lpips_lib
 from gjscc_jax.losses import lpips_weights
+from gjscc_jax import errors
 from weights_convert import torch_format
 
 #: Index of every conv layer in torchvision's ``features`` Sequential.
@@ -150,11 +151,16 @@ def main(argv=None) -> int:
                       help='lpips/weights/v0.1/<net>.pth (default: from the '
                       'installed lpips package)')
   parser.add_argument('--out', required=True, help='output .npz')
+  parser.add_argument('--verbose', action='store_true',
+                      help='show the traceback of an error')
   args = parser.parse_args(argv)
   try:
     params = convert(args.net, args.backbone, args.lin)
   except (ValueError, FileNotFoundError, pickle.UnpicklingError) as e:
-    print(f'error: {e}', file=sys.stderr)
+    if errors.verbose(argv):
+      raise
+    print(f'Error: {errors.one_line(e)} (--verbose shows the traceback)',
+          file=sys.stderr)
     return 1
   lpips_weights.save_lpips_params(args.out, params, args.net)
   n = sum(np.size(v['kernel']) + np.size(v['bias'])

@@ -38,6 +38,7 @@ import sys
 
 import numpy as np
 
+from gjscc_jax import errors
 from weights_convert import torch_format
 
 #: The [1, 3, 3, 1] filter as the official code stores it (normalised 2-D).
@@ -313,6 +314,10 @@ def convert(src, dst, *, network='G_ema'):
   """Converts SRC into the directory DST; returns the config."""
   # Imported here: reading and checking a file needs no jax.
   from gjscc_jax.models.stylegan2 import loading  # pylint: disable=g-import-not-at-top
+  if os.path.isdir(src):
+    raise ConversionError(
+        f'{src} is a directory: pass the weights file itself (an NVlabs .pkl '
+        'or a rosinality .pt); a converted directory needs no conversion.')
   config, variables, source = read_generator(src, network)
   if source.get('w_avg') == 'missing':
     print(f'{src} stores no w_avg (latent_avg): estimating it as the mean of '
@@ -339,12 +344,17 @@ def main(argv=None):
   parser.add_argument('dst', help='output directory')
   parser.add_argument('--network', default='G_ema', choices=('G_ema', 'G'),
                       help='which NVlabs generator to take (default G_ema)')
+  parser.add_argument('--verbose', action='store_true',
+                      help='show the traceback of an error')
   args = parser.parse_args(argv)
   try:
     config = convert(args.src, args.dst, network=args.network)
   except (ConversionError, torch_format.TorchFileError,
-          torch_format.ForbiddenGlobalError, FileNotFoundError) as e:
-    print(f'error: {e}', file=sys.stderr)
+          torch_format.ForbiddenGlobalError, OSError) as e:
+    if errors.verbose(argv):
+      raise
+    print(f'Error: {errors.one_line(e)} (--verbose shows the traceback)',
+          file=sys.stderr)
     return 1
   print(f'wrote {args.dst}: {config}')
   return 0

@@ -133,7 +133,7 @@ def apply_demo(config):
 
 # The matched-prior experiment (`:matched`): every scheme on images drawn
 # from one fixed generator G0, which GenerativeJSCC and InverseJSCC also get
-# as their prior. README "Matched-prior experiment".
+# as their prior. docs/matched-prior.md.
 
 #: SNRs of the matched experiment's evaluation.
 MATCHED_SNRS_DB = (-5.0, 0.0, 5.0)

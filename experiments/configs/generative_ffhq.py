@@ -80,8 +80,10 @@ def get_config(arg=None):
   config.train_snr_db = (-5.0, 5.0)
   # lambda of MSE + lambda * LPIPS: 0.1 (0 for the demo) unless given.
   lambda_lpips = float(arg.lpips) if arg.lpips else (0.0 if arg.demo else 0.1)
+  # perceptual='dists' trains with DISTS in LPIPS's place (same lambda).
   config.loss = ml_collections.ConfigDict(dict(lambda_lpips=lambda_lpips,
-                                               lpips_net="vgg"))
+                                               lpips_net="vgg",
+                                               perceptual="lpips"))
   config.adversarial = ml_collections.ConfigDict(dict(
       enabled=arg.adversarial, weight=0.01, r1_gamma=10.0, r1_interval=16,
       lr=2e-3, b1=0.0, b2=0.99, channel_base=16384, channel_max=512))

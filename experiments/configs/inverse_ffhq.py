@@ -20,24 +20,15 @@ Arguments (`--config=inverse_ffhq:ARG`, comma separated):
                 'generator' at 64x64, `common.matched_data`) restored with
                 G0 itself as the prior (generator_from_data); set
                 --config.deepjscc_checkpoint to the deepjscc_ffhq:matched
-                run. SNR -5, 0, 5 dB; LPIPS-AlexNet in the search; README
-                "Matched-prior experiment".
+                run. SNR -5, 0, 5 dB; LPIPS-AlexNet in the search;
+                docs/matched-prior.md.
 
-The ILO defaults (`config.ilo`) are those of the official ILO code: the
-Gaussianised latent space (`latent_space='z_proxy'`: one z ~ N(0, I) per W+
-row, w = lrelu_0.2(std * z + mean) with PULSE's fit of the mapping network,
-cached as gaussian_fit.npz beside the weights or in OUTPUT_DIR, z rows kept
-on their spheres), rounds of [50, 50, 25, 25] Adam steps at lr 0.1 with
-warm-up and cosine ramp-down, MSE + 1.0 * LPIPS(VGG, at most 256x256) +
-0.01 * geocross on the z rows of round 0 (`geocross_rounds='first'`), noise
-maps kept at their norms, the best iterate by MSE, scored with one fixed
-channel realisation per image (`best_by_draws` for the mean over more;
-`best_by='last'` for the final iterate). `latent_space='w_plus'` searches
-W+ from w_avg instead; `lpips_target='generator'` compares G rather than
-A(G) with the received image; `start_block` is ILO's start_layer. Where we
-differ from ILO's code: gjscc_jax/inverse/ilo.py and the README. The L1-ball
-radii are off (None); set one value per round, or one for all, e.g.
---config.ilo.latent_radius='(100.,1000.,6000.,6000.)' or '(100.,)'.
+The ILO defaults (`config.ilo`) are those of the official ILO code
+(`latent_space='z_proxy'`, rounds of [50, 50, 25, 25] Adam steps at lr 0.1,
+MSE + 1.0 * LPIPS(VGG) + 0.01 * geocross, the best iterate by MSE); the
+z-proxy fit is cached as gaussian_fit.npz beside the weights or in
+OUTPUT_DIR. What each `config.ilo` field does and where we differ from
+ILO's code: docs/inverse.md.
 `save_latents=True` writes each image's chosen latents, noise maps and
 feature map to OUTPUT_DIR/snr_<s>dB/latents/<i>.npz
 (gjscc_jax.inverse.latents re-renders them).

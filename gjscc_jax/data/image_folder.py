@@ -236,6 +236,11 @@ class _FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         skipped.append(relative)
         continue
       yield key, {"image": png, "file_name": relative}
+    if skipped and len(skipped) == len(files):
+      raise ValueError(
+          f"None of the {len(files)} image file(s) of the {split!r} split of "
+          f"{root} could be read: {', '.join(skipped)}. Replace them with "
+          "readable images (PNG, JPEG, ...) or point to another folder.")
     if skipped:
       logging.warning(
           "Skipped %d unreadable image(s) of %d in the %r split of %s: %s",

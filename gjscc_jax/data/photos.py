@@ -11,6 +11,7 @@ deterministic: the same input bytes give the same output bytes.
 import io
 import os
 
+import numpy as np
 from PIL import Image
 from PIL import ImageOps
 
@@ -26,7 +27,10 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
   """Decodes an image file to an RGB `PIL.Image`, upright.
 
   Applies the EXIF orientation tag, replicates grey levels to three channels and
-  drops an alpha channel (source photos are opaque).
+  drops an alpha channel (source photos are opaque). High bit depths are
+  scaled to 8 bits, not clipped: 16-bit integer modes (`I;16*`, and `I`
+  with values in 0..65535) by `round(v / 257)`, float mode `F` with values
+  in [0, 1] by `round(255 v)`.
 
   Args:
     path: An image file Pillow can decode (PNG, JPEG, WebP, BMP, TIFF, ...).
@@ -36,12 +40,36 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
 
   Raises:
     One of `UNREADABLE_IMAGE_ERRORS` if the file cannot be decoded in full
-    (for example a truncated JPEG).
+    (for example a truncated JPEG), or `ValueError` for integer values
+    outside 0..65535 or float values outside [0, 1] (no scale is known).
   """
   with Image.open(path) as image:
     image.load()
     upright = ImageOps.exif_transpose(image)
-    return upright.convert("RGB")
+    return to_8bit(upright).convert("RGB")
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+  """`image` with 16-bit integer or float grey levels scaled to mode 'L'
+  (see `open_rgb`); other modes are returned as they are."""
+  mode = image.mode
+  if not (mode == "I" or mode.startswith("I;16") or mode == "F"):
+    return image
+  values = np.asarray(image).astype(np.float64)
+  if mode == "F":
+    if not (np.all(np.isfinite(values)) and values.min() >= 0 and
+            values.max() <= 1):
+      raise ValueError(f"float (mode F) pixel values in [{values.min():g}, "
+                       f"{values.max():g}], not [0, 1]: no known scale to 8 "
+                       "bits")
+    scaled = values * 255
+  else:
+    if values.min() < 0 or values.max() > 65535:
+      raise ValueError(f"32-bit integer pixel values in [{values.min():g}, "
+                       f"{values.max():g}], beyond 16 bits: no known scale "
+                       "to 8 bits")
+    scaled = values / 257
+  return Image.fromarray(np.round(scaled).astype(np.uint8), "L")
 
 
 def center_crop_square(image: Image.Image) -> Image.Image:

@@ -202,9 +202,10 @@ def train_loader(data_config, *, global_batch_size: int, seed: int,
   batches = grain.MapDataset.range(start_step, _MAX_BATCHES).map(
       _ProcessBatch(source, stream, global_batch_size, shard_index * rows,
                     rows, data_config.resolution))
-  read = grain.ReadOptions(
-      num_threads=data_config.read_threads,
-      prefetch_buffer_size=max(1, data_config.prefetch_buffer_size // rows))
+  prefetch = max(1, data_config.prefetch_buffer_size // rows)
+  # grain uses at most `prefetch` reading threads (and warns when asked for more).
+  read = grain.ReadOptions(num_threads=min(data_config.read_threads, prefetch),
+                           prefetch_buffer_size=prefetch)
   dataset = batches.to_iter_dataset(read)
   if data_config.num_workers > 0:
     if not flags.FLAGS.is_parsed():

@@ -6,14 +6,26 @@ r"""Prepares a dataset once, ahead of training (command line).
 writes `~/tensorflow_datasets/gjscc_celebahq/512px/1.0.0/` (or under
 `--tfds_dir`), then prints the split sizes and any unreadable file it skipped.
 Training with the same `config.data.{name,resolution,tfds_dir}` reads these
-files; running the command again returns at once.
+files; running the command again returns at once. An error prints one line
+with its cause and fix (`gjscc_jax.errors`; --verbose for the traceback),
+naming this command's flags.
 """
+
+import re
 
 from absl import app
 from absl import flags
 
+from gjscc_jax import errors
 from gjscc_jax.data import config as config_lib
 from gjscc_jax.data import sources
+
+_VERBOSE = flags.DEFINE_bool(
+    "verbose", False, "Show the Python traceback of errors (also "
+    "GJSCC_VERBOSE=1).")
+#: Data-config flags of the training command and this command's names.
+_TRAINING_FLAG = re.compile(r"(--config\.data\.|data_config\.)(name|image_dir|"
+                            r"resolution|tfds_dir|test_fraction)\b")
 
 _NAME = flags.DEFINE_enum("name", "celebahq", config_lib.DATASET_NAMES,
                           "Dataset to prepare.")
@@ -28,7 +40,16 @@ _TEST_FRACTION = flags.DEFINE_float(
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  try:
+    _prepare()
+  except errors.USER_ERRORS as e:
+    # The library's messages name the training command's flags.
+    raise type(e)(_TRAINING_FLAG.sub(r"--\2", errors.one_line(e))) from e
+
+
+def _prepare():
   data_config = config_lib.default_data_config()
   data_config.name = _NAME.value
   data_config.image_dir = _IMAGE_DIR.value
@@ -48,4 +69,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(errors.guarded(main))

@@ -14,12 +14,15 @@ and its summary rows in one table. A run is named by `LABEL=SOURCE`:
   recomputed; `DIR:deepjscc` selects the rows of the DeepJSCC
   reconstructions the search started from instead;
 * a separation output directory (`python -m experiments.separation`): its
-  rows are read;
+  rows are read (with `--link=ldpc`, the codec + 5G LDPC + QAM envelope);
 * `separation:CODEC[:KEY=VALUE,...]`: the separation baseline computed on
   the test set and channel, at every bandwidth ratio of the other runs, or
   at the ratios given as `bcr=` (repeatable); other keys are `headers`,
   `fallback`, `outage`, `realisations` and `exhaustive`
   (`gjscc_jax.separation.evaluate`).
+
+A directory's kind is its `run.json`'s (`gjscc_jax.run_record`; older
+directories by their files), read by that kind's entry of `READERS`.
 
 Results read from a directory were computed by another command: `collect`
 checks that they used the comparison's test images and channel and raises,
@@ -41,7 +44,8 @@ import ml_collections
 
 from gjscc_jax import channel as channel_lib
 from gjscc_jax.data import config as data_config_lib
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
+from gjscc_jax import run_record
 from gjscc_jax.evaluation import runner
 from gjscc_jax.train import runs as runs_lib
 
@@ -195,53 +199,46 @@ def parse_separation(label, spec):
   return Run(label, "separation", spec, config)
 
 
-def parse_run(value):
-  """The `Run` of a `LABEL=SOURCE` string (see the module docstring).
+def _no_select(value, select):
+  if select:
+    raise ValueError(f"--run={value}: ':{select}' only selects a scheme of "
+                     "an InverseJSCC output directory.")
 
-  Raises:
-    ValueError: naming the fix, when SOURCE is none of the accepted kinds.
-  """
-  label, sep, source = value.partition("=")
-  if not sep or not label or not source:
-    raise ValueError(f"--run={value!r} must be LABEL=SOURCE (a training "
-                     "workdir, an InverseJSCC or separation output directory, "
-                     "or separation:CODEC).")
-  if source.startswith(SEPARATION_PREFIX):
-    return parse_separation(label, source)
-  select = None
-  if not os.path.isdir(source) and ":" in source:
-    source, _, select = source.rpartition(":")
-  if not os.path.isdir(source):
-    raise FileNotFoundError(f"--run={value}: {source!r} is not a directory.")
-  if os.path.exists(os.path.join(source, "config.json")):
-    config = runs_lib.read_config(source)
-    if select:
-      raise ValueError(f"--run={value}: ':{select}' only selects a scheme of "
-                       "an InverseJSCC output directory.")
-    return Run(label, "training", source, config,
-               trained_channel=_channel_of(config.get("channel")).name())
-  run_config = os.path.join(source, "run_config.json")
+
+def _summary_rows(value, source):
+  """The rows of a finished output directory's `summary.json`."""
   summary = os.path.join(source, "summary.json")
-  if not os.path.exists(run_config) or not os.path.exists(summary):
+  if not os.path.exists(summary):
     raise FileNotFoundError(
-        f"--run={value}: {source!r} is neither a training run (config.json), "
-        "nor an InverseJSCC or separation output directory (run_config.json "
-        "and summary.json; rerun the command that writes it to finish it).")
-  settings = _read_json(run_config)
-  rows = report.read_rows(summary)
+        f"--run={value}: {source!r} has no summary.json yet (rerun the "
+        "command that writes it to finish it).")
+  return report.read_rows(summary)
+
+
+def _read_training(label, source, select, value):
+  """A training run: its checkpoint is swept here."""
+  _no_select(value, select)
+  config = runs_lib.read_config(source)
+  return Run(label, "training", source, config,
+             trained_channel=_channel_of(config.get("channel")).name())
+
+
+def _read_separation(label, source, select, value):
+  """A separation output directory: its rows are read."""
+  _no_select(value, select)
+  _summary_rows(value, source)
+  settings = _read_json(os.path.join(source, "run_config.json"))
+  return Run(label, "separation_output", source, settings,
+             test_set=TestSet(_data_config(settings["data"]),
+                              settings["split"], settings["num_images"]),
+             channel=_channel_of(settings["channel"]))
+
+
+def _read_inversejscc(label, source, select, value):
+  """An InverseJSCC output directory: the rows of `select` are read."""
+  rows = _summary_rows(value, source)
+  settings = _read_json(os.path.join(source, "run_config.json"))
   count = max((r["n"] for r in rows), default=0)
-  if settings.get("scheme") == "separation":
-    if select:
-      raise ValueError(f"--run={value}: ':{select}' only selects a scheme of "
-                       "an InverseJSCC output directory.")
-    channel = _channel_of(settings["channel"])
-    return Run(label, "separation_output", source, settings,
-               test_set=TestSet(_data_config(settings["data"]),
-                                settings["split"], settings["num_images"]),
-               channel=channel)
-  if "ilo" not in settings:
-    raise ValueError(f"--run={value}: {run_config} is neither an InverseJSCC "
-                     "nor a separation output's.")
   select = select or "inversejscc"
   if select not in INVERSE_SCHEMES:
     raise ValueError(f"--run={value}: ':{select}' must be one of "
@@ -259,12 +256,58 @@ def parse_run(value):
              channel=channel, trained_channel=trained)
 
 
+#: How each kind of output directory (`run.json`'s `kind`, see
+#: `gjscc_jax.run_record`) is read: `reader(label, source, select, value)`
+#: returns its `Run`. A new kind of directory adds its reader here.
+READERS = {
+    run_record.TRAINING: _read_training,
+    run_record.SEPARATION: _read_separation,
+    run_record.INVERSEJSCC: _read_inversejscc,
+}
+
+
+def parse_run(value):
+  """The `Run` of a `LABEL=SOURCE` string (see the module docstring).
+
+  A directory is read by the reader of its kind (`READERS`, keyed by
+  `gjscc_jax.run_record.kind_of`).
+
+  Raises:
+    ValueError: naming the fix, when SOURCE is none of the accepted kinds.
+  """
+  label, sep, source = value.partition("=")
+  if not sep or not label or not source:
+    raise ValueError(f"--run={value!r} must be LABEL=SOURCE (a training "
+                     "workdir, an InverseJSCC or separation output directory, "
+                     "or separation:CODEC).")
+  if source.startswith(SEPARATION_PREFIX):
+    return parse_separation(label, source)
+  select = None
+  if not os.path.isdir(source) and ":" in source:
+    source, _, select = source.rpartition(":")
+  if not os.path.isdir(source):
+    raise FileNotFoundError(f"--run={value}: {source!r} is not a directory.")
+  kind, _ = run_record.kind_of(source)
+  if kind is None:
+    raise FileNotFoundError(
+        f"--run={value}: {source!r} is neither a training run (config.json), "
+        "nor an InverseJSCC or separation output directory (run.json, or "
+        "run_config.json and summary.json; rerun the command that writes it "
+        "to finish it).")
+  if kind not in READERS:
+    raise ValueError(f"--run={value}: {source!r} is a {kind!r} directory, "
+                     f"which a comparison cannot read (it reads "
+                     f"{', '.join(READERS)}).")
+  return READERS[kind](label, source, select, value)
+
+
 def reference(runs, data_overrides=None, channel_overrides=None, split=None,
               num_images=None):
   """The comparison's `(TestSet, TestChannel)`.
 
   Each field is the override when given, else that of the first run that
-  has one (in order: a training run's data, `eval.split`,
+  has one (training runs at different resolutions need the resolution
+  override: a ValueError names them otherwise) (in order: a training run's data, `eval.split`,
   `eval.num_images` and channel; an output directory's), else the default
   (`default_data_config()`, the test split, AWGN).
 
@@ -289,6 +332,14 @@ def reference(runs, data_overrides=None, channel_overrides=None, split=None,
                        base.test_set.split, base.test_set.num_images)
   data_overrides = {k: v for k, v in (data_overrides or {}).items()
                     if v is not None}
+  trained_at = {f"{r.label} ({r.source}): {r.config.data.resolution}px": None
+                for r in runs if r.kind == "training"}
+  resolutions = {r.config.data.resolution for r in runs if r.kind == "training"}
+  if len(resolutions) > 1 and "resolution" not in data_overrides:
+    raise ValueError(
+        "The training runs work at different resolutions ("
+        f"{'; '.join(trained_at)}): pass --data.resolution=N to test every "
+        "run at N px (the first run's would otherwise apply to all).")
   if set(data_overrides) - {"tfds_dir"} or split is not None:
     test_set.num_images = None  # Other images: the base's count is moot.
   for key, value in data_overrides.items():
@@ -359,6 +410,8 @@ class Settings:
     lpips_nets: LPIPS backbones reported.
     step: checkpoint step of training runs (None: the latest).
     num_examples: reconstructions kept per SNR for image grids.
+    perception: an `evaluation.perception.Perception` (DISTS, FID, KID of
+      training runs), or None.
   """
   snrs_db: tuple
   realisations: int = 2
@@ -367,10 +420,20 @@ class Settings:
   lpips_nets: tuple = ("vgg", "alex")
   step: Optional[int] = None
   num_examples: int = 8
+  perception: Optional[object] = None
+
+
+def _loss_columns(config):
+  """`lambda_lpips` (the LPIPS weight of a training run's loss, the
+  perception-distortion plots' parameter), when its config has one."""
+  loss = config.get("loss") or {}
+  if "lambda_lpips" not in loss:
+    return {}
+  return dict(lambda_lpips=float(loss["lambda_lpips"]))
 
 
 def _evaluate_training(run, test_set, channel, settings, output_dir, mesh,
-                       lpips, columns):
+                       lpips, columns, perception=None):
   overrides = {f"data.{k}": v for k, v in test_set.data.items()
                if k in run.config.data}
   overrides.update(channel.overrides())
@@ -389,7 +452,7 @@ def _evaluate_training(run, test_set, channel, settings, output_dir, mesh,
                      f"{_slug(run.label)}_{_rho_slug(scheme.bandwidth_ratio)}")
   return runner.evaluate_params(config, scheme, params, mesh, out,
                                 label=run.label, lpips=lpips,
-                                columns=columns)
+                                columns=columns, perception=perception)
 
 
 def _evaluate_separation(run, bcr, test_set, channel, settings, output_dir,
@@ -463,7 +526,7 @@ def collect(runs, test_set, channel, settings, output_dir, *, mesh=None,
   snrs = tuple(float(s) for s in settings.snrs_db)
   settings = dataclasses.replace(settings, snrs_db=snrs)
   mesh = sharding.make_mesh() if mesh is None else mesh
-  lpips = None
+  lpips = perception = None
   per_run, records = {}, {}
   for i, run in enumerate(runs):
     if run.kind == "separation":
@@ -473,10 +536,13 @@ def collect(runs, test_set, channel, settings, output_dir, *, mesh=None,
     if run.kind == "training":
       if lpips is None:
         lpips = runner.lpips_metrics(settings.lpips_nets)
+      if perception is None and settings.perception is not None:
+        perception = (settings.perception, settings.perception.load_params())
       columns = dict(channel=channel.name(),
-                     trained_channel=run.trained_channel)
+                     trained_channel=run.trained_channel,
+                     **_loss_columns(run.config))
       rows = _evaluate_training(run, test_set, channel, settings, output_dir,
-                                mesh, lpips, columns)
+                                mesh, lpips, columns, perception)
       data = run.config.data
       record["trained_on"] = dict(data=data.name, resolution=data.resolution,
                                   channel=run.trained_channel)
@@ -546,4 +612,15 @@ def collect(runs, test_set, channel, settings, output_dir, *, mesh=None,
           "95% Student t over test images, each image's realisations "
           "averaged first"),
       runs=[records[i] for i in range(len(runs))])
+  if settings.perception is not None:
+    record["perception"] = dict(
+        metrics=list(settings.perception.names),
+        inception_weights=settings.perception.inception_weights,
+        fid_kid=("once per (run, SNR) over all test images, first channel "
+                 "realisation, uint8 reconstructions vs originals; ci95 is "
+                 "half the 95% percentile bootstrap interval over images "
+                 f"({settings.perception.num_bootstrap} replicates), "
+                 "ci_low/ci_high its ends; KID also its std over subsets"),
+        computed_for="training runs (swept here); rows read from output "
+                     "directories keep the metrics they were computed with")
   return rows, record

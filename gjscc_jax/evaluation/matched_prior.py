@@ -32,7 +32,7 @@ from gjscc_jax import data as data_lib
 from gjscc_jax import generated_data
 from gjscc_jax import pixels
 from gjscc_jax import sharding
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
 from gjscc_jax.evaluation import runner
 from gjscc_jax.evaluation import spectrum
 from gjscc_jax.train import cost

@@ -12,7 +12,7 @@ import numpy as np
 from gjscc_jax import data as data_lib
 from gjscc_jax import generated_data
 from gjscc_jax import sharding
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
 from gjscc_jax.evaluation import sweep as sweep_lib
 
 
@@ -30,7 +30,8 @@ def lpips_metrics(nets):
 
 
 def evaluate_params(config, scheme, params, mesh, output_dir, *, label,
-                    eval_config=None, lpips=None, columns=None):
+                    eval_config=None, lpips=None, columns=None,
+                    perception=None):
   """Sweeps `params` over `config.eval` SNRs; writes CSV/JSON, plots, grids.
 
   Besides `summary.csv`/`.json`, the metric plots and `grid_<label>.png`,
@@ -48,6 +49,8 @@ def evaluate_params(config, scheme, params, mesh, output_dir, *, label,
     lpips: `(losses, params)` from `lpips_metrics` (default: built from
       `eval.lpips_nets`).
     columns: optional extra columns of every row (e.g. the test channel).
+    perception: optional `(Perception, params)` (`evaluation.perception`):
+      DISTS rows per image, FID/KID rows once per SNR over all images.
 
   Returns:
     The summary rows (see `report.summarize`); `n` is the number of test
@@ -64,9 +67,16 @@ def evaluate_params(config, scheme, params, mesh, output_dir, *, label,
   result = sweep_lib.sweep(
       scheme, params, batches, list(ev.snrs_db), key=jax.random.PRNGKey(ev.seed),
       realisations=ev.realisations, lpips_losses=losses, lpips_params=lpips_params,
-      mesh=mesh, num_examples=ev.num_examples)
+      mesh=mesh, num_examples=ev.num_examples,
+      perception=perception[0] if perception else None,
+      perception_params=perception[1] if perception else None)
   rows = report.summarize(result, scheme=scheme.name, label=label,
                           bcr=scheme.bandwidth_ratio, **(columns or {}))
+  if result.features:
+    rows += perception[0].rows(result.features, result.original_features,
+                               scheme=scheme.name, label=label,
+                               bcr=float(scheme.bandwidth_ratio),
+                               **(columns or {}))
   if jax.process_index() == 0:
     report.write_tables(rows, output_dir)
     write_per_image(result, output_dir)

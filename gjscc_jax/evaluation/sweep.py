@@ -7,11 +7,13 @@ given), so that means and confidence intervals can be formed afterwards.
 """
 
 import dataclasses
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gjscc_jax import faults
 from gjscc_jax import metrics as metrics_lib
 from gjscc_jax import pixels
 from gjscc_jax import sharding as sharding_lib
@@ -30,18 +32,26 @@ class SweepResult:
     examples: {snr_db: uint8 array (k, H, W, 3)}: the first k reconstructions
       (first channel realisation), for image grids.
     originals: uint8 array (k, H, W, 3): the matching originals.
+    features: {snr_db: float32 (num_images, 2048)}: FID Inception features
+      of the uint8 reconstructions of the first realisation, rows as
+      `indices` (empty unless FID/KID were asked for).
+    original_features: float32 (num_images, 2048) of the originals, or None.
   """
   values: dict
   indices: np.ndarray
   examples: dict
   originals: np.ndarray
+  features: dict = dataclasses.field(default_factory=dict)
+  original_features: Optional[np.ndarray] = None
 
 
-def make_eval_fn(scheme, lpips_losses, mesh):
+def make_eval_fn(scheme, lpips_losses, mesh, perception=None):
   """A jitted `(params, images_uint8, snr_db, key, lpips_params) -> (recon, metrics)`.
 
   `lpips_losses` maps a metric name ('lpips_vgg', ...) to a PerceptualLoss
-  whose `.lpips(params, x, y)` gives per-image distances.
+  whose `.lpips(params, x, y)` gives per-image distances; `perception` (an
+  `evaluation.perception.Perception`) adds DISTS, its parameters then
+  under `lpips_params['perception']`.
   """
 
   def evaluate(params, images_u8, snr_db, key, lpips_params):
@@ -55,6 +65,9 @@ def make_eval_fn(scheme, lpips_losses, mesh):
       out["ms_ssim"] = metrics_lib.ms_ssim(recon, images)
     for name, loss in lpips_losses.items():
       out[name] = loss.lpips(lpips_params[name], recon, images)
+    if perception is not None:
+      out.update(perception.per_image(lpips_params["perception"], recon,
+                                      images))
     return pixels.to_uint8(recon), out
 
   batch = sharding_lib.batch_sharding(mesh)
@@ -65,7 +78,7 @@ def make_eval_fn(scheme, lpips_losses, mesh):
 
 def sweep(scheme, params, batches, snrs_db, *, key, realisations=1,
           lpips_losses=None, lpips_params=None, mesh=None, num_examples=8,
-          progress=None):
+          progress=None, perception=None, perception_params=None):
   """Runs the SNR sweep; returns a `SweepResult` (on every process).
 
   Multi-process: every process passes its slice of the same global batches
@@ -91,11 +104,18 @@ def sweep(scheme, params, batches, snrs_db, *, key, realisations=1,
     num_examples: Reconstructions kept per SNR for image grids (those of the
       first images of the split).
     progress: Optional callable(n) told of every processed batch.
+    perception: Optional `evaluation.perception.Perception`: DISTS per
+      image, and the FID Inception features of `SweepResult.features`.
+    perception_params: its `load_params()`.
   """
   mesh = sharding_lib.make_mesh() if mesh is None else mesh
   lpips_losses = lpips_losses or {}
-  lpips_params = lpips_params or {}
-  eval_fn = make_eval_fn(scheme, lpips_losses, mesh)
+  lpips_params = dict(lpips_params or {})
+  if perception is not None:
+    lpips_params["perception"] = perception_params
+  eval_fn = make_eval_fn(scheme, lpips_losses, mesh, perception)
+  features_fn = perception.features_fn() if perception is not None else None
+  feature_rows = {}  # index, original, recon/<s>: this process's features.
   snrs = [float(s) for s in snrs_db]
   rows = {}  # Column name -> list of per-batch arrays (this process's rows).
   kept = {}  # The same for the example images.
@@ -106,6 +126,7 @@ def sweep(scheme, params, batches, snrs_db, *, key, realisations=1,
       table.setdefault(name, []).append(np.asarray(value))
 
   for b, batch in enumerate(batches):
+    faults.maybe_kill(faults.TERM_AT_EVAL_BATCH, b + 1)
     mask = np.asarray(batch["mask"], bool)
     index = np.asarray(batch["index"], np.int32)[mask]
     images = sharding_lib.global_batch(batch["image"], mesh)
@@ -122,6 +143,14 @@ def sweep(scheme, params, batches, snrs_db, *, key, realisations=1,
             realisation=np.full(len(index), r, np.int32), **out)
         if r == 0 and keep:
           examples[f"recon/{s}"] = sharding_lib.host_local(recon)[mask][:keep]
+        if r == 0 and features_fn is not None:
+          feats = features_fn(perception_params, recon)
+          add(feature_rows, **{f"recon/{s}": sharding_lib.host_local(
+              feats)[mask]})
+    if features_fn is not None:
+      feats = features_fn(perception_params, images)
+      add(feature_rows, index=index,
+          original=sharding_lib.host_local(feats)[mask])
     if keep:
       add(kept, index=index[:keep],
           original=np.asarray(batch["image"])[mask][:keep], **examples)
@@ -146,6 +175,14 @@ def sweep(scheme, params, batches, snrs_db, *, key, realisations=1,
                    for s in range(len(snrs))})
   kept = sharding_lib.gather_rows(kept)
   first = np.argsort(kept["index"], kind="stable")[:num_examples]
+  features, original_features = {}, None
+  if features_fn is not None:
+    gathered = sharding_lib.gather_rows(
+        {name: np.concatenate(parts) for name, parts in feature_rows.items()})
+    order = np.argsort(gathered["index"], kind="stable")
+    features = {snr: gathered[f"recon/{s}"][order]
+                for s, snr in enumerate(snrs)}
+    original_features = gathered["original"][order]
   return SweepResult(values, indices, {snr: kept[f"recon/{s}"][first]
                               for s, snr in enumerate(snrs)},
-                     kept["original"][first])
+                     kept["original"][first], features, original_features)

@@ -10,7 +10,10 @@ processes for process 0 to write the summary, plots and grids.
 
 SIGTERM or SIGINT (`gjscc_jax.preemption`): the batch in flight is finished
 and written, then `Preempted` (exit status 75); a rerun does the rest. An
-unreadable record (a half-synced copy) is recomputed, with a warning.
+unreadable record, or one whose PNGs (or latents) do not decode in full (a
+half-synced copy, a truncated file), is recomputed, with a warning naming
+the file. One process at a time writes an output directory (per process
+index; `gjscc_jax.workdir_lock`).
 
 Fault injection (tests): with `GJSCC_FAULT_KILL_AFTER_BATCHES=n` in the
 environment, the process SIGKILLs itself right after writing `n` batches,
@@ -30,7 +33,9 @@ import numpy as np
 
 from gjscc_jax import faults
 from gjscc_jax import preemption
+from gjscc_jax import run_record
 from gjscc_jax import sharding
+from gjscc_jax import workdir_lock
 from gjscc_jax.inverse import forward_operators
 from gjscc_jax.inverse import generator as generator_lib
 from gjscc_jax.inverse import ilo
@@ -245,6 +250,15 @@ def run(config):
   """
   if not config.output_dir:
     raise ValueError("Set --config.output_dir (results and resumable state).")
+  workdir_lock.check_kind(config.output_dir, run_record.INVERSEJSCC,
+                          "--config.output_dir")
+  with workdir_lock.DirectoryLock(config.output_dir, "InverseJSCC run",
+                                  jax.process_index()):
+    return _run(config)
+
+
+def _run(config):
+  """`run` once the output directory is locked."""
   mesh = sharding.make_mesh(devices=jax.local_devices())
   local_devices = jax.local_device_count()
   if config.batch_size % local_devices:

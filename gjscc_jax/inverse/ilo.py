@@ -46,36 +46,10 @@ every step, one fixed channel realisation per image (or the mean over
 The returned `Result` carries the chosen variables, from which
 `render` reproduces the image.
 
-What ILO's code (`ilo_stylegan.py`, `configs/config.yaml`) does and where
-we differ:
-
-* Same: the z proxy and its sphere projection, random `z` and N(0, 1) noise
-  maps at the start, rounds [50, 50, 25, 25] at lr 0.1 with its schedule,
-  MSE + 1.0 * LPIPS-VGG (at most 256 px) + 0.01 * geocross on the latent
-  rows (`latent_z`, not the mapped W), noise maps kept on their spheres,
-  best iterate by MSE, `start_layer` (ours `start_block`), rounds of 0
-  steps.
-* Geocross scope (`geocross_rounds`): ILO's code slices
-  `latent_z[2 * start_layer:]` along the *batch* axis, so at batch 1 only
-  round 0 is regularised (later slices are empty). 'first' reproduces that
-  (the default); 'all' regularises rows `2b` onwards in every round, what
-  the slice appears to intend.
-* LPIPS target (`lpips_target`): ILO's default `lpips_method='fill'`
-  compares the generator image `G` (at 256 px) with the observation filled
-  in by `G`, which for a dense observation is LPIPS(G, y); its 'mask'
-  method compares the measurement, LPIPS(A(G), y). 'generator' and
-  'operator' are those two readings for InverseJSCC's `A`.
-* Selection: ILO keeps the lowest-MSE iterate of the *last* round, scored
-  on the noise-free observation; we keep the best over all rounds, and for
-  a stochastic `A` score with fixed channel keys (above).
-* When round `r > 0` starts at block `b`, the RGB skip image of blocks
-  `0..b-1` is kept, frozen at its value from the end of round `r - 1`;
-  ILO's code drops it. The output therefore is a complete StyleGAN2 image.
-* Noise maps of blocks `b .. b + noise_blocks_ahead` are optimised in round
-  `r` (ILO: noise indices below `5 + 2b`, i.e. blocks up to `b + 2`;
-  noises of earlier blocks have no effect from round `r` on).
-* `start_block > 0`: ILO's code requires restoring a saved run; ours starts
-  from the feature map of the initial latents (as rounds of 0 steps would).
+How this follows the official ILO code (`ilo_stylegan.py`,
+`configs/config.yaml`) and where it differs on purpose (geocross scope,
+LPIPS target, selection, the kept skip image, noise maps per round,
+`start_block > 0`): docs/inverse.md.
 
 Everything is a pure function of one image: `invert_one` runs the whole
 search (each round one `lax.scan` of `round_step`), and `start_search`,

@@ -2,6 +2,7 @@
 
 Layout of an output directory::
 
+  run.json                   what the directory is (`gjscc_jax.run_record`)
   run_config.json            what the results depend on (checked on rerun)
   snr_<s>dB/restored/<i>.png InverseJSCC's restored image i at SNR s
   snr_<s>dB/received/<i>.png the DeepJSCC reconstruction it started from
@@ -37,6 +38,8 @@ from typing import Callable, Sequence
 from absl import logging
 import numpy as np
 from PIL import Image
+
+from gjscc_jax import run_record
 
 #: Name of the file that pins what the outputs were computed with.
 RUN_CONFIG = "run_config.json"
@@ -90,8 +93,9 @@ class OutputStore:
     """The record of image `index` at `snr_db` if it is finished, else None.
 
     A record that exists but cannot be read, or is not this image's (a bad
-    disk, a half-synced copy), is logged as a warning and counts as not
-    finished: the image is recomputed and the record replaced.
+    disk, a half-synced copy), or whose PNGs or latents do not decode in
+    full (a truncated file), is reported in a warning naming the file and
+    counts as not finished: the image is recomputed and its files replaced.
     """
     path = self.record_path(snr_db, index)
     if not os.path.exists(path):
@@ -102,13 +106,38 @@ class OutputStore:
           float(record.get("snr_db")) != float(snr_db)):
         raise ValueError(f"it belongs to image {record.get('image_index')} "
                          f"at {record.get('snr_db')} dB")
-      return record
     except (OSError, ValueError, TypeError, AttributeError) as e:
       logging.warning("Unreadable record %s (%s): recomputing that image.",
                       path, e)
       print(f"WARNING: unreadable record {path} ({e}); recomputing it.",
             flush=True)
       return None
+    for kind in ("restored", "received"):
+      file = self.image_path(snr_db, index, kind)
+      try:
+        with Image.open(file) as image:
+          image.load()
+          if image.size[0] != image.size[1]:
+            raise ValueError(f"a {image.size[0]}x{image.size[1]} image")
+      except (OSError, ValueError, SyntaxError) as e:
+        return self._unreadable(file, e)
+    latents = self.latents_path(snr_db, index)
+    if os.path.exists(latents):
+      try:
+        with np.load(latents) as arrays:
+          for name in arrays.files:
+            arrays[name]  # pylint: disable=pointless-statement
+      except Exception as e:  # pylint: disable=broad-except
+        return self._unreadable(latents, e)  # zipfile, zlib, numpy errors.
+    return record
+
+  def _unreadable(self, path, error):
+    """Warns that `path` does not read back; its image is recomputed."""
+    logging.warning("Unreadable output %s (%s): recomputing that image.",
+                    path, error)
+    print(f"WARNING: unreadable output {path} ({type(error).__name__}: "
+          f"{error}); recomputing that image.", flush=True)
+    return None
 
   def latents_path(self, snr_db: float, index: int) -> str:
     """Path of the saved latents of one image (`inverse.latents`)."""
@@ -153,6 +182,8 @@ class OutputStore:
     """
     path = os.path.join(self.directory, RUN_CONFIG)
     settings = json.loads(json.dumps(settings, sort_keys=True))
+    if run_record.read(self.directory) is None:
+      run_record.write(self.directory, run_record.INVERSEJSCC, __name__)
     if os.path.exists(path):
       with open(path) as f:
         pinned = json.load(f)

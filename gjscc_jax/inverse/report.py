@@ -1,6 +1,6 @@
 """Summaries, plots and progress of an InverseJSCC batch run.
 
-The summary uses the project's report format (`gjscc_jax.evaluation.report`):
+The summary uses the project's report format (`gjscc_jax.results`):
 rows `(scheme, label, bcr, snr_db, metric, mean, ci95, n)` with the mean
 over images and its 95% Student-t confidence half-width, for the restored
 images (scheme 'inversejscc') and the DeepJSCC reconstructions they started
@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from gjscc_jax import sharding
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
 from gjscc_jax.inverse import outputs
 
 SCHEMES = (("inverse", "inversejscc", "InverseJSCC"),

@@ -1,4 +1,5 @@
-"""Losses: LPIPS (VGG16 / AlexNet, v0.1) and the MSE + lambda * LPIPS objective."""
+"""Losses: LPIPS (VGG16 / AlexNet, v0.1), DISTS, and the MSE + lambda * LPIPS
+objective."""
 
 from gjscc_jax.losses.lpips import LPIPS
 from gjscc_jax.losses.lpips_weights import load_lpips_params

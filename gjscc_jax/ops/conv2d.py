@@ -10,9 +10,10 @@ compiles, chosen per convolution when it is traced:
     channels and `WINOGRAD_MIN_TILES` 4x4 output tiles run as Winograd
     F(4x4, 3x3) (`gjscc_jax.ops.winograd`), never under 'highest'
     precision or for bf16 (it rounds differently, ~5e-6 relative);
-  - 3x3 convolutions on maps of `EIGEN_SIDES` and small kernels at any
-    size go to XLA:CPU's Eigen kernel instead of YNNPACK, by padding the
-    input so that the output is taller than the input (XLA leaves such
+  - 3x3 convolutions on maps of `EIGEN_SIDES`, and small kernels and
+    unpadded ones at any size, go to XLA:CPU's Eigen kernel instead of
+    YNNPACK, by padding the input so that the output is taller than the
+    input (XLA leaves such
     convolutions to Eigen) and cropping;
   - input gradients use an explicitly transposed, flipped kernel (custom
     VJP), routed the same way; RGB-sized ones are a matmul plus shifted
@@ -20,7 +21,8 @@ compiles, chosen per convolution when it is traced:
 
   Why: XLA:CPU picks YNNPACK for every convolution it supports, and it is
   the slower kernel for those shapes (`benchmarks/conv_gradient_throughput.py`,
-  `benchmarks/stylegan2_throughput.py`, `benchmarks/lpips_throughput.py`).
+  `benchmarks/stylegan2_throughput.py`, `benchmarks/lpips_throughput.py`,
+  `benchmarks/perception_throughput.py`).
 * `conv_general_dilated` (any strides; DeepJSCC's ``nn.Conv``): the input
   gradient convolves with a physically transposed kernel. Why: autodiff's
   form, a kernel with swapped feature dimensions, runs several times slower
@@ -72,6 +74,8 @@ def _prefers_eigen(x_shape, kernel_shape, padding) -> bool:
     return False  # XLA takes Eigen by itself.
   if kh < 3 and kw < 3:
     return True
+  if padding == ((0, 0), (0, 0)):
+    return True  # Unpadded ("valid"), e.g. Inception's stem: at any size.
   lo, hi = EIGEN_SIDES
   return lo <= h <= hi and lo <= w <= hi
 

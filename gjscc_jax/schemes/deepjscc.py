@@ -3,14 +3,14 @@
 `build(config)` maps `config.model`, `config.channel` and `config.data` onto
 a `DeepJSCC` module and returns the `Scheme` the trainer and the evaluator
 use: its variables are the trained pytree, and its optimiser is
-`config.optimizer` (`gjscc_jax.train.optimizer`).
+`config.optimizer` (`gjscc_jax.schemes.optimizer`).
 """
 
 import jax.numpy as jnp
 
 from gjscc_jax.models.deepjscc import DeepJSCC
 from gjscc_jax.schemes import base
-from gjscc_jax.train import optimizer as optimizer_lib
+from gjscc_jax.schemes import optimizer as optimizer_lib
 
 
 def build(config) -> base.Scheme:

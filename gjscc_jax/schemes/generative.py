@@ -51,7 +51,7 @@ from gjscc_jax import generated_data
 from gjscc_jax.models import generative as generative_lib
 from gjscc_jax.models import stylegan2
 from gjscc_jax.models.stylegan2 import discriminator as disc_lib
-from gjscc_jax.train import optimizer as optimizer_lib
+from gjscc_jax.schemes import optimizer as optimizer_lib
 from gjscc_jax.schemes import base
 
 GENERATOR_TRAINING = ("finetune", "frozen")

@@ -26,7 +26,7 @@ AWGN and fast fading are deterministic given the budget, so they use one
 realisation whatever `realisations` is.
 
 Results are summary rows `(scheme, label, bcr, snr_db, metric, mean, ci95, n)`
-like every other scheme's (`gjscc_jax.evaluation.report`), with
+like every other scheme's (`gjscc_jax.results`), with
 `scheme='separation'`, the image metrics (PSNR, SSIM, MS-SSIM when the images
 have at least 176 pixels a side, LPIPS per backbone) and two more metrics:
 `loss_rate` (fraction of lost images) and `bits_used` (mean payload bits sent
@@ -45,7 +45,7 @@ import numpy as np
 from gjscc_jax import channel as channel_lib
 from gjscc_jax import metrics as metrics_lib
 from gjscc_jax import pixels
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
 from gjscc_jax.separation import capacity
 from gjscc_jax.separation import codecs as codecs_lib
 from gjscc_jax.separation import search as search_lib
@@ -376,7 +376,7 @@ def _evaluate_pairs(codec, pairs, bcr, snrs_db, *, channel, fading, outage,
     raise ValueError("No images to evaluate.")
   per_pair = meter.finish()
   return _assemble(plans, per_pair, snrs, codec, label, bcr, k,
-                   np.asarray(positions), originals, shown_examples)
+                   np.asarray(positions), originals, shown_examples, shape)
 
 
 def _metric_order(name):
@@ -384,8 +384,13 @@ def _metric_order(name):
   return (known.index(name) if name in known else len(known), name)
 
 
+def _stack(images, shape):
+  """`np.stack(images)`, or uint8 `(0, *shape)` when none was kept."""
+  return np.stack(images) if images else np.zeros((0, *shape), np.uint8)
+
+
 def _assemble(plans, per_pair, snrs, codec, label, bcr, k, indices,
-              originals, shown_examples):
+              originals, shown_examples, image_shape):
   metric_names = sorted(per_pair[(0, FALLBACK)], key=_metric_order)
   values, quality, bits, budget, lost = {}, {}, {}, {}, {}
   for s, snr in enumerate(snrs):
@@ -405,12 +410,12 @@ def _assemble(plans, per_pair, snrs, codec, label, bcr, k, indices,
     per_image[snr]["loss_rate"] = lost[snr].astype(np.float64)
     per_image[snr]["bits_used"] = bits[snr].astype(np.float64)
   rows = report.summarize(per_image, scheme=SCHEME, label=label, bcr=rho)
-  examples = {snr: np.stack([row[s] for row in shown_examples])
+  examples = {snr: _stack([row[s] for row in shown_examples], image_shape)
               for s, snr in enumerate(snrs)}
   return SeparationResult(
       rows=rows, label=label, k=k, indices=indices, values=values,
       quality=quality, bits=bits, budget=budget, lost=lost, examples=examples,
-      originals=np.stack(originals))
+      originals=_stack(originals, image_shape))
 
 
 def _split_images(data_config, split, num_images, batch_size):

@@ -3,10 +3,11 @@
 Layout (written by `python -m experiments.separation`, and for each
 separation run of `python -m experiments.evaluate`)::
 
+  run.json           what the directory is (`gjscc_jax.run_record`)
   run_config.json    what the results depend on (`run_settings`)
   summary.csv/.json  mean and 95% confidence interval per SNR and metric,
                      with `loss_rate` and `bits_used` (the report format of
-                     `gjscc_jax.evaluation.report`)
+                     `gjscc_jax.results`)
   <metric>_vs_snr.png
   grid_separation.png  originals above the received images, one row per SNR
   per_image.npz      per SNR and image: codec quality index, payload bits,
@@ -22,7 +23,8 @@ import os
 import numpy as np
 
 from gjscc_jax import channel as channel_lib
-from gjscc_jax.evaluation import report
+from gjscc_jax import results as report
+from gjscc_jax import run_record
 from gjscc_jax.separation import baseline
 
 #: The file recording what the results depend on.
@@ -81,6 +83,8 @@ def write_outputs(result, output_dir, settings):
   os.makedirs(output_dir, exist_ok=True)
   with open(os.path.join(output_dir, RUN_CONFIG), "w") as f:
     json.dump(settings, f, indent=1, sort_keys=True)
+  run_record.write(output_dir, run_record.SEPARATION, __name__,
+                   link=(settings.get("link") or {}).get("kind", "capacity"))
   report.write_tables(result.rows, output_dir)
   paths = report.plot_metrics(result.rows, output_dir)
   report.save_grid(result.originals,

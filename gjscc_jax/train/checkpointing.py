@@ -26,7 +26,10 @@ directory and every step tried.
 """
 
 import dataclasses
+import errno
+import glob
 import os
+import shutil
 from typing import Any
 
 from absl import logging
@@ -35,6 +38,8 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+
+from gjscc_jax import errors
 
 #: Subdirectory of the checkpoint directory that holds quarantined steps.
 CORRUPT_DIR = "corrupt"
@@ -50,8 +55,44 @@ _CONFIG_NAMES = dict(
     stream_version="the version of the data-stream definition")
 
 
-class RestoreError(RuntimeError):
+class RestoreError(errors.UserError):
   """No checkpoint of a directory restores (the message lists each step)."""
+
+
+class DiskFull(errors.UserError):
+  """A checkpoint could not be written: no space left (or quota exceeded)."""
+
+
+def _is_disk_full(error):
+  """Whether `error` (or an error it wraps) is ENOSPC / EDQUOT."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC,
+                                                      errno.EDQUOT):
+      return True
+    if any(text in str(error) for text in ("No space left on device",
+                                           "Disk quota exceeded")):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def _mount_of(path):
+  """`(mount point, device)` of the file system holding `path`."""
+  path = os.path.realpath(path)
+  while not os.path.ismount(path):
+    path = os.path.dirname(path)
+  device = "?"
+  try:
+    with open("/proc/mounts") as f:
+      for line in f:
+        fields = line.split()
+        if len(fields) > 1 and fields[1] == path:
+          device = fields[0]
+  except OSError:
+    pass
+  return path, device
 
 
 @dataclasses.dataclass
@@ -136,6 +177,7 @@ class Checkpointer:
   def __init__(self, directory, *, save_every, keep=3, asynchronous=True):
     self.directory = os.path.abspath(directory)
     self.save_every = save_every
+    self._saving = None  # The step of the last save started.
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, create=True,
         enable_async_checkpointing=asynchronous)
@@ -166,11 +208,39 @@ class Checkpointer:
       return False
     meta = dict(meta or {}, step=int(step), process_count=jax.process_count(),
                 state_checksums=state_checksums(state))
-    self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-                      force=True)
+    try:
+      self.manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+                        force=True)
+    except Exception as e:  # pylint: disable=broad-except
+      self._raise_if_disk_full(e, step)
+      raise
+    self._saving = int(step)
     logging.info("Checkpoint of step %d started in %s", step, self.directory)
     return True
+
+  def _raise_if_disk_full(self, error, step):
+    """Removes the partial step and raises `DiskFull` if `error` says the
+    disk is full; returns otherwise."""
+    if not _is_disk_full(error):
+      return
+    if jax.process_index() == 0:
+      for partial in glob.glob(os.path.join(self.directory,
+                                            "*.orbax-checkpoint-tmp*")):
+        shutil.rmtree(partial, ignore_errors=True)
+    try:
+      self.manager.reload()
+      intact = [s for s in self.all_steps() if s != step]
+    except Exception:  # pylint: disable=broad-except
+      intact = sorted(int(n) for n in os.listdir(self.directory) if n.isdigit())
+    mount, device = _mount_of(self.directory)
+    raise DiskFull(
+        f"No space left on {device} (mounted on {mount}) while writing the "
+        f"checkpoint of step {step if step is not None else '?'} to "
+        f"{self.directory}; its partial "
+        "directory was removed; intact checkpoints: "
+        f"{', '.join(map(str, intact)) or 'none'}. Free space, then rerun "
+        "the same command to resume.") from None
 
   def _restore_step(self, step, abstract_state):
     items = dict(state=ocp.args.StandardRestore(abstract_state))
@@ -213,7 +283,13 @@ class Checkpointer:
       FileNotFoundError: If there is no checkpoint.
       RestoreError: If no candidate step restores; lists each step's error.
     """
-    candidates = [step] if step is not None else self.all_steps()[::-1]
+    saved = self.all_steps()
+    if step is not None and step not in saved:
+      raise FileNotFoundError(
+          f"There is no checkpoint of step {step} in {self.directory}; the "
+          f"steps saved are: {', '.join(map(str, saved)) or 'none'}. Pass "
+          "one of them, or no step for the newest.")
+    candidates = [step] if step is not None else saved[::-1]
     if not candidates:
       raise FileNotFoundError(f"No checkpoint in {self.directory}.")
     failures = []
@@ -233,8 +309,10 @@ class Checkpointer:
         return restored
       logging.warning("Checkpoint step %d in %s does not restore: %s",
                       candidate, self.directory, _first_line(error))
-      print(f"WARNING: checkpoint step {candidate} in {self.directory} does not "
-            f"restore ({_first_line(error)}); trying an older one.", flush=True)
+      if candidate != candidates[-1]:
+        print(f"WARNING: checkpoint step {candidate} in {self.directory} does "
+              f"not restore ({_first_line(error)}); trying an older one.",
+              flush=True)
       failures.append((candidate, error))
     raise RestoreError(
         f"No checkpoint in {self.directory} restores (steps tried: "
@@ -264,8 +342,18 @@ class Checkpointer:
     self.manager.reload()
 
   def wait(self):
-    """Blocks until pending asynchronous saves are committed."""
-    self.manager.wait_until_finished()
+    """Blocks until pending asynchronous saves are committed.
+
+    Raises:
+      DiskFull: naming the device and the intact steps, when the disk
+        filled up (the partial step directory is removed).
+    """
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      self._raise_if_disk_full(e, self._saving)
+      raise
+    self._saving = None
 
   def close(self):
     self.manager.close()

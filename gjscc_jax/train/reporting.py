@@ -22,15 +22,26 @@ class MetricWriter:
 
   TensorBoard files are written by tensorboardX (no TensorFlow needed); view
   them with `tensorboard --logdir WORKDIR/tensorboard`.
+
+  Args:
+    workdir: The run directory.
+    enabled: Whether to write (default: on process 0 only).
+    resume_step: The step the run (re)starts from: records of later steps
+      (and the final sweep's of this step), written before a kill and about
+      to be recomputed, are dropped from `metrics.jsonl` first
+      (`truncate_records`), so each step appears once.
   """
 
-  def __init__(self, workdir, enabled=None):
+  def __init__(self, workdir, enabled=None, resume_step=None):
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self._jsonl = self._tb = None
     if not self.enabled:
       return
     os.makedirs(workdir, exist_ok=True)
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    path = os.path.join(workdir, "metrics.jsonl")
+    if resume_step is not None and os.path.exists(path):
+      truncate_records(path, resume_step)
+    self._jsonl = open(path, "a")
     try:
       from tensorboardX import SummaryWriter
       self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
@@ -55,6 +66,35 @@ class MetricWriter:
       self._jsonl.close()
     if self._tb is not None:
       self._tb.close()
+
+
+def truncate_records(path, last_step):
+  """Keeps the records of `path` up to `last_step`, atomically (a temporary
+  file renamed over it): training records of steps <= `last_step`, others
+  (the final sweep's) of steps < `last_step`, as a resumed run rewrites
+  those; a torn last line is dropped too."""
+  kept, dropped = [], 0
+  with open(path) as f:
+    for line in f:
+      try:
+        record = json.loads(line)
+        step = int(record["step"])
+        keep = step < last_step or (step == last_step and
+                                    record.get("split") == "train")
+      except (ValueError, KeyError, TypeError):
+        keep = False
+      if keep:
+        kept.append(line if line.endswith("\n") else line + "\n")
+      else:
+        dropped += 1
+  if not dropped:
+    return
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.writelines(kept)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
 
 
 class ProgressBar:

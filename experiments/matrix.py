@@ -9,7 +9,15 @@ in order, each a `Step` of the project's own command lines:
    `deepjscc_ffhq`), GenerativeJSCC training (`generative_ffhq` with the
    converted StyleGAN2), InverseJSCC on that DeepJSCC run
    (`experiments.invert`, `inverse_ffhq`), and the separation baseline per
-   codec (`experiments.separation`);
+   codec (`experiments.separation`), with the 'digital' scheme also over
+   5G LDPC + QAM (`experiments.separation --link=ldpc`; not a default
+   scheme: ask for it with `--schemes=...,digital`);
+   With `lambdas` (the perception-distortion sweep), each trained scheme
+   (DeepJSCC, GenerativeJSCC) is trained once per lambda of its loss
+   MSE + lambda * LPIPS (`--config.loss.lambda_lpips`), each in its own
+   run directory `<scheme>_<rho>_lambda<lambda>`, labelled
+   '<Scheme> (λ <lambda>)'; InverseJSCC restores the DeepJSCC run of the
+   first lambda;
 3. `experiments.evaluate` over all of them: the same test images (the first
    `num_images` of the test split) and channel for every scheme, PSNR /
    SSIM / LPIPS vs SNR with a panel per rho, and metric vs rho.
@@ -37,7 +45,9 @@ from typing import Optional, Sequence
 from gjscc_jax import channel as channel_lib
 
 #: The schemes a matrix can hold.
-SCHEMES = ("deepjscc", "generative", "inverse", "separation")
+SCHEMES = ("deepjscc", "generative", "inverse", "separation", "digital")
+#: The schemes a matrix holds unless told otherwise.
+DEFAULT_SCHEMES = ("deepjscc", "generative", "inverse", "separation")
 #: Defaults per scale.
 SCALES = {
     "paper": dict(rhos=("1/768", "1/384", "1/192"),
@@ -86,6 +96,8 @@ class Matrix:
     invert_flags: more flags of every `experiments.invert` command.
     separation_flags: more flags of every `experiments.separation` command.
     evaluate_flags: more flags of the `experiments.evaluate` command.
+    lambdas: LPIPS weights of the trained schemes' losses, one training
+      run per scheme, lambda and rho (None: one run with the config's).
   """
   output_dir: str
   scale: str = "paper"
@@ -97,7 +109,7 @@ class Matrix:
   resolution: Optional[int] = None
   weights: Optional[str] = None
   num_images: Optional[int] = None
-  schemes: Sequence[str] = SCHEMES
+  schemes: Sequence[str] = DEFAULT_SCHEMES
   codecs: Optional[Sequence[str]] = None
   lpips: Optional[Sequence[str]] = None
   realisations: Optional[int] = None
@@ -107,6 +119,7 @@ class Matrix:
   invert_flags: Sequence[str] = ()
   separation_flags: Sequence[str] = ()
   evaluate_flags: Sequence[str] = ()
+  lambdas: Optional[Sequence[float]] = None
 
   def resolved(self):
     """A copy with the scale's defaults filled in, checked.
@@ -134,6 +147,16 @@ class Matrix:
                        "to the schemes.")
     for rho in m.rhos:
       channel_lib.latent_channels_for_bcr(rho, downsampling=DOWNSAMPLING)
+    if m.lambdas is not None:
+      lambdas = [float(l) for l in m.lambdas]
+      if (not lambdas or any(not l >= 0 for l in lambdas)
+          or len(set(lambdas)) != len(lambdas)):
+        raise ValueError(f"lambdas={list(m.lambdas)}: give distinct LPIPS "
+                         "weights >= 0, e.g. --lambdas=0,0.01,0.1,1.")
+      if not {"deepjscc", "generative"} & set(m.schemes):
+        raise ValueError("--lambdas sweeps the trained schemes' loss: add "
+                         "deepjscc or generative to the schemes.")
+      m = dataclasses.replace(m, lambdas=tuple(lambdas))
     if (m.scale == "paper" and not m.weights and
         {"generative", "inverse"} & set(m.schemes)):
       raise ValueError(
@@ -143,7 +166,7 @@ class Matrix:
     if m.data != "sample" and not m.image_dir and not m.tfds_dir:
       raise ValueError(
           f"data={m.data!r} needs --image_dir (the folder of its images) or "
-          "--tfds_dir holding it prepared; see README 'Data'.")
+          "--tfds_dir holding it prepared; see docs/data.md.")
     return m
 
 
@@ -168,6 +191,11 @@ class Step:
 def rho_name(rho):
   """'1_192' for '1/192': the rho part of directory and step names."""
   return str(channel_lib.parse_ratio(rho)).replace("/", "_")
+
+
+def lambda_name(lam):
+  """'lambda0.01' for 0.01: the lambda part of directory and step names."""
+  return f"lambda{float(lam):g}"
 
 
 def _data_flags(m, prefix):
@@ -213,25 +241,30 @@ def plan(matrix):
   for rho in m.rhos:
     r = rho_name(rho)
     arg = f"bcr={rho}" + (",demo" if demo else "")
-    if "deepjscc" in m.schemes:
-      workdir = os.path.join(root, f"deepjscc_{r}")
-      steps.append(Step(f"deepjscc_{r}", _module(
-          "experiments.train", f"--config=deepjscc_ffhq:{arg}",
-          f"--workdir={workdir}", *train_common, *m.deepjscc_flags), workdir))
-      runs.append((LABELS["deepjscc"], workdir))
-    if "generative" in m.schemes:
-      workdir = os.path.join(root, f"generative_{r}")
-      weights = f",weights={m.weights}" if m.weights else ""
-      steps.append(Step(f"generative_{r}", _module(
-          "experiments.train", f"--config=generative_ffhq:{arg}{weights}",
-          f"--workdir={workdir}", *train_common, *m.generative_flags),
-          workdir))
-      runs.append((LABELS["generative"], workdir))
+    for scheme, config, extra in (
+        ("deepjscc", "deepjscc_ffhq", m.deepjscc_flags),
+        ("generative", "generative_ffhq", m.generative_flags)):
+      if scheme not in m.schemes:
+        continue
+      weights = (f",weights={m.weights}"
+                 if scheme == "generative" and m.weights else "")
+      for lam in m.lambdas or (None,):
+        name = f"{scheme}_{r}" + ("" if lam is None
+                                  else f"_{lambda_name(lam)}")
+        loss = ([] if lam is None
+                else [f"--config.loss.lambda_lpips={float(lam)!r}"])
+        workdir = os.path.join(root, name)
+        steps.append(Step(name, _module(
+            "experiments.train", f"--config={config}:{arg}{weights}",
+            f"--workdir={workdir}", *train_common, *loss, *extra), workdir))
+        runs.append((LABELS[scheme] + ("" if lam is None
+                                       else f" (λ {float(lam):g})"), workdir))
     if "inverse" in m.schemes:
       out = os.path.join(root, f"inverse_{r}")
       flags = [f"--config=inverse_ffhq{':demo' if demo else ''}",
                "--config.deepjscc_checkpoint="
-               + os.path.join(root, f"deepjscc_{r}"),
+               + os.path.join(root, f"deepjscc_{r}" + (
+                   f"_{lambda_name(m.lambdas[0])}" if m.lambdas else "")),
                f"--config.output_dir={out}",
                "--config.snrs_db=" + _tuple(float(s) for s in m.snrs),
                "--config.metrics.lpips_nets=" + _tuple(m.lpips),
@@ -244,22 +277,25 @@ def plan(matrix):
       steps.append(Step(f"inverse_{r}", _module(
           "experiments.invert", *flags, *m.invert_flags), out))
       runs.append((LABELS["inverse"], out))
-    if "separation" in m.schemes:
+    for link in [l for l in ("separation", "digital") if l in m.schemes]:
       for codec in m.codecs:
-        out = os.path.join(root, f"separation_{codec}_{r}")
+        name = f"{'separation' if link == 'separation' else 'ldpc'}_{codec}"
+        out = os.path.join(root, f"{name}_{r}")
         flags = [f"--codec={codec}", f"--data={m.data}",
                  f"--resolution={m.resolution}", f"--bcr={rho}",
                  f"--snrs={snrs}", f"--lpips={','.join(m.lpips)}",
                  f"--output_dir={out}"]
+        if link == "digital":
+          flags.append("--link=ldpc")
         if m.image_dir:
           flags.append(f"--image_dir={m.image_dir}")
         if m.tfds_dir:
           flags.append(f"--tfds_dir={m.tfds_dir}")
         if m.num_images is not None:
           flags.append(f"--num_images={m.num_images}")
-        steps.append(Step(f"separation_{codec}_{r}", _module(
+        steps.append(Step(f"{name}_{r}", _module(
             "experiments.separation", *flags, *m.separation_flags), out))
-        runs.append((_separation_label(codec), out))
+        runs.append((_separation_label(codec, link), out))
   figures = os.path.join(root, "figures")
   flags = [f"--output_dir={figures}", *(f"--run={l}={d}" for l, d in runs),
            f"--snrs={snrs}", f"--realisations={m.realisations}",
@@ -272,8 +308,11 @@ def plan(matrix):
   return steps
 
 
-def _separation_label(codec):
+def _separation_label(codec, link="separation"):
   from gjscc_jax import separation  # pylint: disable=import-outside-toplevel
+  if link == "digital":
+    from gjscc_jax import digital  # pylint: disable=import-outside-toplevel
+    return digital.label(separation.get_codec(codec))
   return separation.default_label(separation.get_codec(codec))
 
 

@@ -27,6 +27,9 @@ METRICS = {
     "ms_ssim": ("MS-SSIM", True),
     "lpips_vgg": ("LPIPS (VGG)", False),
     "lpips_alex": ("LPIPS (AlexNet)", False),
+    "dists": ("DISTS", False),
+    "fid": ("FID", False),
+    "kid": ("KID", False),
     "loss_rate": ("image loss rate", False),
     "bits_used": ("payload bits per image", True),
 }
@@ -300,6 +303,113 @@ def plot_vs_rho(rows, output_dir, snrs_db, metrics=None):
     _legend(fig, axes[0])
     path = os.path.join(output_dir, f"{metric}_vs_rho.png")
     fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    paths.append(path)
+  return paths
+
+
+#: Perception metrics drawn against PSNR by `plot_perception_distortion`.
+PERCEPTION_METRICS = ("lpips_vgg", "lpips_alex", "dists", "fid")
+
+
+def _lambda_curves(rows):
+  """`{curve: {lambda: row}}` of rows with a `lambda_lpips`: a curve per
+  scheme (per scheme and rho when the rows mix several ratios)."""
+  many_rhos = len({r["bcr"] for r in rows}) > 1
+  names, curves = {}, {}
+  for r in rows:
+    if r.get("lambda_lpips") in (None, ""):
+      continue
+    # The curve's name: its first label without the ' (λ ...)' suffix.
+    name = names.setdefault(r["scheme"], (r.get("label") or r["scheme"])
+                            .split(" (λ")[0])
+    if many_rhos:
+      name += f", ρ={format_ratio(r['bcr'])}"
+    curves.setdefault(name, {})[float(r["lambda_lpips"])] = r
+  return curves
+
+
+def perception_distortion_axes(rows, metric, snrs_db=None):
+  """Draws `metric` against PSNR, a panel per SNR, a curve per scheme
+  through its LPIPS weights lambda (the perception-distortion trade-off).
+
+  Each point is one training run (one `lambda_lpips`) at one test SNR:
+  x = its mean PSNR, y = its mean `metric`, with 95% CI bars on both; the
+  points of a curve are joined in increasing lambda and annotated with it.
+  Rows without `lambda_lpips` (read or computed schemes) are left out.
+
+  Args:
+    rows: summary rows (`experiments.evaluate`'s), with a `lambda_lpips`
+      column on training runs.
+    metric: the y metric ('lpips_alex', 'dists', 'fid', ...).
+    snrs_db: the SNRs to draw (default: every SNR of the rows).
+
+  Returns:
+    `(fig, axes)`: the matplotlib figure and its (n_snr,) axes, or
+    `(None, None)` when no curve has two lambdas at any SNR or no PSNR rows.
+  """
+  plt = _pyplot()
+  rows = [r for r in rows if r["metric"] in ("psnr", metric)]
+  snrs = sorted({float(r["snr_db"]) for r in rows} if snrs_db is None
+                else {float(s) for s in snrs_db})
+  panels = []
+  for snr in snrs:
+    at = [r for r in rows if float(r["snr_db"]) == snr]
+    psnr = _lambda_curves([r for r in at if r["metric"] == "psnr"])
+    value = _lambda_curves([r for r in at if r["metric"] == metric])
+    curves = {}
+    for name, by_lambda in value.items():
+      lambdas = sorted(set(by_lambda) & set(psnr.get(name, {})))
+      if len(lambdas) >= 2:
+        curves[name] = [(l, psnr[name][l], by_lambda[l]) for l in lambdas]
+    if curves:
+      panels.append((snr, curves))
+  if not panels:
+    return None, None
+  colours = _colours(dict.fromkeys(n for _, c in panels for n in c))
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.9),
+                           sharey=True, squeeze=False)
+  for ax, (snr, curves) in zip(axes[0], panels):
+    for name, points in curves.items():
+      x = [p["mean"] for _, p, _ in points]
+      y = [v["mean"] for _, _, v in points]
+      ax.errorbar(x, y, xerr=np.nan_to_num([p["ci95"] for _, p, _ in points]),
+                  yerr=np.nan_to_num([v["ci95"] for _, _, v in points]),
+                  marker="o", capsize=3, markersize=4, label=name,
+                  color=colours[name])
+      for (lam, _, _), xi, yi in zip(points, x, y):
+        ax.annotate(f"λ={lam:g}", (xi, yi), textcoords="offset points",
+                    xytext=(4, 4), fontsize=7, color=colours[name])
+    ax.set_title(f"SNR = {snr:g} dB", fontsize=10)
+    ax.set_xlabel(_ylabel("psnr"))
+    ax.grid(alpha=0.3)
+  axes[0][0].set_ylabel(_ylabel(metric))
+  _legend(fig, axes[0])
+  return fig, axes[0]
+
+
+def plot_perception_distortion(rows, output_dir, metrics=None, snrs_db=None):
+  """One PNG per perception metric, `<metric>_vs_psnr.png`: the
+  perception-distortion curves of `perception_distortion_axes`.
+
+  Args:
+    rows: summary rows with `lambda_lpips` on training runs.
+    output_dir: where the PNGs go.
+    metrics: the y metrics (default: those of `PERCEPTION_METRICS` present).
+    snrs_db: the SNRs (panels) to draw (default: all).
+
+  Returns:
+    The paths written (none without two lambdas of one scheme).
+  """
+  plt = _pyplot()
+  paths = []
+  for metric in _metrics(rows, metrics or PERCEPTION_METRICS):
+    fig, _ = perception_distortion_axes(rows, metric, snrs_db)
+    if fig is None:
+      continue
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, f"{metric}_vs_psnr.png")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     paths.append(path)
   return paths
