@@ -66,9 +66,34 @@ def verbose(argv=None):
   return errors.verbose(argv)
 
 
+#: Flags renamed to the glossary's names (docs/glossary.md): old -> new.
+#: An old name still works where the entry point defines the new one, with a
+#: one-line warning.
+RENAMED_FLAGS = {"workdir": "output_dir", "bcr": "rho", "snrs": "snrs_db"}
+_FLAG_NAME = re.compile(r"^--?(?P<name>[A-Za-z_][\w]*)(?P<rest>=.*)?$")
+
+
+def rename_flags(argv, defined):
+  """`argv` with each old flag name (`RENAMED_FLAGS`) replaced by its new
+  one when `defined` (the entry point's flag names) holds the new name and
+  not the old; warns once per renamed flag."""
+  out = []
+  for arg in argv:
+    match = _FLAG_NAME.match(arg)
+    old = match and match["name"]
+    new = RENAMED_FLAGS.get(old)
+    if new and new in defined and old not in defined:
+      absl_logging.warning("--%s is deprecated; use --%s (docs/glossary.md).",
+                           old, new)
+      arg = f"--{new}{match['rest'] or ''}"
+    out.append(arg)
+  return out
+
+
 def parse_flags(argv):
-  """absl `flags_parser` that resolves bare config names, then parses flags."""
-  argv = list(argv)
+  """absl `flags_parser` that resolves bare config names and renamed flags
+  (`rename_flags`), then parses flags."""
+  argv = rename_flags(argv, flags.FLAGS)
   try:
     for i, arg in enumerate(argv):
       match = _CONFIG_FLAG.match(arg)

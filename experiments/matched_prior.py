@@ -83,9 +83,9 @@ def _overrides(scheme):
 def make_config(scheme, rho, loss, steps):
   """The training config of one run (module docstring)."""
   if scheme == "deepjscc":
-    config = deepjscc_ffhq.get_config(f"matched,bcr={rho}")
+    config = deepjscc_ffhq.get_config(f"matched,rho={rho}")
   else:
-    config = generative_ffhq.get_config(f"matched,bcr={rho},generator=frozen")
+    config = generative_ffhq.get_config(f"matched,rho={rho},generator=frozen")
   res, n = _RES.value, _IMAGES.value
   settings = {
       "data.resolution": res, "data.generator.random.resolution": res,

@@ -240,7 +240,7 @@ def plan(matrix):
   runs = []
   for rho in m.rhos:
     r = rho_name(rho)
-    arg = f"bcr={rho}" + (",demo" if demo else "")
+    arg = f"rho={rho}" + (",demo" if demo else "")
     for scheme, config, extra in (
         ("deepjscc", "deepjscc_ffhq", m.deepjscc_flags),
         ("generative", "generative_ffhq", m.generative_flags)):
@@ -256,7 +256,7 @@ def plan(matrix):
         workdir = os.path.join(root, name)
         steps.append(Step(name, _module(
             "experiments.train", f"--config={config}:{arg}{weights}",
-            f"--workdir={workdir}", *train_common, *loss, *extra), workdir))
+            f"--output_dir={workdir}", *train_common, *loss, *extra), workdir))
         runs.append((LABELS[scheme] + ("" if lam is None
                                        else f" (λ {float(lam):g})"), workdir))
     if "inverse" in m.schemes:
@@ -282,8 +282,8 @@ def plan(matrix):
         name = f"{'separation' if link == 'separation' else 'ldpc'}_{codec}"
         out = os.path.join(root, f"{name}_{r}")
         flags = [f"--codec={codec}", f"--data={m.data}",
-                 f"--resolution={m.resolution}", f"--bcr={rho}",
-                 f"--snrs={snrs}", f"--lpips={','.join(m.lpips)}",
+                 f"--resolution={m.resolution}", f"--rho={rho}",
+                 f"--snrs_db={snrs}", f"--lpips={','.join(m.lpips)}",
                  f"--output_dir={out}"]
         if link == "digital":
           flags.append("--link=ldpc")
@@ -298,7 +298,7 @@ def plan(matrix):
         runs.append((_separation_label(codec, link), out))
   figures = os.path.join(root, "figures")
   flags = [f"--output_dir={figures}", *(f"--run={l}={d}" for l, d in runs),
-           f"--snrs={snrs}", f"--realisations={m.realisations}",
+           f"--snrs_db={snrs}", f"--realisations={m.realisations}",
            f"--lpips={','.join(m.lpips)}", "--data.split=test",
            *_data_flags(m, "--data.")]
   if m.num_images is not None:

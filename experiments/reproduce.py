@@ -48,7 +48,7 @@ _DRY_RUN = flags.DEFINE_bool("dry_run", False,
                              "Print the commands (and which are done) only.")
 _RHOS = flags.DEFINE_list("rhos", None, "Bandwidth ratios (default: paper "
                           "1/768,1/384,1/192; demo 1/192,1/48).")
-_SNRS = flags.DEFINE_list("snrs", None, "Test SNRs in dB (default: paper "
+_SNRS = flags.DEFINE_list("snrs_db", None, "Test SNRs in dB (default: paper "
                           "-5,-3,-1,0,1,3,5; demo -5,0,5,10,15).")
 _DATA = flags.DEFINE_enum("data", None, data_lib.DATASET_NAMES,
                           "Dataset of training and test images (default: "

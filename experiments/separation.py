@@ -1,7 +1,7 @@
 r"""The separation baseline: a standard codec over an ideal channel code.
 
   python -m experiments.separation --codec=heif --data=sample --resolution=64 \
-      --bcr=1/192 --snrs=-5,-3,-1,0,1,3,5 --output_dir=runs/separation_heif
+      --rho=1/192 --snrs_db=-5,-3,-1,0,1,3,5 --output_dir=runs/separation_heif
 
 Every test image is coded with --codec at the highest quality whose payload
 fits the bit budget of an ideal channel code over k = rho * H * W * 3 complex
@@ -17,7 +17,7 @@ gjscc_jax/digital/): 5G NR LDPC and QAM over the same channel, one curve per
 images of --selection_split (never the test images):
 
   python -m experiments.separation --link=ldpc --codec=heif --data=sample \
-      --resolution=64 --bcr=1/12 --snrs=-5,0,5,10 --output_dir=runs/ldpc_heif
+      --resolution=64 --rho=1/12 --snrs_db=-5,0,5,10 --output_dir=runs/ldpc_heif
 
 With --link=ldpc the summary files hold the envelope (what
 `experiments.evaluate` reads); mcs/summary.csv|json and mcs/*_vs_snr.png hold
@@ -62,8 +62,9 @@ _RESOLUTION = flags.DEFINE_integer("resolution", 256, "Image side in pixels.")
 _SPLIT = flags.DEFINE_enum("split", "test", data_lib.SPLITS, "Data split.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", None,
                                    "First N images of the split (all if unset).")
-_BCR = flags.DEFINE_string("bcr", "1/192", "Bandwidth ratio rho = k / n.")
-_SNRS = flags.DEFINE_list("snrs", ["-5", "-3", "-1", "0", "1", "3", "5"],
+_BCR = flags.DEFINE_string("rho", "1/192", "Bandwidth ratio rho = k / n "
+                           "(--bcr: its old name).")
+_SNRS = flags.DEFINE_list("snrs_db", ["-5", "-3", "-1", "0", "1", "3", "5"],
                           "Test SNRs in dB.")
 _CHANNEL = flags.DEFINE_enum("channel", "awgn", channel_lib.CHANNELS, "Channel.")
 _FADING = flags.DEFINE_enum("fading", "slow", channel_lib.FADINGS,

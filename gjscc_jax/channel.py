@@ -11,22 +11,30 @@ symbols per image:
   `unpair_symbols` inverts it exactly. `C` must be even.
 * **Power constraint.** `power_normalize` rescales every image's symbols to an
   average power of exactly `P`: `z <- sqrt(k P) z / ||z||`.
-* **Channel.** AWGN `y = z + n`, `n ~ CN(0, sigma^2)` with
-  `SNR = 10 log10(P / sigma^2)` dB; or Rayleigh fading `y = h z + n` with
-  `h ~ CN(0, 1)` either constant per image (`'slow'`, block fading) or drawn
-  per symbol (`'fast'`), equalised at the receiver with perfect channel state
-  information by zero-forcing or MMSE.
+* **Channel.** A `Channel` object (frozen, hashable; `from_config`,
+  `parse`) names the channel and sends symbols through it:
+  `Channel(...)(key, z, snr_db) -> (received, csi)`. Its `kind` picks a link
+  function from `KINDS`: AWGN `y = z + n`, `n ~ CN(0, sigma^2)` with
+  `SNR = 10 log10(P / sigma^2)` dB; Rayleigh or Rician fading `y = h z + n`
+  (`E|h|^2 = 1`) held per image (`'slow'`), per symbol (`'fast'`) or per
+  block of `coherence` symbols (`'block'`), equalised with perfect channel
+  state information by zero-forcing or MMSE; or OFDM over a tapped delay
+  line with comb pilots, LS/LMMSE channel estimation and per-subcarrier
+  equalisation. The maths lives in `gjscc_jax.channels` (`fading`, `tdl`,
+  `ofdm`); docs/channels.md lists the fields and how to add a channel.
 
 All channel functions are pure, take an explicit PRNG key first (like
 `jax.random`), work under `jit`/`vmap`/`grad` (gradients flow through the
 symbols, never through the noise) and accept `snr_db` as a scalar or as one
 value per image with shape `(B,)`. They are wrapped in `jax.jit` (string
-options static), so eager calls compile once and nested calls inline.
+options and the `Channel` static), so eager calls compile once and nested
+calls inline.
 
 Bandwidth compression ratio (BCR) `rho = k / n` with `n = H * W * 3` source
 dimensions: see `bandwidth_ratio` and `latent_channels_for_bcr`.
 """
 
+import dataclasses
 import fractions
 import functools
 from typing import Union
@@ -34,11 +42,16 @@ from typing import Union
 import jax
 import jax.numpy as jnp
 
+from gjscc_jax.channels import fading as fading_lib
+from gjscc_jax.channels import ofdm as ofdm_lib
+from gjscc_jax.channels import tdl as tdl_lib
+
 Ratio = Union[str, int, float, fractions.Fraction]
 
-CHANNELS = ("awgn", "rayleigh")
-FADINGS = ("slow", "fast")
+FADINGS = ("slow", "fast", "block")
 EQUALIZATIONS = ("zf", "mmse")
+CSI = ofdm_lib.CSI
+SIDE_INFO = ("snr", "snr+gain")
 
 
 def _check_choice(name, value, choices):
@@ -47,10 +60,18 @@ def _check_choice(name, value, choices):
         f"{name}={value!r} is not supported; use one of {choices}.")
 
 
+#: What the older string-typed callers support (`validate_options`).
+LEGACY_CHANNELS = ("awgn", "rayleigh")
+LEGACY_FADINGS = ("slow", "fast")
+
+
 def validate_options(channel="awgn", fading="slow", equalization="mmse"):
-  """Raises a ValueError naming the option if a channel setting is unknown."""
-  _check_choice("channel", channel, CHANNELS)
-  _check_choice("fading", fading, FADINGS)
+  """Raises a ValueError naming the option unless the strings name an
+  AWGN or slow/fast Rayleigh channel: the older string form, for callers
+  that implement only those (e.g. `gjscc_jax.digital`); the other channels
+  exist only as a `Channel`."""
+  _check_choice("channel", channel, LEGACY_CHANNELS)
+  _check_choice("fading", fading, LEGACY_FADINGS)
   _check_choice("equalization", equalization, EQUALIZATIONS)
 
 
@@ -163,12 +184,7 @@ def power_normalize(z, power=1.0):
 # --- Noise and fading ---------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def complex_normal(key, shape, dtype=jnp.complex64):
-  """Samples `CN(0, 1)`: real and imaginary parts i.i.d. `N(0, 1/2)`."""
-  real_dtype = jnp.float64 if dtype == jnp.complex128 else jnp.float32
-  parts = jax.random.normal(key, (2,) + tuple(shape), real_dtype)
-  return jax.lax.complex(parts[0], parts[1]) * jnp.sqrt(0.5).astype(real_dtype)
+complex_normal = fading_lib.complex_normal
 
 
 def sample_snr_db(key, batch, low, high):
@@ -225,11 +241,10 @@ def rayleigh_gains(key, batch, num_symbols, fading="slow", dtype=jnp.complex64):
   Returns:
     Complex array of shape `(B, k)`.
   """
-  _check_choice("fading", fading, FADINGS)
-  if fading == "slow":
-    h = complex_normal(key, (batch, 1), dtype)
-    return jnp.broadcast_to(h, (batch, num_symbols))
-  return complex_normal(key, (batch, num_symbols), dtype)
+  _check_choice("fading", fading, ("slow", "fast"))
+  return fading_lib.block_gains(key, batch, num_symbols,
+                                num_symbols if fading == "slow" else 1, 0.0,
+                                dtype)
 
 
 @functools.partial(jax.jit, static_argnames="equalization")
@@ -289,35 +304,320 @@ def rayleigh(key, z, snr_db, *, fading="slow", equalization="mmse",
   return equalize(y, h, sigma2.astype(real_dtype), power, equalization)
 
 
-@functools.partial(
-    jax.jit, static_argnames=("channel", "fading", "equalization"))
+# --- The channel as one object ----------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Channel:
+  """A channel: what it is, and `__call__(key, symbols, snr_db)`.
+
+  Frozen and hashable: a static argument of `jit`, a field of a Flax
+  module, a dict key. `kind` picks the link function (`KINDS`); the other
+  fields are read by the kinds they concern and are otherwise inert (they
+  do not enter `name`).
+
+  Attributes:
+    kind: 'awgn', 'rayleigh', 'rician' (flat fading) or 'ofdm' (multipath,
+      `gjscc_jax.channels.ofdm`).
+    fading: how long a realisation lasts: 'slow' (an image), 'fast' (a
+      symbol; an OFDM symbol for 'ofdm') or 'block' (`coherence` of them).
+    equalization: 'zf' or 'mmse' (per symbol, per subcarrier for 'ofdm').
+    power: average transmit power `P` per complex symbol.
+    coherence: 'block' fading: symbols (OFDM symbols) per realisation.
+    k_factor: 'rician': the K-factor (linear, >= 0; 0 is Rayleigh).
+    csi: the receiver's channel knowledge: 'perfect', or estimated from the
+      comb pilots, 'ls' or 'lmmse' ('ofdm' only).
+    side_info: what the networks are told: 'snr' (default), or 'snr+gain'
+      (also the magnitude of the gain the receiver used, see `side_features`).
+    fft_size, subcarriers, cyclic_prefix, pilot_spacing: the OFDM resource
+      grid (`gjscc_jax.channels.ofdm.Grid`).
+    pdp, taps, delay_spread: the OFDM power-delay profile
+      (`gjscc_jax.channels.tdl`).
+  """
+  kind: str = "awgn"
+  fading: str = "slow"
+  equalization: str = "mmse"
+  power: float = 1.0
+  coherence: int = 1
+  k_factor: float = 4.0
+  csi: str = "perfect"
+  side_info: str = "snr"
+  fft_size: int = 64
+  subcarriers: int = 52
+  cyclic_prefix: int = 16
+  pilot_spacing: int = 4
+  pdp: str = "exponential"
+  taps: int = 8
+  delay_spread: float = 1.5
+
+  def validate(self):
+    """Raises a ValueError naming the field if a setting is invalid."""
+    _check_choice("channel", self.kind, CHANNELS)
+    _check_choice("fading", self.fading, FADINGS)
+    _check_choice("equalization", self.equalization, EQUALIZATIONS)
+    _check_choice("csi", self.csi, CSI)
+    _check_choice("side_info", self.side_info, SIDE_INFO)
+    if self.power <= 0:
+      raise ValueError(f"power={self.power} must be > 0.")
+    if self.fading == "block" and self.coherence < 1:
+      raise ValueError(f"coherence={self.coherence} must be >= 1.")
+    if self.kind == "rician" and self.k_factor < 0:
+      raise ValueError(f"k_factor={self.k_factor} must be >= 0 (linear).")
+    if self.csi != "perfect" and self.kind != "ofdm":
+      raise ValueError(
+          f"csi={self.csi!r} estimates the channel from OFDM pilots: set "
+          "kind='ofdm', or csi='perfect'.")
+    if self.kind == "ofdm":
+      ofdm_lib.validate(self.grid, self.profile()[0])
+    return self
+
+  # What it is.
+
+  @property
+  def fading_name(self):
+    return (f"block{self.coherence}" if self.fading == "block"
+            else self.fading)
+
+  @property
+  def name(self):
+    """A label for tables and file names: 'awgn', 'rayleigh-slow-mmse',
+    'rician-k4-fast-zf', 'rayleigh-block16-mmse',
+    'ofdm-tdl-a-slow-ls-mmse'."""
+    return self.label(receiver=True)
+
+  def label(self, receiver=True):
+    """`name`, without the receiver's parts (CSI, equalisation) when
+    `receiver` is False (e.g. for an ideal code's capacity)."""
+    if self.kind == "awgn":
+      return "awgn"
+    parts = [self.kind]
+    if self.kind == "rician":
+      parts.append(f"k{self.k_factor:g}")
+    if self.kind == "ofdm":
+      parts.append(self.pdp)
+    parts.append(self.fading_name)
+    if receiver:
+      parts += ([self.csi] if self.csi != "perfect" else []) + [
+          self.equalization]
+    if self.side_info != "snr" and receiver:
+      parts.append("gain")
+    return "-".join(parts)
+
+  @property
+  def grid(self):
+    return ofdm_lib.Grid(self.fft_size, self.subcarriers, self.cyclic_prefix,
+                         self.pilot_spacing)
+
+  def profile(self):
+    """The OFDM `(delays, powers)` (`gjscc_jax.channels.tdl`)."""
+    return tdl_lib.power_delay_profile(self.pdp, self.taps, self.delay_spread)
+
+  def coherence_length(self, units):
+    """Symbols (OFDM symbols) per realisation out of `units` per image."""
+    if self.fading == "slow":
+      return max(1, units)
+    return 1 if self.fading == "fast" else self.coherence
+
+  def channel_uses(self, k):
+    """Complex channel uses of `k` data symbols (OFDM: with its pilots,
+    guards, padding and cyclic prefixes)."""
+    return self.grid.channel_uses(k) if self.kind == "ofdm" else int(k)
+
+  def to_config(self):
+    """The fields as a plain dict (`from_config` reads it back)."""
+    return dataclasses.asdict(self)
+
+  def replace(self, **fields):
+    return dataclasses.replace(self, **fields).validate()
+
+  # What it does.
+
+  def __call__(self, key, symbols, snr_db):
+    """Sends power-normalised complex symbols `(B, k)` through the channel.
+
+    Args:
+      key: PRNG key of the realisation (fading, noise).
+      symbols: complex `(B, k)` of average power `power`.
+      snr_db: SNR in dB, a scalar or one per image `(B,)`.
+
+    Returns:
+      `(received, csi)`: the received, equalised symbols, shape and dtype
+      of `symbols`, and `{'gain': (B, k) complex, the channel gain the
+      receiver equalised each symbol with (ones for AWGN),
+      'noise_var': (B, 1) float, sigma^2}`.
+    """
+    return _apply(self, key, symbols, snr_db)
+
+  def transmit(self, key, latents, snr_db):
+    """Real latents `(B, h, w, C)`: pair, power-normalise, `__call__`,
+    unpair. Returns `(received latents (same shape and dtype), csi)`."""
+    return _transmit(self, key, latents, snr_db)
+
+  def side_features(self, csi, snr_db, batch):
+    """What the networks' AF modules get: `(B, 1 + g)` float32.
+
+    Column 0 is the SNR in dB. With `side_info='snr+gain'` the `g = 8`
+    further columns are `10 log10 |gain|^2` averaged over 8 equal slices of
+    the image's symbols (the receiver's gain; for slow flat fading all
+    equal `|h|^2`; for OFDM the slices follow the subcarrier-minor order).
+    """
+    snr = jnp.broadcast_to(jnp.asarray(snr_db, jnp.float32), (batch,))
+    if self.side_info == "snr" or csi is None:
+      return snr[:, None]
+    gain = jnp.abs(csi["gain"]).astype(jnp.float32) ** 2
+    k = gain.shape[1]
+    slices = SIDE_GAIN_SLICES
+    pad = (-k) % slices
+    gain = jnp.pad(gain, ((0, 0), (0, pad)), mode="edge")
+    pooled = jnp.mean(gain.reshape(batch, slices, -1), axis=-1)
+    return jnp.concatenate(
+        [snr[:, None], 10.0 * jnp.log10(pooled + 1e-6)], axis=-1)
+
+
+#: Slices of an image's symbols whose mean gain `side_features` reports.
+SIDE_GAIN_SLICES = 8
+
+
+def _awgn_link(ch, key, z, snr_db, noise_var):
+  """AWGN: `y = z + n`."""
+  del noise_var
+  return awgn(key, z, snr_db, ch.power), jnp.ones_like(z)
+
+
+def _flat_fading_link(ch, key, z, snr_db, noise_var):
+  """Rayleigh / Rician block fading, then equalisation with perfect CSI."""
+  gain_key, noise_key = jax.random.split(key)
+  k_factor = ch.k_factor if ch.kind == "rician" else 0.0
+  h = fading_lib.block_gains(gain_key, z.shape[0], z.shape[1],
+                             ch.coherence_length(z.shape[1]), k_factor,
+                             z.dtype)
+  y = awgn(noise_key, h * z, snr_db, ch.power)
+  return equalize(y, h, noise_var, ch.power, ch.equalization), h
+
+
+def _ofdm_link(ch, key, z, snr_db, noise_var):
+  """OFDM over a tapped delay line (`gjscc_jax.channels.ofdm.link`)."""
+  del snr_db
+  grid = ch.grid
+  delays, powers = ch.profile()
+  return ofdm_lib.link(
+      key, z, noise_var, grid=grid, delays=delays, powers=powers,
+      coherence=ch.coherence_length(grid.num_ofdm_symbols(z.shape[1])),
+      csi=ch.csi, equalization=ch.equalization, power=ch.power)
+
+
+#: kind -> link `(channel, key, z, snr_db, noise_var (B, 1)) -> (y_hat,
+#: gain)`. Adding a channel: a link function and a line here (and its
+#: capacity in `gjscc_jax.separation.capacity.CAPACITIES`; docs/channels.md).
+KINDS = {
+    "awgn": _awgn_link,
+    "rayleigh": _flat_fading_link,
+    "rician": _flat_fading_link,
+    "ofdm": _ofdm_link,
+}
+CHANNELS = tuple(KINDS)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(ch, key, z, snr_db):
+  _check_symbols(z)
+  real_dtype = jnp.real(z).dtype
+  noise_var = noise_variance(_per_image(snr_db, z.shape[0], real_dtype),
+                             ch.power).astype(real_dtype)
+  y, gain = KINDS[ch.kind](ch, key, z, snr_db, noise_var)
+  return y.astype(z.dtype), dict(gain=gain.astype(z.dtype),
+                                 noise_var=noise_var)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _transmit(ch, key, latents, snr_db):
+  z = power_normalize(pair_symbols(latents), ch.power)
+  y, csi = _apply(ch, key, z, snr_db)
+  return unpair_symbols(y, latents.shape).astype(latents.dtype), csi
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(Channel))
+
+
+def from_config(config=None, **overrides) -> Channel:
+  """The `Channel` of a `config.channel` block (a ConfigDict or dict).
+
+  Missing fields take `Channel`'s defaults, so the blocks of older configs
+  and run directories (`kind`, `fading`, `equalization`, `power`) read as
+  before. `overrides` replace fields. A `Channel` passes through.
+
+  Raises:
+    ValueError: naming the key, for an unknown field or setting.
+  """
+  if isinstance(config, Channel):
+    fields = config.to_config()
+  else:
+    fields = dict(config.to_dict() if hasattr(config, "to_dict")
+                  else (config or {}))
+  fields.update(overrides)
+  unknown = sorted(set(fields) - set(_FIELDS))
+  if unknown:
+    raise ValueError(f"channel.{unknown[0]} is not a channel field; the "
+                     f"fields are {', '.join(_FIELDS)}.")
+  fields = {k: v for k, v in fields.items() if v is not None}
+  types = {f.name: f.type for f in dataclasses.fields(Channel)}
+  for key, value in fields.items():
+    if types[key] in ("int", int):
+      fields[key] = int(value)
+    elif types[key] in ("float", float):
+      fields[key] = float(value)
+  return Channel(**fields).validate()
+
+
+def parse(spec) -> Channel:
+  """A `Channel` from `'KIND[:FIELD=VALUE,...]'`, e.g.
+  `'rician:k_factor=10,fading=fast'` or `'ofdm:pdp=tdl-a,csi=ls'`.
+
+  Raises:
+    ValueError: naming the token, for a malformed spec or unknown field.
+  """
+  kind, _, rest = spec.partition(":")
+  fields = {"kind": kind}
+  for token in filter(None, rest.split(",")):
+    key, sep, value = token.partition("=")
+    if not sep:
+      raise ValueError(f"channel spec {spec!r}: {token!r} is not "
+                       "FIELD=VALUE.")
+    fields[key.strip()] = value.strip()
+  return from_config(fields)
+
+
+def coerce(channel, **legacy) -> Channel:
+  """A `Channel` from a `Channel`, a config block, or a kind string plus
+  the older keyword fields (`fading`, `equalization`, `power`)."""
+  if isinstance(channel, Channel):
+    return channel.validate()
+  if isinstance(channel, str):
+    return from_config(dict(kind=channel, **legacy))
+  return from_config(channel)
+
+
 def transmit(key, latents, snr_db, *, channel="awgn", fading="slow",
              equalization="mmse", power=1.0):
-  """Sends real encoder latents over the channel; what the models call.
+  """Sends real encoder latents over a channel; what the models call.
 
-  pair -> power-normalise -> channel (-> equalise) -> unpair.
+  pair -> power-normalise -> channel (-> estimate, equalise) -> unpair.
 
   Args:
     key: PRNG key for the channel realisation.
     latents: real latents `(B, h, w, C)`, `C` even.
     snr_db: SNR in dB, a scalar or one per image `(B,)`.
-    channel: `'awgn'` or `'rayleigh'`.
-    fading: for Rayleigh, `'slow'` or `'fast'` (ignored for AWGN).
-    equalization: for Rayleigh, `'zf'` or `'mmse'` (ignored for AWGN).
-    power: average transmit power `P` per complex symbol.
+    channel: a `Channel`, or (the older form) its kind, `'awgn'` or
+      `'rayleigh'`, with `fading`, `equalization` and `power` (ignored when
+      `channel` is a `Channel`).
 
   Returns:
     Received (equalised) real latents of the same shape and dtype as
     `latents`; arithmetic runs in at least float32.
   """
-  validate_options(channel, fading, equalization)
-  z = power_normalize(pair_symbols(latents), power)
-  if channel == "awgn":
-    y = awgn(key, z, snr_db, power)
-  else:
-    y = rayleigh(key, z, snr_db, fading=fading, equalization=equalization,
-                 power=power)
-  return unpair_symbols(y, latents.shape).astype(latents.dtype)
+  link = coerce(channel, fading=fading, equalization=equalization,
+                power=power)
+  return link.transmit(key, latents, snr_db)[0]
 
 
 # --- Bandwidth compression ratio ---------------------------------------------

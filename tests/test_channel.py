@@ -223,7 +223,7 @@ def test_transmit_keeps_bfloat16():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(channel="rician"), "channel='rician'"),
+    (dict(channel="nakagami"), "channel='nakagami'"),
     (dict(channel="rayleigh", fading="medium"), "fading='medium'"),
     (dict(channel="rayleigh", equalization="ml"), "equalization='ml'"),
 ])

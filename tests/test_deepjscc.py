@@ -82,7 +82,8 @@ def tung():
 def small():
   """A small-arch model over fast Rayleigh fading, with its real init."""
   model = DeepJSCC(arch="small", num_filters=16, latent_channels=8,
-                   downsampling=4, channel="rayleigh", fading="fast")
+                   downsampling=4,
+                   channel=channel.Channel("rayleigh", fading="fast"))
   return model, _init(model, _images())
 
 
@@ -320,7 +321,8 @@ def test_jit_and_vmap_are_consistent(small):
 def test_bfloat16_compute_keeps_float32_params(small):
   _, params = small
   model = DeepJSCC(arch="small", num_filters=16, latent_channels=8,
-                   downsampling=4, channel="rayleigh", fading="fast",
+                   downsampling=4,
+                   channel=channel.Channel("rayleigh", fading="fast"),
                    dtype=jnp.bfloat16)
   images = _images()
   out = jax.jit(model.apply)(params, images, _SNR, jax.random.key(10))
@@ -338,7 +340,7 @@ def test_bfloat16_compute_keeps_float32_params(small):
     (dict(arch="tung", downsampling=8), (1, 32, 32, 3), "fixed 16x"),
     (dict(arch="small", downsampling=12), (1, 48, 48, 3), "power of two"),
     (dict(arch="resnet"), (1, 32, 32, 3), "arch='resnet'"),
-    (dict(channel="rician"), (1, 32, 32, 3), "channel='rician'"),
+    (dict(channel="nakagami"), (1, 32, 32, 3), "channel='nakagami'"),
     (dict(arch="small"), (1, 32, 32, 1), r"\(B, H, W, 3\)"),
 ])
 def test_invalid_configurations_raise(kwargs, shape, match):

@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 from experiments.configs import inverse_ffhq
+from gjscc_jax import channel as channel_lib
 from gjscc_jax import separation
 from gjscc_jax import sharding
 from gjscc_jax.evaluation import comparison
@@ -289,7 +290,7 @@ def test_every_run_uses_the_shared_test_set(setting, tmp_path):
   assert test_set.data.resolution == RES
   with pytest.raises(ValueError, match="Two runs are labelled"):
     comparison.collect([runs[2], comparison.parse_run(f"DeepJSCC={first}")],
-                       test_set, comparison.TestChannel(), _settings(),
+                       test_set, channel_lib.Channel(), _settings(),
                        str(tmp_path / "c"))
 
 
@@ -362,7 +363,7 @@ def test_run_specs_that_name_nothing_fail_with_the_fix(tmp_path):
   with pytest.raises(ValueError, match="no bandwidth ratio"):
     comparison.collect([comparison.parse_run("H=separation:heif")],
                        comparison.TestSet(comparison._data_config({})),
-                       comparison.TestChannel(), _settings(), str(tmp_path))
+                       channel_lib.Channel(), _settings(), str(tmp_path))
 
 
 def test_rho_figures_have_a_panel_per_ratio_and_per_snr(tmp_path):

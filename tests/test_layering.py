@@ -23,8 +23,8 @@ PACKAGE = "gjscc_jax"
 #: Module prefixes that must not import the prefixes listed with them.
 FORBIDDEN = (
     (("gjscc_jax.models", "gjscc_jax.losses", "gjscc_jax.ops",
-      "gjscc_jax.channel", "gjscc_jax.metrics", "gjscc_jax.pixels",
-     "gjscc_jax.perception"),
+      "gjscc_jax.channel", "gjscc_jax.channels", "gjscc_jax.metrics",
+      "gjscc_jax.pixels", "gjscc_jax.perception"),
      ("gjscc_jax.train", "gjscc_jax.schemes", "gjscc_jax.inverse",
       "gjscc_jax.evaluation", "gjscc_jax.data")),
     (("gjscc_jax",), ("experiments", "benchmarks", "subprocess")),

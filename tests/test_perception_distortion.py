@@ -36,10 +36,10 @@ def test_dry_run_plans_one_training_per_scheme_lambda_and_rho(tmp_path):
   for argv in train:
     config = _flag(argv, "--config")
     scheme = config.split("_ffhq:")[0]
-    rho = config.split("bcr=")[1].split(",")[0]
+    rho = config.split("rho=")[1].split(",")[0]
     lam = float(_flag(argv, "--config.loss.lambda_lpips"))
     # Its own run directory, named by scheme, rho and lambda.
-    assert _flag(argv, "--workdir") == str(
+    assert _flag(argv, "--output_dir") == str(
         out / f"{scheme}_{matrix_lib.rho_name(rho)}_lambda{lam:g}")
     seen.add((scheme, lam, rho))
   assert seen == {(s, l, r) for s in ("deepjscc", "generative")

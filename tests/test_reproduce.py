@@ -31,7 +31,7 @@ def test_paper_plan_runs_every_scheme_at_every_rho_on_one_test_split():
   assert ("--config.deepjscc_checkpoint=" + by_name["deepjscc_1_192"].output
           in inverse)
   assert "--config.generator_weights=weights/ffhq256" in inverse
-  assert "--config=generative_ffhq:bcr=1/768,weights=weights/ffhq256" in (
+  assert "--config=generative_ffhq:rho=1/768,weights=weights/ffhq256" in (
       by_name["generative_1_768"].argv)
   # Every step reads the same dataset at the same resolution.
   for step in steps[1:-1]:
@@ -42,7 +42,7 @@ def test_paper_plan_runs_every_scheme_at_every_rho_on_one_test_split():
   assert len(runs) == 3 * 5
   assert "--run=HEIF (capacity)=results/paper/separation_heif_1_384" in runs
   assert {"--data.name=celebahq", "--data.split=test",
-          "--snrs=-5,-3,-1,0,1,3,5"} <= set(evaluate)
+          "--snrs_db=-5,-3,-1,0,1,3,5"} <= set(evaluate)
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -119,8 +119,8 @@ def test_demo_matrix_runs_end_to_end_and_resumes(tmp_path):
   assert len(lines) == 2 * 4 + 1  # deepjscc, generative, inverse, jpeg2000
   generative = [shlex.split(l) for l in lines if "generative_ffhq" in l]
   assert [c[3] for c in generative] == [
-      "--config=generative_ffhq:bcr=1/192,demo",
-      "--config=generative_ffhq:bcr=1/48,demo"]
+      "--config=generative_ffhq:rho=1/192,demo",
+      "--config=generative_ffhq:rho=1/48,demo"]
   # GenerativeJSCC training is tested in test_generative_train.py; here its
   # compilation would dominate the test's time.
   flags.append("--schemes=deepjscc,inverse,separation")

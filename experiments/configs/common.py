@@ -1,5 +1,6 @@
 """Helpers shared by the config files: `get_config(arg)` parsing, common blocks."""
 
+from absl import logging
 import ml_collections
 from ml_collections import config_dict
 
@@ -7,8 +8,13 @@ from gjscc_jax import channel
 from gjscc_jax import data
 
 
+#: Config arguments renamed to the glossary's names (docs/glossary.md): old
+#: -> new; an old name still works, with a one-line warning.
+RENAMED_ARGS = {"bcr": "rho"}
+
+
 def parse_arg(arg, **defaults):
-  """Parses a config argument such as `"demo,bcr=1/192"` against defaults.
+  """Parses a config argument such as `"demo,rho=1/192"` against defaults.
 
   Tokens are separated by commas. `key=value` sets a key; a bare `key` sets a
   boolean key to True. Values take the type of their default (bool accepts
@@ -26,6 +32,10 @@ def parse_arg(arg, **defaults):
   for token in filter(None, (t.strip() for t in (arg or "").split(","))):
     key, sep, raw = token.partition("=")
     key = key.strip()
+    if key in RENAMED_ARGS and key not in defaults:
+      logging.warning("Config argument %r is deprecated; use %r "
+                      "(docs/glossary.md).", key, RENAMED_ARGS[key])
+      key = RENAMED_ARGS[key]
     if key not in defaults:
       raise ValueError(
           f"Unknown config argument {key!r} in {arg!r}; valid arguments are "
@@ -73,19 +83,29 @@ def base_config(scheme, data_name, resolution=256):
   return config
 
 
-def latent_channels(bcr, downsampling=16):
+def latent_channels(rho, downsampling=16):
   """Latent channels C for a bandwidth ratio string such as '1/192'."""
-  return channel.latent_channels_for_bcr(channel.parse_ratio(bcr),
+  return channel.latent_channels_for_bcr(channel.parse_ratio(rho),
                                          downsampling=downsampling)
 
 
 def channel_config():
-  """The `channel` block: AWGN by default, Rayleigh settings ready."""
+  """The `channel` block (`gjscc_jax.channel.from_config` builds the
+  `Channel`): AWGN by default, the other channels' settings ready.
+  docs/channels.md describes every field."""
   return ml_collections.ConfigDict(dict(
-      kind="awgn",          # 'awgn' | 'rayleigh'
-      fading="slow",        # rayleigh: 'slow' (one h per image) | 'fast' (per symbol)
-      equalization="mmse",  # rayleigh: 'zf' | 'mmse' (perfect CSI)
-      power=1.0))
+      kind="awgn",          # 'awgn' | 'rayleigh' | 'rician' | 'ofdm'
+      fading="slow",        # 'slow' (per image) | 'fast' (per symbol) | 'block'
+      equalization="mmse",  # 'zf' | 'mmse'
+      power=1.0,
+      coherence=1,          # fading='block': symbols (OFDM symbols) per draw
+      k_factor=4.0,         # rician: K (linear)
+      csi="perfect",        # 'perfect' | 'ls' | 'lmmse' (ofdm pilots)
+      side_info="snr",      # 'snr' | 'snr+gain' (AF modules, snr_adaptive)
+      fft_size=64, subcarriers=52, cyclic_prefix=16, pilot_spacing=4,  # ofdm
+      pdp="exponential",    # ofdm: 'exponential' | 'tdl-a' | 'tdl-b' | 'tdl-c'
+      taps=8,               # ofdm exponential profile: taps
+      delay_spread=1.5))    # ofdm: exponential decay / TDL rms spread, samples
 
 
 def add_training(config):

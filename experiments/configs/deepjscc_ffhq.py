@@ -1,7 +1,7 @@
 r"""DeepJSCC baseline (Tung et al. ResNet + attention + GDN) on FFHQ / CelebA-HQ.
 
 Arguments (`--config=deepjscc_ffhq:ARG`, comma separated):
-  bcr=1/192     bandwidth ratio rho = k/n; 1/768, 1/384, 1/192 give C = 2, 4, 8
+  rho=1/192     bandwidth ratio rho = k/n; 1/768, 1/384, 1/192 give C = 2, 4, 8
                 latent channels at 16x downsampling (rho = C/1536); the
                 default is 1/12 with `quickstart`.
   data=ffhq     'ffhq' or 'celebahq' (set --config.data.image_dir to its folder).
@@ -30,13 +30,13 @@ from experiments.configs import common
 
 
 def get_config(arg=None):
-  arg = common.parse_arg(arg, bcr=None, data="ffhq", lpips=False, demo=False,
+  arg = common.parse_arg(arg, rho=None, data="ffhq", lpips=False, demo=False,
                          matched=False, quickstart=False)
-  bcr = arg.bcr or ("1/12" if arg.quickstart else "1/192")
+  rho = arg.rho or ("1/12" if arg.quickstart else "1/192")
   config = common.base_config("deepjscc", arg.data)
   config.model = ml_collections.ConfigDict(dict(
       arch="tung", num_filters=256, snr_adaptive=False, downsampling=16,
-      latent_channels=common.latent_channels(bcr, downsampling=16)))
+      latent_channels=common.latent_channels(rho, downsampling=16)))
   config.channel = common.channel_config()
   config.train_snr_db = (-5.0, 5.0)
   config.loss = ml_collections.ConfigDict(dict(
@@ -51,7 +51,7 @@ def get_config(arg=None):
     common.apply_demo(config)
     config.model.update(arch="small", num_filters=64, downsampling=4,
                         latent_channels=common.latent_channels(
-                            bcr, downsampling=4))
+                            rho, downsampling=4))
     config.total_steps = 600
     config.eval.snrs_db = (-5.0, 0.0, 5.0, 10.0, 15.0)
   if arg.matched:

@@ -1,7 +1,7 @@
 r"""GenerativeJSCC: DeepJSCC encoder + GPEN-style StyleGAN2 decoder, MSE + lambda*LPIPS.
 
 Arguments (`--config=generative_ffhq:ARG`, comma separated):
-  bcr=1/192     bandwidth ratio rho = k/n; 1/768, 1/384, 1/192 give C = 2, 4, 8
+  rho=1/192     bandwidth ratio rho = k/n; 1/768, 1/384, 1/192 give C = 2, 4, 8
                 latent channels at 16x downsampling (rho = C/1536).
   data=ffhq     'ffhq' or 'celebahq' (set --config.data.image_dir to its folder).
   lpips=0.1     lambda of MSE + lambda * LPIPS(VGG); default 0.1, and 0 (MSE,
@@ -42,14 +42,14 @@ from experiments.configs import common
 
 def get_config(arg=None):
   arg = common.parse_arg(
-      arg, bcr="1/192", data="ffhq", lpips="", weights="", generator="",
+      arg, rho="1/192", data="ffhq", lpips="", weights="", generator="",
       injection="concat", adversarial=False, demo=False, matched=False)
   if not arg.generator:
     arg.generator = "frozen" if arg.matched else "finetune"
   config = common.base_config("generative", arg.data)
   config.model = ml_collections.ConfigDict(dict(
       encoder_arch="tung", num_filters=256, downsampling=16,
-      latent_channels=common.latent_channels(arg.bcr, downsampling=16),
+      latent_channels=common.latent_channels(arg.rho, downsampling=16),
       encoder_snr_adaptive=False,
       injection=arg.injection,   # 'concat' | 'add' | 'none'
       # GPEN's 'concat' layers (models/generative/synthesis.py): a learned,

@@ -1,7 +1,8 @@
 """Comparing schemes on one test set and one channel (`experiments.evaluate`).
 
 A comparison puts every run on the same test images (one data config,
-split and image count, the `TestSet`) and the same channel (`TestChannel`),
+split and image count, the `TestSet`) and the same channel (a
+`gjscc_jax.channel.Channel`),
 and its summary rows in one table. A run is named by `LABEL=SOURCE`:
 
 * a training run (`python -m experiments.train --workdir`, holding
@@ -106,27 +107,6 @@ class TestSet:
 
 
 @dataclasses.dataclass
-class TestChannel:
-  """The channel: `kind` 'awgn' | 'rayleigh', `fading` 'slow' | 'fast',
-  `equalization` 'zf' | 'mmse' (the latter two for Rayleigh only)."""
-  kind: str = "awgn"
-  fading: str = "slow"
-  equalization: str = "mmse"
-
-  def name(self, equalization=True):
-    """'awgn', 'rayleigh-slow-mmse' (or 'rayleigh-slow' without it)."""
-    if self.kind == "awgn":
-      return "awgn"
-    parts = [self.kind, self.fading] + ([self.equalization] if equalization
-                                        else [])
-    return "-".join(parts)
-
-  def overrides(self):
-    return {"channel.kind": self.kind, "channel.fading": self.fading,
-            "channel.equalization": self.equalization}
-
-
-@dataclasses.dataclass
 class Run:
   """One `--run`: its label, kind, source and what it was computed with.
 
@@ -149,7 +129,7 @@ class Run:
   config: dict
   select: Optional[str] = None
   test_set: Optional[TestSet] = None
-  channel: Optional[TestChannel] = None
+  channel: Optional[channel_lib.Channel] = None
   trained_channel: str = ""
 
 
@@ -167,9 +147,7 @@ def _data_config(fields):
 
 
 def _channel_of(config_channel):
-  c = config_channel or {}
-  return TestChannel(c.get("kind", "awgn"), c.get("fading") or "slow",
-                     c.get("equalization") or "mmse")
+  return channel_lib.from_config(config_channel)
 
 
 def parse_separation(label, spec):
@@ -220,7 +198,7 @@ def _read_training(label, source, select, value):
   _no_select(value, select)
   config = runs_lib.read_config(source)
   return Run(label, "training", source, config,
-             trained_channel=_channel_of(config.get("channel")).name())
+             trained_channel=_channel_of(config.get("channel")).name)
 
 
 def _read_separation(label, source, select, value):
@@ -249,7 +227,7 @@ def _read_inversejscc(label, source, select, value):
   deepjscc = settings.get("deepjscc_checkpoint") or ""
   if os.path.exists(os.path.join(deepjscc, "config.json")):
     channel = _channel_of(runs_lib.read_config(deepjscc).get("channel"))
-    trained = channel.name()
+    trained = channel.name
   return Run(label, "inversejscc", source, settings, select=select,
              test_set=TestSet(_data_config(settings.get("data")), split,
                               count),
@@ -303,7 +281,7 @@ def parse_run(value):
 
 def reference(runs, data_overrides=None, channel_overrides=None, split=None,
               num_images=None):
-  """The comparison's `(TestSet, TestChannel)`.
+  """The comparison's `(TestSet, Channel)`.
 
   Each field is the override when given, else that of the first run that
   has one (training runs at different resolutions need the resolution
@@ -315,7 +293,8 @@ def reference(runs, data_overrides=None, channel_overrides=None, split=None,
     runs: the `Run`s.
     data_overrides: `{field: value}` of the data config (e.g. `name`,
       `image_dir`, `resolution`, `tfds_dir`); None values are ignored.
-    channel_overrides: `{'kind', 'fading', 'equalization'}`; None ignored.
+    channel_overrides: `{field: value}` of the `Channel` (`kind`,
+      `fading`, `equalization`, `k_factor`, ...); None values are ignored.
     split: the split, or None.
     num_images: the first N images, or None.
   """
@@ -354,16 +333,13 @@ def reference(runs, data_overrides=None, channel_overrides=None, split=None,
   with_channel = next((r for r in runs if r.kind == "training" or
                        r.channel is not None), None)
   if with_channel is None:
-    channel = TestChannel()
+    channel = channel_lib.Channel()
   elif with_channel.kind == "training":
     channel = _channel_of(with_channel.config.get("channel"))
   else:
-    channel = dataclasses.replace(with_channel.channel)
-  for key, value in (channel_overrides or {}).items():
-    if value is not None:
-      setattr(channel, key, value)
-  channel_lib.validate_options(channel.kind, channel.fading,
-                               channel.equalization)
+    channel = with_channel.channel
+  channel = channel_lib.from_config(channel, **{
+      k: v for k, v in (channel_overrides or {}).items() if v is not None})
   return test_set, channel
 
 
@@ -382,10 +358,10 @@ def differences(run, test_set, channel):
   if run.channel is None:
     logging.warning("%s: the channel of %s is unknown (its DeepJSCC run is "
                     "not readable); assuming %s.", run.label, run.source,
-                    channel.name())
-  elif run.channel.name(not separation) != channel.name(not separation):
-    diffs.append(f"channel: {run.channel.name(not separation)!r} -> "
-                 f"{channel.name(not separation)!r}")
+                    channel.name)
+  elif run.channel.label(not separation) != channel.label(not separation):
+    diffs.append(f"channel: {run.channel.label(not separation)!r} -> "
+                 f"{channel.label(not separation)!r}")
   return diffs
 
 
@@ -436,7 +412,8 @@ def _evaluate_training(run, test_set, channel, settings, output_dir, mesh,
                        lpips, columns, perception=None):
   overrides = {f"data.{k}": v for k, v in test_set.data.items()
                if k in run.config.data}
-  overrides.update(channel.overrides())
+  # The whole block: older runs' configs lack the newer channel fields.
+  overrides["channel"] = channel.to_config()
   config, scheme, params = runs_lib.load_run(run.source, settings.step,
                                              overrides)
   with config.unlocked():
@@ -461,7 +438,7 @@ def _evaluate_separation(run, bcr, test_set, channel, settings, output_dir,
   from tqdm import tqdm  # pylint: disable=import-outside-toplevel
   options = {k: v for k, v in run.config.items() if k not in ("codec", "bcr")}
   options.setdefault("realisations", settings.realisations)
-  kwargs = dict(channel=channel.kind, fading=channel.fading,
+  kwargs = dict(channel=channel,
                 lpips_nets=tuple(filter(None, settings.lpips_nets)),
                 seed=settings.seed, **options)
   with tqdm(total=test_set.count(), desc=f"{run.label} rho={bcr}",
@@ -505,7 +482,7 @@ def collect(runs, test_set, channel, settings, output_dir, *, mesh=None,
   Args:
     runs: the `Run`s (from `parse_run`).
     test_set: the `TestSet` (from `reference`).
-    channel: the `TestChannel`.
+    channel: the `gjscc_jax.channel.Channel`.
     settings: the `Settings`.
     output_dir: where per-run outputs go.
     mesh: the device mesh (default: all devices).
@@ -538,7 +515,7 @@ def collect(runs, test_set, channel, settings, output_dir, *, mesh=None,
         lpips = runner.lpips_metrics(settings.lpips_nets)
       if perception is None and settings.perception is not None:
         perception = (settings.perception, settings.perception.load_params())
-      columns = dict(channel=channel.name(),
+      columns = dict(channel=channel.name,
                      trained_channel=run.trained_channel,
                      **_loss_columns(run.config))
       rows = _evaluate_training(run, test_set, channel, settings, output_dir,
@@ -557,7 +534,7 @@ def collect(runs, test_set, channel, settings, output_dir, *, mesh=None,
             "--allow_mismatch to plot it anyway (recorded).")
       separation = run.kind == "separation_output"
       used = run.channel or channel
-      columns = dict(channel=used.name(not separation),
+      columns = dict(channel=used.label(not separation),
                      trained_channel=run.trained_channel)
       rows, missing, dropped = _read_rows(run, snrs, columns)
       record.update(mismatch=diffs, missing_snrs=missing, dropped_snrs=dropped,
@@ -580,7 +557,7 @@ def collect(runs, test_set, channel, settings, output_dir, *, mesh=None,
           f"--run={run.label}={run.source}: no bandwidth ratio to compute it "
           "at (no other run gives one); add one, e.g. "
           f"{run.source}{':' if run.source.count(':') < 2 else ','}bcr=1/192.")
-    columns = dict(channel=channel.name(equalization=False),
+    columns = dict(channel=channel.label(receiver=False),
                    trained_channel="")
     rows = []
     if jax.process_index() == 0:
@@ -605,7 +582,7 @@ def collect(runs, test_set, channel, settings, output_dir, *, mesh=None,
       seen[key] = i
   record = dict(
       test_set=dict(test_set.identity(), data=test_set.data.to_dict()),
-      channel=dataclasses.asdict(channel), channel_name=channel.name(),
+      channel=channel.to_config(), channel_name=channel.name,
       snrs_db=list(snrs), realisations=settings.realisations,
       seed=settings.seed, lpips_nets=list(filter(None, settings.lpips_nets)),
       step=settings.step, confidence_interval=(

@@ -1,8 +1,8 @@
 """DeepJSCC: an image autoencoder with a wireless channel in the middle.
 
 `DeepJSCC` encodes an image into real latents `(B, H/d, W/d, C)`, sends them
-with `gjscc_jax.channel.transmit` (pairing into `k = H W C / (2 d^2)` complex
-symbols, per-image power normalisation, AWGN or Rayleigh fading) and decodes
+through its `gjscc_jax.channel.Channel` (pairing into `k = H W C / (2 d^2)` complex
+symbols, per-image power normalisation, the channel) and decodes
 the received latents back to an image in [-1, 1]. The bandwidth ratio is
 `rho = k / (3 H W) = C / (6 d^2)`, i.e. `C / 1536` at the usual `d = 16`
 (`channel.latent_channels_for_bcr` picks `C` for a target ratio).
@@ -197,10 +197,16 @@ def validate_encoder(arch, latent_channels, downsampling):
 
 
 def snr_per_image(snr_db, batch):
-  """`snr_db` (dB, a scalar or `(batch,)`) as a float32 `(batch,)` vector."""
+  """`snr_db` (dB, a scalar or `(batch,)`) as a float32 `(batch,)` vector.
+
+  A `(batch, F)` array of side information (`Channel.side_features`, the
+  SNR in column 0) passes through unchanged.
+  """
   snr_db = jnp.asarray(snr_db, jnp.float32)
   if snr_db.ndim == 0:
     return jnp.broadcast_to(snr_db, (batch,))
+  if snr_db.ndim == 2 and snr_db.shape[0] == batch:
+    return snr_db
   if snr_db.shape != (batch,):
     raise ValueError(f"snr_db must be a scalar or shape ({batch},); got "
                      f"{snr_db.shape}.")
@@ -290,10 +296,11 @@ class DeepJSCC(nn.Module):
     latent_channels: latent channels `C` (even); `rho = C / (6 d^2)`.
     snr_adaptive: add AF modules that condition both networks on the SNR.
     downsampling: spatial factor `d` (power of two; must be 16 for `'tung'`).
-    channel: `'awgn'` or `'rayleigh'` (see `channel.transmit`).
-    fading: `'slow'` or `'fast'` Rayleigh fading.
-    equalization: `'zf'` or `'mmse'` receiver for Rayleigh fading.
-    power: average transmit power per complex symbol.
+    channel: the `gjscc_jax.channel.Channel` (a kind string such as
+      `'awgn'` is read as `Channel(kind)`). With `snr_adaptive` and its
+      `side_info='snr+gain'`, the decoder's AF modules also get the gain the
+      receiver equalised with (`Channel.side_features`); the encoder gets
+      the SNR only (no channel knowledge at the transmitter).
     dtype: compute dtype (e.g. `jnp.bfloat16`); parameters stay float32, the
       channel runs in float32 and the reconstruction is float32.
     remat: recompute each encoder/decoder stage (a resolution level of
@@ -306,10 +313,7 @@ class DeepJSCC(nn.Module):
   latent_channels: int = 8
   snr_adaptive: bool = False
   downsampling: int = 16
-  channel: str = "awgn"
-  fading: str = "slow"
-  equalization: str = "mmse"
-  power: float = 1.0
+  channel: Any = channel_lib.Channel()
   dtype: Dtype | None = None
   remat: bool = False
 
@@ -330,7 +334,12 @@ class DeepJSCC(nn.Module):
 
   def _validate(self):
     validate_encoder(self.arch, self.latent_channels, self.downsampling)
-    channel_lib.validate_options(self.channel, self.fading, self.equalization)
+    channel_lib.coerce(self.channel)
+
+  @property
+  def link(self) -> channel_lib.Channel:
+    """The channel as a `Channel`."""
+    return channel_lib.coerce(self.channel)
 
   @property
   def bandwidth_ratio(self) -> fractions.Fraction:
@@ -385,7 +394,8 @@ class DeepJSCC(nn.Module):
       Reconstructions `(B, H, W, 3)` in [-1, 1], float32.
     """
     latents = self.encode(images, snr_db)
-    received = channel_lib.transmit(
-        key, latents, snr_db, channel=self.channel, fading=self.fading,
-        equalization=self.equalization, power=self.power)
+    link = self.link
+    received, csi = link.transmit(key, latents, snr_db)
+    if self.snr_adaptive and link.side_info != "snr":
+      snr_db = link.side_features(csi, snr_db, images.shape[0])
     return self.decode(received, snr_db)

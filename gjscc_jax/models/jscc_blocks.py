@@ -191,17 +191,19 @@ class AFModule(nn.Module):
   both FC layers as wide as `x`.
 
   Call with `x` of shape `(B, H, W, N)` and `snr_db` of shape `(B,)` (or a
-  scalar, broadcast to the batch), in dB.
+  scalar, broadcast to the batch), in dB, or `(B, F)` side information
+  (the SNR and channel gains, `Channel.side_features`) appended whole.
   """
   dtype: Dtype | None = None
 
   @nn.compact
   def __call__(self, x, snr_db):
     features = x.shape[-1]
-    snr_db = jnp.broadcast_to(jnp.asarray(snr_db, jnp.float32), x.shape[:1])
+    snr_db = jnp.asarray(snr_db, jnp.float32)
+    side = (snr_db if snr_db.ndim == 2 else
+            jnp.broadcast_to(snr_db, x.shape[:1])[:, None])
     context = jnp.concatenate(
-        [jnp.mean(x.astype(jnp.float32), axis=(1, 2)), snr_db[:, None]],
-        axis=-1)
+        [jnp.mean(x.astype(jnp.float32), axis=(1, 2)), side], axis=-1)
     hidden = nn.relu(nn.Dense(features, dtype=self.dtype, name="fc1")(context))
     scale = jax.nn.sigmoid(nn.Dense(features, dtype=self.dtype,
                                     name="fc2")(hidden))

@@ -39,6 +39,15 @@ def remat_enabled(config) -> bool:
   return value
 
 
+def channel_ratio(link, resolution, latent_channels, downsampling) -> float:
+  """`rho` of a scheme over `link`: complex channel uses per image (with
+  OFDM's pilots, guards, padding and prefixes, `Channel.channel_uses`)
+  over `3 R^2`; `C / (6 d^2)` for the flat channels."""
+  side = resolution // downsampling
+  k = side * side * latent_channels // 2
+  return link.channel_uses(k) / (3 * resolution * resolution)
+
+
 @dataclasses.dataclass(frozen=True)
 class Scheme:
   """A trainable transmission scheme (see the module docstring)."""

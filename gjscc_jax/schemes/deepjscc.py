@@ -8,6 +8,7 @@ use: its variables are the trained pytree, and its optimiser is
 
 import jax.numpy as jnp
 
+from gjscc_jax import channel as channel_lib
 from gjscc_jax.models.deepjscc import DeepJSCC
 from gjscc_jax.schemes import base
 from gjscc_jax.schemes import optimizer as optimizer_lib
@@ -20,13 +21,13 @@ def build(config) -> base.Scheme:
     ValueError: naming the field, for an unknown model or channel option or
       a resolution the encoder cannot downsample.
   """
-  m, ch = config.model, config.channel
+  m = config.model
   dtype = base.compute_dtype(config)
+  link = channel_lib.from_config(config.channel)
   model = DeepJSCC(
       arch=m.arch, num_filters=m.num_filters, latent_channels=m.latent_channels,
       snr_adaptive=m.snr_adaptive, downsampling=m.downsampling,
-      channel=ch.kind, fading=ch.fading, equalization=ch.equalization,
-      power=ch.power, dtype=dtype, remat=base.remat_enabled(config))
+      channel=link, dtype=dtype, remat=base.remat_enabled(config))
   res = config.data.resolution
   if res % m.downsampling:
     raise ValueError(
@@ -44,4 +45,5 @@ def build(config) -> base.Scheme:
     return optimizer_lib.make_optimizer(config.optimizer, total_steps)
 
   return base.Scheme("deepjscc", model, init, reconstruct, make_optimizer,
-                     dtype, float(model.bandwidth_ratio))
+                     dtype, base.channel_ratio(link, res, m.latent_channels,
+                                               m.downsampling))

@@ -47,6 +47,7 @@ import numpy as np
 import optax
 from flax import traverse_util
 
+from gjscc_jax import channel as channel_lib
 from gjscc_jax import generated_data
 from gjscc_jax.models import generative as generative_lib
 from gjscc_jax.models import stylegan2
@@ -120,14 +121,14 @@ def _generator_architecture(config, module=None):
 def build_model(config, generator_module=None):
   """The `GenerativeJSCC` module described by `config` (the synthesis
   network shaped like `generator_module` when given)."""
-  m, ch = config.model, config.channel
+  m = config.model
   arch = _generator_architecture(config, generator_module)
   return generative_lib.build_generative_jscc(
       img_resolution=config.data.resolution,
       latent_channels=m.latent_channels, encoder_arch=m.encoder_arch,
       num_filters=m.num_filters, downsampling=m.downsampling,
-      encoder_snr_adaptive=m.encoder_snr_adaptive, channel=ch.kind,
-      fading=ch.fading, equalization=ch.equalization, power=ch.power,
+      encoder_snr_adaptive=m.encoder_snr_adaptive,
+      channel=channel_lib.from_config(config.channel),
       w_dim=arch["w_dim"], synthesis_channel_base=arch["channel_base"],
       synthesis_channel_max=arch["channel_max"], conv_clamp=arch["conv_clamp"],
       injection=m.injection,
@@ -396,6 +397,8 @@ def build(config) -> base.Scheme:
 
   return base.Scheme(
       "generative", model, init, reconstruct, make, dtype,
-      float(model.bandwidth_ratio), load_pretrained=load_pretrained,
+      base.channel_ratio(model.channel, config.data.resolution,
+                         model.latent_channels, model.downsampling),
+      load_pretrained=load_pretrained,
       extra_loss=_adversarial_loss(config, discriminator) if adversarial else None)
 

@@ -2,8 +2,9 @@
 
 The classical baseline of the DeepJSCC literature: a standard codec (HEVC
 intra as in BPG, JPEG 2000, WebP, AVIF, JPEG) whose bitstream is sent with an
-ideal channel code at the capacity of the channel (AWGN; slow Rayleigh fading
-with outage; fast Rayleigh fading at the ergodic capacity).
+ideal channel code at the capacity of the channel (AWGN; slow or block
+Rayleigh/Rician fading and OFDM with outage; fast fading at the ergodic
+capacity; one entry per channel kind, `capacity.CAPACITIES`).
 
 * `codecs`: the codec registry and what each codec's payload counts;
 * `capacity`: bit budgets, outage probabilities, seeded fading draws;

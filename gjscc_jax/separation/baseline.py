@@ -114,9 +114,10 @@ def default_label(codec, channel="awgn", fading="slow", outage=None):
 
   Codecs with `headers='shared'` get ', shared headers' inside the brackets.
   """
-  if channel == "awgn":
+  link = capacity.link_of(channel, fading)
+  if link.kind == "awgn":
     mode = "capacity"
-  elif fading == "fast":
+  elif not capacity.is_random(link):
     mode = "ergodic"
   elif outage is None:
     mode = "outage, best rate"
@@ -156,8 +157,9 @@ def plan_image(search, k, snrs_db, *, channel="awgn", fading="slow",
     search: a `search.QualitySearch` over the image.
     k: complex channel uses per image.
     snrs_db: the SNRs in dB, `(S,)`.
-    channel: 'awgn' or 'rayleigh'.
-    fading: 'slow' or 'fast' (Rayleigh only).
+    channel: a `gjscc_jax.channel.Channel` (or the older 'awgn' /
+      'rayleigh' with `fading`, 'slow' or 'fast').
+    fading: the older form's fading.
     outage: slow fading: the outage probability to code at, or None to pick
       the rate maximising the expected PSNR (see the module docstring).
     realisations: slow fading: draws of `h` per SNR (others use 1).
@@ -168,17 +170,17 @@ def plan_image(search, k, snrs_db, *, channel="awgn", fading="slow",
   Returns:
     An `ImagePlan`.
   """
-  channel_lib.validate_options(channel, fading)
+  link = capacity.link_of(channel, fading)
   snrs = [float(s) for s in snrs_db]
-  slow = channel == "rayleigh" and fading == "slow"
-  if not slow:
-    budget = np.array([capacity.bit_budget(k, s, channel, fading)
+  if not capacity.is_random(link):
+    budget = np.array([capacity.bit_budget(k, s, link)
                        for s in snrs], np.int64)
     quality = search.best_fitting_many(budget)
     bits = np.array([search.bits(q) for q in quality], np.int64)
     return ImagePlan(quality, bits, budget, (bits == 0)[:, None])
   epsilons = (outage,) if outage is not None else capacity.OUTAGE_GRID
-  rates = np.array([[capacity.rate_for_outage(k, s, e) for e in epsilons]
+  rates = np.array([[capacity.rate_for_outage(k, s, e, link)
+                     for e in epsilons]
                     for s in snrs], np.int64)
   candidates = search.best_fitting_many(rates.ravel()).reshape(rates.shape)
   quality = candidates[:, 0].copy()
@@ -192,15 +194,15 @@ def plan_image(search, k, snrs_db, *, channel="awgn", fading="slow",
         if q == FALLBACK:
           expected.append(fb_psnr)
           continue
-        p_out = float(capacity.outage_probability(search.bits(q), k, snr))
+        p_out = float(capacity.outage_of(link, search.bits(q), k, snr))
         expected.append((1 - p_out) * _psnr_np(search.decoded(q), search.image)
                         + p_out * fb_psnr)
       best = int(np.argmax(expected))
       quality[i], budget[i] = candidates[i, best], rates[i, best]
   bits = np.array([search.bits(q) for q in quality], np.int64)
   lost = np.stack([
-      capacity.in_outage(b, k, s,
-                         capacity.fading_power(seed, index, s, realisations))
+      capacity.in_outage_of(link, b, k, s, capacity.realised_draws(
+          link, seed, index, s, realisations, k))
       for b, s in zip(bits, snrs)])
   return ImagePlan(quality, bits, budget, lost)
 
@@ -333,16 +335,15 @@ def _evaluate_pairs(codec, pairs, bcr, snrs_db, *, channel, fading, outage,
   """`evaluate_images` over `(index, image)` pairs, consumed once."""
   if isinstance(codec, str):
     codec = codecs_lib.get_codec(codec, headers)
-  channel_lib.validate_options(channel, fading)
+  channel = capacity.link_of(channel, fading)
   if outage is not None and not 0.0 < outage < 1.0:
     raise ValueError(f"outage={outage!r} must lie in (0, 1), or be None to "
                      "choose the rate per image.")
   if realisations < 1:
     raise ValueError(f"realisations must be >= 1; got {realisations}.")
-  slow = channel == "rayleigh" and fading == "slow"
-  realisations = realisations if slow else 1
+  realisations = realisations if capacity.is_random(channel) else 1
   snrs = [float(s) for s in snrs_db]
-  label = label or default_label(codec, channel, fading, outage)
+  label = label or default_label(codec, channel, outage=outage)
   meter, plans, positions, originals, shown_examples = None, [], [], [], []
   k = fb = None
   for position, (index, image) in enumerate(pairs):
@@ -357,7 +358,7 @@ def _evaluate_pairs(codec, pairs, bcr, snrs_db, *, channel, fading, outage,
                        f"after {shape}.")
     index = int(index)
     search = search_lib.QualitySearch(codec, image, exhaustive)
-    plan = plan_image(search, k, snrs, channel=channel, fading=fading,
+    plan = plan_image(search, k, snrs, channel=channel,
                       outage=outage, realisations=realisations, seed=seed,
                       index=index, fallback=fb)
     meter.add((position, FALLBACK), image, fb)

@@ -26,6 +26,7 @@ from gjscc_jax import channel as channel_lib
 from gjscc_jax import results as report
 from gjscc_jax import run_record
 from gjscc_jax.separation import baseline
+from gjscc_jax.separation import capacity
 
 #: The file recording what the results depend on.
 RUN_CONFIG = "run_config.json"
@@ -49,10 +50,12 @@ def run_settings(codec, data_config, split, num_images, bcr, snrs_db, *,
 
   Returns:
     A dict with `scheme='separation'` and the settings; `channel` is
-    `{'kind', 'fading'}` (`fading` None for AWGN), `realisations` 1 unless
-    the fading is slow.
+    `{'kind', 'fading'}` (`fading` None for AWGN) and, for the newer
+    channels, their other fields (`Channel.to_config`); `realisations` 1
+    unless the realised capacity is random (slow or block fading).
   """
-  slow = channel == "rayleigh" and fading == "slow"
+  link = capacity.link_of(channel, fading)
+  slow = capacity.is_random(link)
   fields = (data_config.to_dict() if hasattr(data_config, "to_dict")
             else dict(data_config))  # nested ConfigDicts (data.generator)
   data = {k: v for k, v in fields.items() if k not in _READER_FIELDS}
@@ -63,10 +66,19 @@ def run_settings(codec, data_config, split, num_images, bcr, snrs_db, *,
       bcr=str(channel_lib.parse_ratio(bcr)),
       snrs_db=[float(s) for s in snrs_db], data=data, split=split,
       num_images=int(num_images),
-      channel=dict(kind=channel,
-                   fading=fading if channel == "rayleigh" else None),
+      channel=_channel_record(link),
       outage=outage, realisations=realisations if slow else 1, seed=seed,
       lpips_nets=list(filter(None, lpips_nets)))
+
+
+def _channel_record(link):
+  """`{'kind', 'fading'}` as before for AWGN and Rayleigh; every field
+  otherwise."""
+  if link.kind == "awgn":
+    return dict(kind="awgn", fading=None)
+  if link.kind == "rayleigh" and link.fading != "block":
+    return dict(kind="rayleigh", fading=link.fading)
+  return link.to_config()
 
 
 def write_outputs(result, output_dir, settings):

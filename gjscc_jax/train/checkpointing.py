@@ -407,7 +407,7 @@ def restore_params(workdir, abstract_state, step=None):
   if not os.path.isdir(directory):
     raise FileNotFoundError(
         f"No checkpoints directory in {workdir!r}: pass the --workdir of a "
-        "training run (python -m experiments.train --workdir=...).")
+        "training run (python -m experiments.train --output_dir=...).")
   ckpt = Checkpointer(directory, save_every=1, asynchronous=False)
   try:
     if step is None and not ckpt.all_steps():

@@ -11,7 +11,7 @@ StyleGAN-based decoder together with MSE + lambda * LPIPS:
 
 * Transmitter: `deepjscc.TungEncoder` (or the small Bourtsoulatze encoder for
   CPU demos), `rho = C / (6 d^2)` (`C / 1536` at `d = 16`).
-* Channel: `gjscc_jax.channel.transmit`.
+* Channel: a `gjscc_jax.channel.Channel`.
 * Receiver: `generative_receiver.GenerativeReceiver` (trunk, W+ head,
   injection heads) and `generative_synthesis.InjectedSynthesis` (the
   synthesis network; converted official weights graft onto it with
@@ -69,10 +69,7 @@ class GenerativeJSCC(nn.Module):
     synthesis: the `InjectedSynthesis` decoder.
     downsampling: the encoder's spatial factor `d`.
     latent_channels: the encoder's `C` (even).
-    channel: 'awgn' or 'rayleigh' (see `channel.transmit`).
-    fading: 'slow' or 'fast' Rayleigh fading.
-    equalization: 'zf' or 'mmse'.
-    power: average transmit power per complex symbol.
+    channel: the `gjscc_jax.channel.Channel`.
     noise_mode: StyleGAN2 noise of layers without an injected map (and of
       'concat' layers with `noise_in_injected_layers`):
       'const' (the stored maps; deterministic), 'random' or 'none'.
@@ -82,10 +79,7 @@ class GenerativeJSCC(nn.Module):
   synthesis: synthesis_lib.InjectedSynthesis
   downsampling: int = 16
   latent_channels: int = 8
-  channel: str = "awgn"
-  fading: str = "slow"
-  equalization: str = "mmse"
-  power: float = 1.0
+  channel: Any = channel_lib.Channel()
   noise_mode: str = "const"
 
   @property
@@ -131,9 +125,8 @@ class GenerativeJSCC(nn.Module):
 
   def _receive(self, images, snr_db, key):
     latents = self.encode(images, snr_db)
-    received = channel_lib.transmit(
-        key, latents, snr_db, channel=self.channel, fading=self.fading,
-        equalization=self.equalization, power=self.power)
+    received, _ = channel_lib.coerce(self.channel).transmit(
+        key, latents, snr_db)
     ws, maps = self.receiver(
         received, deepjscc.snr_per_image(snr_db, received.shape[0]))
     return received, ws, maps
@@ -175,12 +168,16 @@ def build_generative_jscc(
   synthesis block in the backward pass instead of storing its activations
   (the variables do not change).
 
+  `channel` is a `gjscc_jax.channel.Channel`, or (the older form) its kind
+  with `fading`, `equalization` and `power`.
+
   Raises:
     ValueError: naming the argument when a choice is unknown or the sizes do
       not fit together.
   """
   deepjscc.validate_encoder(encoder_arch, latent_channels, downsampling)
-  channel_lib.validate_options(channel, fading, equalization)
+  channel = channel_lib.coerce(channel, fading=fading,
+                               equalization=equalization, power=power)
   if img_resolution % downsampling or img_resolution < downsampling:
     raise ValueError(f"img_resolution={img_resolution} must be a multiple of "
                      f"downsampling={downsampling}.")
@@ -217,5 +214,4 @@ def build_generative_jscc(
   return GenerativeJSCC(
       encoder=encoder, receiver=receiver, synthesis=synthesis,
       downsampling=downsampling, latent_channels=latent_channels,
-      channel=channel, fading=fading, equalization=equalization, power=power,
-      noise_mode=noise_mode)
+      channel=channel, noise_mode=noise_mode)
