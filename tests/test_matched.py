@@ -22,8 +22,8 @@ G0_TINY = dict(resolution=16, z_dim=16, w_dim=16, channel_base=64,
 
 def test_the_three_configs_share_one_dataset_and_the_evaluation():
   dj = deepjscc_ffhq.get_config("matched")
-  gen = generative_ffhq.get_config("matched")
-  frozen = generative_ffhq.get_config("matched,generator=frozen")
+  gen = generative_ffhq.get_config("matched,generator=finetune")
+  frozen = generative_ffhq.get_config("matched")  # Frozen by default.
   inv = inverse_ffhq.get_config("matched")
   data = dj.data.to_dict()
   assert data["name"] == "generator" and data["resolution"] == 64

@@ -56,9 +56,8 @@ def get_config(arg=None):
     config.eval.snrs_db = (-5.0, 0.0, 5.0, 10.0, 15.0)
   if arg.matched:
     common.apply_matched(config)
-    # A rough same-wall-time baseline for generative_ffhq:matched's steps
-    # on 2 CPU cores. Step rates move with the host's load: the experiment
-    # (benchmarks/matched_prior.py) sets the steps of both schemes and
-    # records their wall times (docs/matched-prior.md).
+    # The experiment (python -m experiments.matched_prior) sets the steps
+    # of both schemes, at equal steps and at equal XLA FLOPs
+    # (docs/matched-prior.md).
     config.total_steps = 2300
   return config

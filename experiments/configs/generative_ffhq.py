@@ -9,7 +9,8 @@ Arguments (`--config=generative_ffhq:ARG`, comma separated):
   weights=DIR   a converted StyleGAN2 generator (`python -m weights_convert
                 stylegan2 ffhq-256.pkl DIR`) for the synthesis network;
                 without it the generator starts from random weights.
-  generator=finetune   'finetune' or 'frozen' (the synthesis network).
+  generator=finetune   'finetune' or 'frozen' (the synthesis network); the
+                default is 'frozen' with `matched`, 'finetune' otherwise.
   injection=concat     'concat' (GPEN), 'add' (maps replace the noise
                 inputs) or 'none' (W+ only).
   adversarial   add the non-saturating GAN term with a StyleGAN2
@@ -21,8 +22,9 @@ Arguments (`--config=generative_ffhq:ARG`, comma separated):
   matched       the matched-prior experiment: images drawn from the seeded
                 random StyleGAN2 G0 at 64x64 (data.name='generator'), and
                 G0 as the decoder's synthesis network
-                (generator.from_data; frozen with generator=frozen), MSE +
-                0.1 LPIPS-AlexNet; docs/matched-prior.md.
+                (generator.from_data), frozen unless generator=finetune,
+                with G0's random noise in every layer besides the maps;
+                MSE + 0.1 LPIPS-AlexNet; docs/matched-prior.md.
 
 Paper scale: 256x256 FFHQ (or CelebA-HQ) images, the Tung et al. encoder,
 the FFHQ-256 StyleGAN2 (stylegan2-ada-pytorch's `ffhq256` config: channel
@@ -40,8 +42,10 @@ from experiments.configs import common
 
 def get_config(arg=None):
   arg = common.parse_arg(
-      arg, rho="1/192", data="ffhq", lpips="", weights="", generator="finetune",
+      arg, rho="1/192", data="ffhq", lpips="", weights="", generator="",
       injection="concat", adversarial=False, demo=False, matched=False)
+  if not arg.generator:
+    arg.generator = "frozen" if arg.matched else "finetune"
   config = common.base_config("generative", arg.data)
   config.model = ml_collections.ConfigDict(dict(
       encoder_arch="tung", num_filters=256, downsampling=16,
@@ -52,10 +56,15 @@ def get_config(arg=None):
       # zero-initialised scale per map ('learned' | 'none'), and no StyleGAN2
       # noise in the layers that get a map.
       injection_scale="learned",
+      # Constant factor of the learned scales: their lr multiplier (Adam).
+      injection_scale_gain=1.0,
       noise_in_injected_layers=False,
       inject_max_resolution=config_dict.placeholder(int),  # None: every layer
       w_mode="per_layer",        # 'per_layer' (W+) | 'shared' (one w)
       noise_mode="const",        # noise of layers without injection
+      # The receiver's 2x up stages: 'resize' (bilinear + conv) or
+      # 'subpixel' (conv + pixel shuffle, which learns a checkerboard).
+      receiver_upsample="resize",
       receiver_channel_base=8192, receiver_channel_max=512,
       receiver_res_blocks=2, receiver_snr_adaptive=True))
   config.generator = ml_collections.ConfigDict(dict(
@@ -94,10 +103,20 @@ def get_config(arg=None):
   if arg.matched:
     common.apply_matched(config)
     config.total_steps = 400
-    # The prior is G0 (its architecture comes from the data's generator);
-    # fine-tuned at a tenth of the learning rate, as at paper scale.
+    # The prior is G0 (its architecture comes from the data's generator),
+    # frozen by default: fine-tuned at a tenth of the learning rate (as at
+    # paper scale) it moved by under 1% in 120 steps (docs/matched-prior.md).
     m.inject_max_resolution = None  # Every layer gets a map (GPEN).
     g.lr = config.optimizer.lr / 10
+    # A texture source: G0 drew its images with fresh N(0, 1) noise in
+    # every layer, so the decoder adds G0's noise, drawn from the step's
+    # key, to the injected layers as well (without it the maps must fake
+    # the texture: docs/matched-prior.md).
+    m.noise_mode = "random"
+    m.noise_in_injected_layers = True
+    # The map scales start at 0 and train 10x faster than at gain 1, where
+    # they stayed below 0.06 after 300 steps (docs/matched-prior.md).
+    m.injection_scale_gain = 10.0
     if not arg.lpips:
       config.loss.lambda_lpips = 0.1
     # LPIPS-AlexNet in the loss: VGG's backward pass would dominate a CPU step.

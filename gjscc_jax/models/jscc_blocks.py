@@ -74,6 +74,26 @@ class SubpixelConv(nn.Module):
     return pixel_shuffle(x, self.factor)
 
 
+class ResizeConv(nn.Module):
+  """Bilinear `factor`x upsampling followed by a 3x3 conv to `features`.
+
+  The upsampled map is a smooth interpolation before the conv sees it, so
+  the block cannot put a learned pattern of period `factor` into the output
+  grid; `SubpixelConv` can (each output phase has its own kernel), and does
+  when a loss rewards fake texture (docs/matched-prior.md).
+  """
+  features: int
+  factor: int = 2
+  dtype: Dtype | None = None
+
+  @nn.compact
+  def __call__(self, x):
+    b, h, w, c = x.shape
+    x = jax.image.resize(x, (b, h * self.factor, w * self.factor, c),
+                         "bilinear")
+    return conv(self.features, 3, dtype=self.dtype, name="conv")(x)
+
+
 class ResidualBlock(nn.Module):
   """conv3x3 -> LeakyReLU -> conv3x3 -> LeakyReLU, plus a skip connection."""
   features: int

@@ -15,12 +15,19 @@ trainer asks of a scheme (`base.Scheme`):
   weights.
 * `make_optimizer`: `optax.multi_transform` over parameter groups: the
   encoder and receiver use `config.optimizer` (and so do the decoder's
-  map scales `inject_scale_*`, `model.injection_scale='learned'`, which are
-  not part of the generator); the synthesis network is
-  frozen (`generator.train='frozen'`: no update, no optimiser state, no
+  map scales `inject_scale_*`, `model.injection_scale='learned'`, and the
+  *grafted slices*, which are not part of the generator); the synthesis
+  network is frozen (`generator.train='frozen'`: no update, no optimiser state, no
   weight gradients) or fine-tuned with the same settings at its own learning
   rate `generator.lr` (default: `optimizer.lr`); the discriminator of the
   adversarial ablation uses Adam(`adversarial.lr`, b1, b2).
+  The grafted slices (`grafted_masks`) are the parts of the synthesis
+  arrays that a plain StyleGAN2 of the same architecture does not have:
+  with 'concat' injection, the kernel input slices and style-affine
+  outputs that read the injected maps. A converted generator never brought
+  them (GPEN's prior was trained with them), so they train with the
+  receiver in every mode, element-wise inside arrays whose other elements
+  are frozen or fine-tuned (`split_by_mask`).
 * `extra_loss` (only with `adversarial.enabled`): the non-saturating GAN
   term `weight * softplus(-D(x_hat))` for the model plus the discriminator's
   own loss and lazy R1 (`r1_gamma / 2 * ||grad D(x)||^2` every
@@ -36,7 +43,9 @@ from absl import logging
 import ml_collections
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from flax import traverse_util
 
 from gjscc_jax import channel as channel_lib
 from gjscc_jax import generated_data
@@ -124,6 +133,9 @@ def build_model(config, generator_module=None):
       synthesis_channel_max=arch["channel_max"], conv_clamp=arch["conv_clamp"],
       injection=m.injection,
       injection_scale=m.get("injection_scale", "learned"),
+      injection_scale_gain=m.get("injection_scale_gain", 1.0),
+      # Runs saved before the option existed used sub-pixel stages.
+      receiver_upsample=m.get("receiver_upsample", "subpixel"),
       noise_in_injected_layers=m.get("noise_in_injected_layers", False),
       inject_max_resolution=m.inject_max_resolution,
       w_mode=m.w_mode, receiver_channel_base=m.receiver_channel_base,
@@ -159,7 +171,73 @@ def graft_pretrained(params, generator_variables, zero_new_inputs=True):
   return {**params, "params": p, "buffers": b}
 
 
-def _labels(params, generator_label):
+def grafted_masks(model):
+  """`{path: float32 mask}` of the synthesis arrays wider than StyleGAN2's.
+
+  `path` is the '/'-joined key of a synthesis parameter (e.g.
+  `'b8/conv0/weight'`); its mask is 1 on the elements outside the leading
+  slice that a plain synthesis network (`injection='none'`, same
+  architecture) has, i.e. where `graft_synthesis` writes nothing. Arrays
+  of the plain shape are absent.
+  """
+  synthesis = model.synthesis
+  plain = synthesis.clone(injection="none", parent=None)
+  ws = jax.ShapeDtypeStruct((1, synthesis.num_ws, synthesis.w_dim),
+                            jnp.float32)
+  res = synthesis.img_resolution
+  images = jax.ShapeDtypeStruct((1, res, res, 3), jnp.float32)
+  snr = jax.ShapeDtypeStruct((1,), jnp.float32)
+  key = jax.random.PRNGKey(0)
+  wide = jax.eval_shape(lambda x, s: model.init(key, x, s, key), images, snr)
+  narrow = jax.eval_shape(lambda w: plain.init(key, w), ws)
+  wide = traverse_util.flatten_dict(wide["params"]["synthesis"], sep="/")
+  narrow = traverse_util.flatten_dict(narrow["params"], sep="/")
+  masks = {}
+  for name, leaf in wide.items():
+    if name not in narrow or narrow[name].shape == leaf.shape:
+      continue
+    mask = np.ones(leaf.shape, np.float32)
+    mask[tuple(slice(0, n) for n in narrow[name].shape)] = 0.0
+    masks[name] = mask
+  return masks
+
+
+def _synthesis_name(path):
+  """'b8/conv0/weight' of a `('params', 'synthesis', ...)` tree path."""
+  return "/".join(str(p.key) for p in path[2:])
+
+
+def split_by_mask(inside, outside, masks):
+  """A transformation applying `inside` where a mask is 1, `outside` elsewhere.
+
+  For leaves of `('params', 'synthesis', ...)` named in `masks`
+  (`grafted_masks`): each of the two inner transformations sees the
+  gradient with the other's elements zeroed and keeps its own state, and
+  the update is `mask * inside + (1 - mask) * outside`. Element-wise
+  optimisers (Adam) thus train the two parts of one array as if they were
+  separate arrays.
+  """
+
+  def mask_tree(tree):
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: jnp.asarray(masks[_synthesis_name(path)]), tree)
+
+  def init(params):
+    return inside.init(params), outside.init(params)
+
+  def update(updates, state, params=None):
+    m = mask_tree(updates)
+    u_in, s_in = inside.update(
+        jax.tree.map(lambda g, k: g * k, updates, m), state[0], params)
+    u_out, s_out = outside.update(
+        jax.tree.map(lambda g, k: g * (1 - k), updates, m), state[1], params)
+    merged = jax.tree.map(lambda a, b, k: a * k + b * (1 - k), u_in, u_out, m)
+    return merged, (s_in, s_out)
+
+  return optax.GradientTransformation(init, update)
+
+
+def _labels(params, generator_label, grafted=()):
   """Optimiser group of every leaf: 'default', 'generator', 'frozen', 'discriminator'."""
 
   def label(path, _):
@@ -173,14 +251,19 @@ def _labels(params, generator_label):
       # train with the receiver, also when the generator is frozen.
       if generative_lib.is_injection_scale(path[-1].key):
         return "default"
+      if _synthesis_name(path) in grafted:
+        return "grafted"
       return generator_label
     return "default"
 
   return jax.tree_util.tree_map_with_path(label, params)
 
 
-def make_optimizer(config, total_steps):
-  """`(tx, schedule)`: multi_transform over the groups (module docstring)."""
+def make_optimizer(config, total_steps, masks=None):
+  """`(tx, schedule)`: multi_transform over the groups (module docstring).
+
+  `masks`: `grafted_masks(model)`, the grafted slices (None or {}: none).
+  """
   mode = config.generator.train
   if mode not in GENERATOR_TRAINING:
     raise ValueError(f"generator.train={mode!r} must be one of {GENERATOR_TRAINING}.")
@@ -195,8 +278,12 @@ def make_optimizer(config, total_steps):
   if adv is not None and adv.enabled:
     transforms["discriminator"] = optax.adam(adv.lr, b1=adv.b1, b2=adv.b2)
   generator_label = "generator" if mode == "finetune" else "frozen"
+  masks = masks or {}
+  if masks:
+    transforms["grafted"] = split_by_mask(tx, transforms[generator_label],
+                                          masks)
   return optax.multi_transform(
-      transforms, lambda params: _labels(params, generator_label)), schedule
+      transforms, lambda params: _labels(params, generator_label, masks)), schedule
 
 
 def _adversarial_loss(config, discriminator):
@@ -254,6 +341,14 @@ def build(config) -> base.Scheme:
         img_resolution=res, channel_base=adv.channel_base,
         channel_max=adv.channel_max, dtype=dtype)
   sg = jax.lax.stop_gradient
+  masks = grafted_masks(model)
+
+  def trained_slices(name, value):
+    """A frozen array whose grafted slice still gets its gradient."""
+    if name not in masks:
+      return sg(value)
+    m = jnp.asarray(masks[name], value.dtype)
+    return sg(value) + m * (value - sg(value))
 
   def init(key, images):
     model_key, d_key, channel_key = jax.random.split(key, 3)
@@ -265,11 +360,12 @@ def build(config) -> base.Scheme:
 
   def reconstruct(params, images, snr_db, key):
     p = params["params"]
-    if frozen:  # No weight gradients for a frozen generator (saves compute),
-      # but the map scales train (they are the decoder's own).
-      p = {**p, "synthesis": {
-          k: v if generative_lib.is_injection_scale(k) else sg(v)
-          for k, v in p["synthesis"].items()}}
+    if frozen:  # No gradients for the frozen generator's weights, but the
+      # map scales and the grafted slices train (they are the decoder's own).
+      flat = traverse_util.flatten_dict(p["synthesis"], sep="/")
+      p = {**p, "synthesis": traverse_util.unflatten_dict({
+          k: v if generative_lib.is_injection_scale(k)
+          else trained_slices(k, v) for k, v in flat.items()}, sep="/")}
     variables = {"params": p, "buffers": sg(params["buffers"])}
     return model.apply(variables, images, snr_db, key)
 
@@ -297,7 +393,7 @@ def build(config) -> base.Scheme:
     return jax.device_put(grafted, shardings)
 
   def make(total_steps):
-    return make_optimizer(config, total_steps)
+    return make_optimizer(config, total_steps, masks)
 
   return base.Scheme(
       "generative", model, init, reconstruct, make, dtype,

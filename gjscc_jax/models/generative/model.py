@@ -115,22 +115,38 @@ class GenerativeJSCC(nn.Module):
     return straight_through_clip(
         self.synthesis(ws, maps, noise_mode=self.noise_mode, key=key))
 
+  def decoder_inputs(self, images, snr_db, key):
+    """Encode, transmit with `key`, and run the receiver: `(ws, maps)`.
+
+    The W+ latents and the per-layer injected maps the synthesis network
+    would get in `__call__` (`GenerativeReceiver`'s outputs).
+    """
+    return self._receive(images, snr_db, key)[1:]
+
+  def _receive(self, images, snr_db, key):
+    latents = self.encode(images, snr_db)
+    received, _ = channel_lib.coerce(self.channel).transmit(
+        key, latents, snr_db)
+    ws, maps = self.receiver(
+        received, deepjscc.snr_per_image(snr_db, received.shape[0]))
+    return received, ws, maps
+
   def __call__(self, images, snr_db, key):
     """Encode, transmit over the channel with `key`, decode.
 
     Args:
       images: `(B, R, R, 3)` in [-1, 1].
       snr_db: channel SNR in dB, scalar or `(B,)`.
-      key: PRNG key of the channel realisation (and of random noise maps).
+      key: PRNG key of the channel realisation (the same noise as
+        `DeepJSCC` draws from it for latents of the same shape) and, folded
+        with 1, of random noise maps.
 
     Returns:
       Reconstructions `(B, R, R, 3)`, float32.
     """
-    channel_key, noise_key = jax.random.split(key)
-    latents = self.encode(images, snr_db)
-    received, _ = channel_lib.coerce(self.channel).transmit(
-        channel_key, latents, snr_db)
-    return self.decode(received, snr_db, noise_key)
+    _, ws, maps = self._receive(images, snr_db, key)
+    return straight_through_clip(self.synthesis(
+        ws, maps, noise_mode=self.noise_mode, key=jax.random.fold_in(key, 1)))
 
 
 def build_generative_jscc(
@@ -138,8 +154,8 @@ def build_generative_jscc(
     downsampling=16, encoder_snr_adaptive=False, channel="awgn",
     fading="slow", equalization="mmse", power=1.0, w_dim=512,
     synthesis_channel_base=16384, synthesis_channel_max=512, conv_clamp=256,
-    injection="concat", injection_scale="learned",
-    noise_in_injected_layers=False, inject_max_resolution=None,
+    injection="concat", injection_scale="learned", injection_scale_gain=1.0,
+    noise_in_injected_layers=False, receiver_upsample="resize", inject_max_resolution=None,
     w_mode="per_layer",
     receiver_channel_base=16384, receiver_channel_max=512,
     receiver_res_blocks=2, receiver_snr_adaptive=False, noise_mode="const",
@@ -178,6 +194,7 @@ def build_generative_jscc(
       channel_base=synthesis_channel_base, channel_max=synthesis_channel_max,
       conv_clamp=conv_clamp, injection=injection,
       injection_scale=injection_scale,
+      injection_scale_gain=injection_scale_gain,
       noise_in_injected_layers=noise_in_injected_layers, dtype=dtype,
       precision=precision, remat=remat)
   receiver = receiver_lib.GenerativeReceiver(
@@ -186,7 +203,7 @@ def build_generative_jscc(
       inject_max_resolution=inject_max_resolution, w_mode=w_mode,
       channel_base=receiver_channel_base, channel_max=receiver_channel_max,
       num_res_blocks=receiver_res_blocks, snr_adaptive=receiver_snr_adaptive,
-      dtype=dtype)
+      upsample=receiver_upsample, dtype=dtype)
   if encoder_arch == "tung":
     encoder = deepjscc.TungEncoder(num_filters, latent_channels,
                                    encoder_snr_adaptive, dtype, remat)

@@ -46,6 +46,12 @@ that follow it:
   `injection_scale='none'` uses the maps unscaled; grafting then zeroes the
   kernel slices that read them (`graft_synthesis(zero_new_inputs=True)`),
   which the fine-tuned generator learns from zero.
+  `injection_scale_gain` multiplies the learned scales (the effective
+  scale is `gain * inject_scale_{l}`): with Adam it is a learning-rate
+  multiplier of the scales alone, the equalised learning rate of
+  StyleGAN. At gain 1 and the receiver's lr 1e-3 the scales reach
+  |s| <= 0.06 after 300 steps, so the maps hardly act; the `:matched`
+  config uses 10 (docs/matched-prior.md measures the scales' growth).
   `'add'` maps are already scaled by the layer's learned `noise_strength`
   (GPEN's `isconcat=False`); `injection_scale` does not apply to them.
 
@@ -85,6 +91,8 @@ class InjectedSynthesis(synthesis_lib.SynthesisNetwork):
     injection: 'none', 'add' or 'concat' (module docstring).
     injection_scale: 'learned' (GPEN: a zero-initialised scalar per
       'concat' map) or 'none' (module docstring).
+    injection_scale_gain: constant factor of the learned scales (an lr
+      multiplier for them under Adam; module docstring).
     noise_in_injected_layers: layers with a 'concat' map also add the noise
       of `noise_mode` (False: as GPEN, the map replaces the noise).
     dtype: compute dtype of the feature maps.
@@ -95,6 +103,7 @@ class InjectedSynthesis(synthesis_lib.SynthesisNetwork):
   channel_base: int = 16384
   injection: str = "concat"
   injection_scale: str = "learned"
+  injection_scale_gain: float = 1.0
   noise_in_injected_layers: bool = False
 
   def __call__(self, ws, maps: Sequence[Any] | None = None, *,
@@ -127,7 +136,8 @@ class InjectedSynthesis(synthesis_lib.SynthesisNetwork):
       return super().__call__(
           ws, noise_mode=noise_mode, key=key, concat=maps,
           concat_noise=self.noise_in_injected_layers,
-          concat_scale=self.injection_scale == "learned")
+          concat_scale=self.injection_scale == "learned",
+          concat_scale_gain=self.injection_scale_gain)
     return super().__call__(ws, noise_mode=noise_mode, key=key)
 
 

@@ -274,7 +274,7 @@ class SynthesisNetwork(SynthesisLayout, nn.Module):
   @nn.compact
   def __call__(self, ws, *, noise_mode='const', key=None, noise=None,
                concat=None, concat_noise=True, concat_scale=False,
-               start_block=0, end_block=None, x=None, img=None):
+               concat_scale_gain=1.0, start_block=0, end_block=None, x=None, img=None):
     """Synthesises images, or runs blocks ``start_block .. end_block - 1``.
 
     Args:
@@ -301,6 +301,10 @@ class SynthesisNetwork(SynthesisLayout, nn.Module):
         and the demodulation alike: the network computes exactly the image
         it computes without the maps, whatever the kernel slices reading
         them, and the gain's gradient is not zero.
+      concat_scale_gain: constant factor of the learned gains: the gain is
+        ``concat_scale_gain * inject_scale_{layer}``, so an optimiser that
+        is invariant to a parameter's scale (Adam) moves the gain
+        `concat_scale_gain` times faster (equalised learning rate).
       start_block: first block to run; if > 0, `x` must be the output
         features of block ``start_block - 1`` (and `img` its skip image, or
         None for a zero image).
@@ -332,8 +336,8 @@ class SynthesisNetwork(SynthesisLayout, nn.Module):
     concat = _maps_by_layer(concat, self.num_layers, 'concat')
     scales = {}
     if concat_scale:
-      scales = {l: self.param(f'inject_scale_{l}', nn.initializers.zeros, ())
-                for l in sorted(concat)}
+      scales = {l: concat_scale_gain * self.param(
+          f'inject_scale_{l}', nn.initializers.zeros, ()) for l in sorted(concat)}
     for k in range(start_block, end):
       first_w = 0 if k == 0 else 2 * k - 1
       num_w = 2 if k == 0 else 3
