@@ -157,13 +157,27 @@ def _first_step_gradients(workdir):
   _, state = _helpers.restored_state(workdir, step=1)
   out = {}
   for group, inner in state["opt_state"]["inner_states"].items():
-    if inner["inner_state"] is None:  # The frozen group: no state.
-      continue
-    mu = traverse_util.flatten_dict(inner["inner_state"][0]["mu"], sep="/")
-    for k, g in mu.items():
-      if g is not None:  # None: a leaf of another group.
-        out[k] = np.asarray(g) / (1.0 if group == "discriminator" else 0.1)
+    # Every Adam state of the group: one, or two for the 'grafted' group
+    # (`split_by_mask`: each sees the gradient with the other's elements
+    # zeroed, so their first moments add up to the whole gradient's).
+    for mu in _adam_moments(inner["inner_state"]):
+      for k, g in traverse_util.flatten_dict(mu, sep="/").items():
+        if g is None:  # A leaf of another group.
+          continue
+        g = np.asarray(g) / (1.0 if group == "discriminator" else 0.1)
+        out[k] = out[k] + g if k in out else g
   return out
+
+
+def _adam_moments(state):
+  """The `mu` trees of every Adam state nested in a restored optimiser state."""
+  if isinstance(state, dict):
+    if "mu" in state:
+      return [state["mu"]]
+    return [m for v in state.values() for m in _adam_moments(v)]
+  if isinstance(state, (list, tuple)):
+    return [m for v in state for m in _adam_moments(v)]
+  return []  # The frozen group's EmptyState (None once restored).
 
 
 def _run(tmp_path, tfds_dir, name, arg, **overrides):
