@@ -69,7 +69,8 @@ def verbose(argv=None):
 #: Flags renamed to the glossary's names (docs/glossary.md): old -> new.
 #: An old name still works where the entry point defines the new one, with a
 #: one-line warning.
-RENAMED_FLAGS = {"workdir": "output_dir", "bcr": "rho", "snrs": "snrs_db"}
+RENAMED_FLAGS = {"workdir": "output_dir", "out": "output_dir", "bcr": "rho",
+                 "snrs": "snrs_db"}
 _FLAG_NAME = re.compile(r"^--?(?P<name>[A-Za-z_][\w]*)(?P<rest>=.*)?$")
 
 

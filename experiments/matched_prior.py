@@ -12,13 +12,15 @@ training step, `gjscc_jax.train.cost`). All runs are swept on the same
 --num_images test images, SNRs and channel noise; LPIPS-VGG, held out of
 every loss, is the headline perceptual metric.
 
-  python -m experiments.matched_prior --out=runs/matched_prior \
+  python -m experiments.matched_prior --output_dir=runs/matched_prior \
       --resolution=32 --steps=2000 --rhos=1/192,1/768 --losses=lpips,mse
 
 Rerunning the same command reuses every finished stage (a training run
-resumes from its last checkpoint). Written to --out: one workdir per run
+resumes from its last checkpoint). Written to --output_dir: one workdir per run
 (rho<p>_<q>/<loss>/<scheme>_<steps>/), their sweeps (.../eval/<run>/),
-flops.json, and table.md, summary.json, grid_<rho>_<loss>_<snr>dB.png.
+flops.json, each (rho, loss)'s table.md and summary.json beside its runs,
+and, gathered from all of them, table.md, summary.json and
+grid_<rho>_<loss>_<snr>dB.png.
 """
 
 import json
@@ -31,11 +33,13 @@ import numpy as np
 from experiments import config_cli
 from experiments.configs import deepjscc_ffhq
 from experiments.configs import generative_ffhq
+from experiments.configs import inverse_ffhq
 from gjscc_jax.evaluation import matched_prior as mp
 from gjscc_jax import results as report
 from gjscc_jax.train import runs
 
-_OUT = flags.DEFINE_string("out", "runs/matched_prior", "Output directory.")
+_OUT = flags.DEFINE_string("output_dir", "runs/matched_prior",
+                           "Output directory.")
 _RES = flags.DEFINE_integer("resolution", 32, "Image side (G0's resolution).")
 _STEPS = flags.DEFINE_integer("steps", 2000, "Training steps of each scheme.")
 _RHOS = flags.DEFINE_list("rhos", ["1/192", "1/768"], "Bandwidth ratios.")
@@ -43,20 +47,26 @@ _LOSSES = flags.DEFINE_list(
     "losses", ["lpips", "mse"], "'lpips' (MSE + lambda LPIPS-AlexNet) and/or "
     "'mse', in order.")
 _LAMBDA = flags.DEFINE_float("lpips_lambda", 0.1, "lambda of the 'lpips' loss.")
-_SNRS = flags.DEFINE_list("snrs", ["-5", "0", "5"], "Test SNRs in dB.")
+_SNRS = flags.DEFINE_list("snrs_db", ["-5", "0", "5"], "Test SNRs in dB.")
 _IMAGES = flags.DEFINE_integer("num_images", 128, "Test images.")
 _EQUAL_FLOPS = flags.DEFINE_bool(
     "equal_flops", True, "Also train DeepJSCC for GenerativeJSCC's FLOPs.")
 _BATCH = flags.DEFINE_integer("batch_size", 16, "Training batch.")
+_INVERSE = flags.DEFINE_bool(
+    "inverse", True, "Also InverseJSCC: the equal-steps DeepJSCC run's "
+    "reconstructions restored by an ILO search over G0, per image, on the "
+    "same loss (MSE + lambda LPIPS-AlexNet, or MSE).")
 _GEN_ONLY = flags.DEFINE_bool(
     "generative_only", False, "Train and report GenerativeJSCC alone (for "
     "measuring its options with --override; no comparison).")
 _OVERRIDES = flags.DEFINE_multi_string(
-    "override", [], "SCHEME:KEY=VALUE (SCHEME 'deepjscc', 'generative' or "
-    "'all'): a config field of the runs, e.g. for a smaller model. VALUE is "
-    "read as JSON when it parses, else as a string.")
+    "override", [], "SCHEME:KEY=VALUE (SCHEME 'deepjscc', 'generative', "
+    "'inverse' or 'all'): a config field of the runs, e.g. for a smaller "
+    "model ('all' reaches the inverse config's data.* fields only). VALUE "
+    "is read as JSON when it parses, else as a string.")
 
-LABELS = {"deepjscc": "DeepJSCC", "generative": "GenerativeJSCC (frozen G0)"}
+LABELS = {"deepjscc": "DeepJSCC", "generative": "GenerativeJSCC (frozen G0)",
+          "inverse": "InverseJSCC (ILO over G0)"}
 
 
 def _value(raw):
@@ -71,10 +81,11 @@ def _overrides(scheme):
   for item in _OVERRIDES.value:
     who, _, setting = item.partition(":")
     key, sep, raw = setting.partition("=")
-    if who not in ("all", "deepjscc", "generative") or not sep:
+    if who not in ("all", "deepjscc", "generative", "inverse") or not sep:
       raise ValueError(f"--override={item!r} must be SCHEME:KEY=VALUE with "
-                       "SCHEME deepjscc, generative or all.")
-    if who in ("all", scheme):
+                       "SCHEME deepjscc, generative, inverse or all.")
+    if who == scheme or (who == "all" and (
+        scheme != "inverse" or key.startswith("data."))):
       value = _value(raw)
       out[key] = tuple(value) if isinstance(value, list) else value
   return out
@@ -100,6 +111,25 @@ def make_config(scheme, rho, loss, steps):
   return runs.override(config, settings)
 
 
+def make_inverse_config(rho, loss, deep_workdir, output_dir):
+  """InverseJSCC's config: `inverse_ffhq:matched` from `deep_workdir`.
+
+  The search minimises the section's loss (MSE + lambda LPIPS-AlexNet, or
+  MSE) plus ILO's geocross term, on the same test images and SNRs.
+  """
+  config = inverse_ffhq.get_config("matched")
+  res, n = _RES.value, _IMAGES.value
+  return runs.override(config, {
+      "data.resolution": res, "data.generator.random.resolution": res,
+      "data.generator.test_size": n, "num_images": n,
+      "snrs_db": tuple(float(s) for s in _SNRS.value),
+      "deepjscc_checkpoint": deep_workdir, "output_dir": output_dir,
+      "metrics.lpips_nets": ("vgg", "alex"), "operator.lpips_net": "alex",
+      "ilo.mse_weight": 1.0,
+      "ilo.lambda_lpips": _LAMBDA.value if loss == "lpips" else 0.0,
+      "tag": f"matched rho {rho}", **_overrides("inverse")})
+
+
 def _rho_name(rho):
   return "rho" + rho.replace("/", "_")
 
@@ -114,7 +144,7 @@ def main(argv):
   os.makedirs(out, exist_ok=True)
   flops_path = os.path.join(out, "flops.json")
   steps = _STEPS.value
-  summary, tables = [], []
+  tables = []
   for rho in _RHOS.value:
     for loss in _LOSSES.value:
       base = os.path.join(out, _rho_name(rho), loss)
@@ -128,7 +158,8 @@ def main(argv):
         plan = plan[1:]
       elif _EQUAL_FLOPS.value:
         eq = int(round(steps * flops["generative"] / flops["deepjscc"]))
-        plan.append(("deepjscc", eq, make_config("deepjscc", rho, loss, eq)))
+        if eq != steps:  # Else equal steps are equal FLOPs.
+          plan.append(("deepjscc", eq, make_config("deepjscc", rho, loss, eq)))
       results = {}
       for scheme, n, config in plan:
         name = f"{scheme}_{n}"
@@ -137,16 +168,22 @@ def main(argv):
         arrays = mp.evaluate_run(workdir, os.path.join(base, "eval", name),
                                  config.eval, f"{LABELS[scheme]} {n}")
         results[name] = (scheme, n, record, arrays)
+      if _INVERSE.value and not _GEN_ONLY.value:
+        config = make_inverse_config(
+            rho, loss, os.path.join(base, f"deepjscc_{steps}"),
+            os.path.join(base, f"inverse_from_deepjscc_{steps}"))
+        arrays = mp.invert_run(config)
+        results["inverse"] = ("inverse", sum(config.ilo.steps), {}, arrays)
+      summary = []
       tables.append(_report(out, rho, loss, flops, results, summary))
-      with open(os.path.join(out, "table.md"), "w") as f:
-        f.write("\n\n".join(tables) + "\n")
-      with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+      mp.write_section(base, tables[-1], summary)
+      mp.gather_sections(out)
   print("\n\n".join(tables))
 
 
 def _report(out, rho, loss, flops, results, summary):
-  """Markdown of one (rho, loss): cost, equal steps, equal FLOPs, spectra."""
+  """Markdown of one (rho, loss): cost, equal steps, InverseJSCC, equal
+  FLOPs, spectra; grids of every run."""
   steps = _STEPS.value
   gen = results[f"generative_{steps}"]
   deep = results.get(f"deepjscc_{steps}")
@@ -158,12 +195,14 @@ def _report(out, rho, loss, flops, results, summary):
            "shared) | lattice energy ×data, period 8 / 4 |",
            "|---|---|---|---|---|---|"]
   for name, (scheme, n, record, arrays) in results.items():
-    f = flops[scheme]
+    f = flops.get(scheme)  # None: InverseJSCC (n: search steps per image).
     rate = record.get("steps_per_s")
     lat = [mp.lattice_energy(arrays, p) for p in (8, 4)
            if _RES.value % p == 0]
-    lines.append(f"| {LABELS[scheme]} | {n} | {f / 1e9:.2f} | "
-                 f"{n * f / 1e15:.3f} | {1 / rate if rate else float('nan'):.3f}"
+    cost = (f"{f / 1e9:.2f} | {n * f / 1e15:.3f}" if f else
+            "per-image search | —")
+    lines.append(f"| {LABELS[scheme]} | {n} | {cost} | "
+                 f"{f'{1 / rate:.3f}' if rate else '—'}"
                  f" | {' / '.join(f'{v:.2f}' for v in lat)} |")
     summary.append(dict(rho=rho, loss=loss, run=name, scheme=scheme, steps=n,
                         flops_per_step=f, steps_per_s=rate,
@@ -190,6 +229,14 @@ def _report(out, rho, loss, flops, results, summary):
     return "\n".join(lines)
   lines += [f"Equal steps ({steps} each):", "",
             mp.comparison_table(deep[3], gen[3], "DeepJSCC", "GenerativeJSCC")]
+  inv = results.get("inverse")
+  if inv is not None:
+    lines += ["", f"InverseJSCC ({inv[1]} search steps per image, from the "
+              f"DeepJSCC {steps} run's receptions) against DeepJSCC:", "",
+              mp.comparison_table(deep[3], inv[3], "DeepJSCC", "InverseJSCC"),
+              "", "GenerativeJSCC against InverseJSCC:", "",
+              mp.comparison_table(inv[3], gen[3], "InverseJSCC",
+                                  "GenerativeJSCC")]
   eq = [v for k, v in results.items() if k.startswith("deepjscc_") and
         v[1] != steps]
   if eq:

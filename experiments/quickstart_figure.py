@@ -8,7 +8,7 @@ output of `experiments.evaluate` with the DeepJSCC run and the separation
 baselines): DeepJSCC degrades gracefully, a separated codec falls off a
 cliff where its bitstream no longer fits the channel's capacity. Right: the
 first `--num_images` test images of the run's dataset, sent over AWGN at each
-SNR of `--snrs` by the DeepJSCC run (one channel draw per image and SNR) and
+SNR of `--snrs_db` by the DeepJSCC run (one channel draw per image and SNR) and
 by the `--codec` separation baseline at the run's bandwidth ratio (a lost
 image is mid-gray), with each image's PSNR.
 """
@@ -32,7 +32,7 @@ _COMPARISON = flags.DEFINE_string(
     "comparison", None, "The output directory of `experiments.evaluate` whose "
     "summary.json gives the curves.")
 _OUT = flags.DEFINE_string("out", None, "The PNG to write.")
-_SNRS = flags.DEFINE_list("snrs", ["-5", "0", "5", "10"],
+_SNRS = flags.DEFINE_list("snrs_db", ["-5", "0", "5", "10"],
                           "SNRs (dB) of the image columns.")
 _CODEC = flags.DEFINE_string("codec", "heif", "Separation codec of the images.")
 _CODEC_LABEL = flags.DEFINE_string("codec_label", "HEVC + capacity code",

@@ -11,6 +11,7 @@ import pytest
 from flax import traverse_util
 
 from gjscc_jax import schemes
+from gjscc_jax.evaluation import matched_prior as mp
 from gjscc_jax.evaluation import spectrum
 from gjscc_jax.models.generative import receiver as receiver_lib
 from gjscc_jax.train import loop as train
@@ -136,3 +137,106 @@ def test_grafted_slices_train_in_every_mode_the_generator_only_when_finetuned(
   else:  # Every array G0 brought that the loss reaches moves.
     assert all(g0_moved[k] > 0 for k in masks), g0_moved
     assert np.mean([v > 0 for v in g0_moved.values()]) > 0.5
+
+
+# --- The entry point ---------------------------------------------------------
+
+# G0 and both schemes at 16x16, tiny (TINY and MATCHED_TINY as overrides).
+_CLI_TINY = {
+    **{f"all:{k}": v for k, v in MATCHED_TINY.items()
+       if k.startswith("data.generator.random.")},
+    "all:model.num_filters": 8, "all:eval.batch_size": 8,
+    "generative:model.receiver_channel_base": 32,
+    "generative:model.receiver_channel_max": 8,
+    "generative:model.receiver_res_blocks": 0,
+}
+
+
+_STEPS = 10  # A tiny GenerativeJSCC step costs ~1.1 DeepJSCC steps.
+
+
+def _matched_prior(out, tfds_dir, *flags):
+  import json  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  overrides = [f"--override={k}={json.dumps(v)}" for k, v in _CLI_TINY.items()]
+  cmd = [sys.executable, "-m", "experiments.matched_prior",
+         f"--output_dir={out}", "--resolution=16", f"--steps={_STEPS}",
+         "--num_images=8", "--batch_size=8", "--snrs_db=-5,5",
+         f"--override=all:data.tfds_dir={tfds_dir}",
+         "--override=inverse:ilo.steps=[3,2]", *overrides, *flags]
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stdout
+
+
+def test_entry_point_trains_compares_resumes_and_gathers_sections(tmp_path):
+  """One (rho, loss) of `python -m experiments.matched_prior` at 16x16.
+
+  Both schemes train _STEPS steps on the same loss and DeepJSCC once more for
+  GenerativeJSCC's FLOPs (more steps: a GenerativeJSCC step costs more);
+  InverseJSCC restores the equal-steps DeepJSCC run's receptions; the
+  table's paired differences are the per-image arrays' (recomputed here);
+  a rerun trains and searches nothing.
+  """
+  import json  # pylint: disable=import-outside-toplevel
+  out, tfds = tmp_path / "out", tmp_path / "tfds"
+  first = _matched_prior(out, tfds, "--rhos=1/48", "--losses=mse",
+                         "--override=all:eval.lpips_nets=[]",
+                         "--override=inverse:metrics.lpips_nets=[]")
+  assert first.count("[train]") == 3 and first.count("[invert]") == 1
+  flops = json.loads((out / "flops.json").read_text())
+  eq = round(_STEPS * flops["generative_rho1_48_mse"] /
+             flops["deepjscc_rho1_48_mse"])
+  assert eq > _STEPS
+  base = out / "rho1_48" / "mse"
+  assert sorted(p.name for p in base.iterdir() if p.name.endswith(
+      tuple("0123456789"))) == sorted([
+          f"deepjscc_{_STEPS}", f"generative_{_STEPS}", f"deepjscc_{eq}",
+          f"inverse_from_deepjscc_{_STEPS}"])
+  deep = dict(np.load(base / "eval" / f"deepjscc_{_STEPS}" / "per_image.npz"))
+  gen = dict(np.load(base / "eval" / f"generative_{_STEPS}" / "per_image.npz"))
+  np.testing.assert_array_equal(deep["indices"], gen["indices"])
+  assert deep["psnr"].shape == gen["psnr"].shape == (2, 8)
+  table = (out / "table.md").read_text()
+  diff = np.mean(gen["psnr"][0] - deep["psnr"][0])
+  assert f"| -5 dB | PSNR (dB) | " in table
+  assert f"{diff:+.2f} ±" in table.split("Equal FLOPs")[0], table
+  assert f"Equal FLOPs (DeepJSCC {eq} steps" in table
+  inv = dict(np.load(base / f"inverse_from_deepjscc_{_STEPS}" /
+                     "per_image.npz"))
+  np.testing.assert_array_equal(inv["indices"], deep["indices"])
+  np.testing.assert_array_equal(inv["originals"], deep["originals"])
+  assert inv["examples"].shape == (2, 8, 16, 16, 3)
+  inv_diff = np.mean(inv["psnr"][1] - deep["psnr"][1])
+  section = table.split("InverseJSCC (5 search steps")[1]
+  assert f"| 5 dB | PSNR (dB) | " in section
+  assert f"{inv_diff:+.2f} ±" in section.split("GenerativeJSCC against")[0]
+
+  again = _matched_prior(out, tfds, "--rhos=1/48", "--losses=mse",
+                         "--override=all:eval.lpips_nets=[]",
+                         "--override=inverse:metrics.lpips_nets=[]")
+  assert "[train]" not in again and "[evaluate]" not in again
+  assert "[invert]" not in again
+  assert (out / "table.md").read_text() == table
+
+
+def test_sections_of_several_commands_gather_largest_rho_first(tmp_path):
+  for rho, loss in (("1/768", "mse"), ("1/192", "mse"), ("1/192", "lpips"),
+                    ("1/384", "lpips")):
+    p, q = rho.split("/")
+    base = tmp_path / f"rho{p}_{q}" / loss
+    base.mkdir(parents=True)
+    mp.write_section(str(base), f"### {rho} {loss}\n\ntable\n",
+                     [dict(rho=rho, loss=loss)])
+  (tmp_path / "rho1_192" / "eval").mkdir()  # No table: not a section.
+  (tmp_path / "grids").mkdir()
+  assert mp.gather_sections(str(tmp_path)) == 4
+  table = (tmp_path / "table.md").read_text()
+  assert [line for line in table.splitlines() if line.startswith("###")] == [
+      "### 1/192 lpips", "### 1/192 mse", "### 1/384 lpips", "### 1/768 mse"]
+  import json  # pylint: disable=import-outside-toplevel
+  rows = json.loads((tmp_path / "summary.json").read_text())
+  assert [(r["rho"], r["loss"]) for r in rows] == [
+      ("1/192", "lpips"), ("1/192", "mse"), ("1/384", "lpips"),
+      ("1/768", "mse")]

@@ -103,7 +103,7 @@ def test_quickstart_figure_command_draws_curves_and_both_schemes(small_run,
   proc = subprocess.run(
       [sys.executable, "-m", "experiments.quickstart_figure",
        f"--run={small_run}", f"--comparison={tmp_path}", f"--out={out}",
-       "--snrs=-5,5", "--num_images=1"],
+       "--snrs_db=-5,5", "--num_images=1"],
       cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with Image.open(out) as image:

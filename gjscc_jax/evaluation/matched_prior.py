@@ -14,10 +14,17 @@ runs each stage in process and reuses a stage that already finished:
   `per_image.npz` for the spectra), skipped once written. Every scheme
   draws the same channel noise for the same image and SNR (the sweep's
   keys depend on the image's batch, the SNR and the realisation only);
+* `invert_run`: InverseJSCC (`inverse.batch_run.run`, resumable per
+  image) and its records as `per_image.npz` arrays. Its channel draws
+  are the search's own, not the sweep's (the comparison stays paired
+  over images);
 * `injected_map_spectra`: the Nyquist share of GenerativeJSCC's injected
   maps at each resolution against the data's at that scale;
 * `comparison_table`: per SNR, two schemes' means with 95% intervals and
-  their per-image paired difference.
+  their per-image paired difference;
+* `write_section`, `gather_sections`: each (rho, loss)'s table and summary
+  beside its runs, and all of them gathered into one table.md and
+  summary.json.
 """
 
 import json
@@ -35,6 +42,9 @@ from gjscc_jax import sharding
 from gjscc_jax import results as report
 from gjscc_jax.evaluation import runner
 from gjscc_jax.evaluation import spectrum
+from gjscc_jax.inverse import batch_run
+from gjscc_jax.inverse import outputs as inverse_outputs
+from gjscc_jax.inverse import work as inverse_work
 from gjscc_jax.train import cost
 from gjscc_jax.train import loop
 from gjscc_jax.train import runs
@@ -110,6 +120,40 @@ def evaluate_run(workdir, output_dir, eval_config, label, log=print):
     os.makedirs(output_dir, exist_ok=True)
     runner.evaluate_params(config, scheme, params, sharding.make_mesh(),
                            output_dir, label=label, eval_config=eval_config)
+  return dict(np.load(path))
+
+
+def invert_run(config, log=print):
+  """InverseJSCC of `config` (an `inverse_ffhq` config) and its arrays.
+
+  Runs (or resumes) `inverse.batch_run.run(config)` unless
+  `config.output_dir/per_image.npz` exists, then writes that file from the
+  per-image records and restored PNGs.
+
+  Returns:
+    `evaluate_run`'s arrays: `snrs_db` `(S,)` ascending, `indices` `(N,)`
+    (test images 0..N-1, as the sweep's), each metric `(S, N)` (the
+    restored image's: `record['inverse'][metric]`), `originals` uint8
+    `(N, H, W, 3)` and `examples` uint8 `(S, N, H, W, 3)`.
+  """
+  path = os.path.join(config.output_dir, "per_image.npz")
+  if not os.path.exists(path):
+    log(f"[invert] {config.deepjscc_checkpoint} -> {config.output_dir}")
+    batch_run.run(config)
+    store = inverse_outputs.OutputStore(config.output_dir)
+    source = inverse_work.ImageSource(config.data, config.split)
+    snrs = sorted(float(s) for s in config.snrs_db)
+    n = int(config.num_images)
+    records = [[store.read_record(s, i) for i in range(n)] for s in snrs]
+    arrays = {m: np.array([[r["inverse"][m] for r in row] for row in records])
+              for m in METRICS if m in records[0][0]["inverse"]}
+    os.makedirs(config.output_dir, exist_ok=True)
+    np.savez(path, snrs_db=np.asarray(snrs, np.float64),
+             indices=np.arange(n, dtype=np.int32),
+             originals=np.stack([source.load(i)[0] for i in range(n)]),
+             examples=np.stack([np.stack([store.read_image(s, i, "restored")
+                                          for i in range(n)]) for s in snrs]),
+             **arrays)
   return dict(np.load(path))
 
 
@@ -230,3 +274,46 @@ def comparison_table(base, other, base_label, other_label):
       lines.append(f"| {snr:g} dB | {name} | {_cell(b)} | {_cell(o)} | "
                    f"{_cell(o - b, signed=True)} |")
   return "\n".join(lines)
+
+
+def write_section(base, table, summary):
+  """Writes one (rho, loss)'s `base/table.md` (markdown) and `summary.json`."""
+  _write_text(os.path.join(base, "table.md"), table.rstrip("\n") + "\n")
+  _write_text(os.path.join(base, "summary.json"), json.dumps(summary, indent=1))
+
+
+def _write_text(path, text):
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def gather_sections(out):
+  """`out/table.md` and `out/summary.json` from every section under `out`.
+
+  Sections are `out/rho<p>_<q>/<loss>/{table.md,summary.json}`
+  (`write_section`), so commands for different ratios or losses, one after
+  the other or at once, add up instead of overwriting each other. Order:
+  rho from largest to smallest, then loss by name.
+
+  Returns:
+    The number of sections gathered.
+  """
+  sections = []
+  for rho_dir in os.listdir(out):
+    p, sep, q = rho_dir[3:].partition("_")
+    if not (rho_dir.startswith("rho") and sep and p.isdigit() and q.isdigit()):
+      continue
+    for loss in os.listdir(os.path.join(out, rho_dir)):
+      base = os.path.join(out, rho_dir, loss)
+      if os.path.exists(os.path.join(base, "table.md")):
+        sections.append((-int(p) / int(q), loss, base))
+  tables, summary = [], []
+  for _, _, base in sorted(sections):
+    with open(os.path.join(base, "table.md")) as f:
+      tables.append(f.read().rstrip("\n"))
+    summary += _read_json(os.path.join(base, "summary.json"), [])
+  _write_text(os.path.join(out, "table.md"), "\n\n".join(tables) + "\n")
+  _write_text(os.path.join(out, "summary.json"), json.dumps(summary, indent=1))
+  return len(sections)
