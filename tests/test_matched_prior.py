@@ -4,6 +4,10 @@ the receiver in every generator mode, and the spectra the experiment
 reports (closed forms).
 """
 
+import json
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,22 +15,18 @@ import pytest
 from flax import traverse_util
 
 from gjscc_jax import schemes
+from gjscc_jax.schemes import generative
 from gjscc_jax.evaluation import matched_prior as mp
 from gjscc_jax.evaluation import spectrum
 from gjscc_jax.models.generative import receiver as receiver_lib
 from gjscc_jax.train import loop as train
 from gjscc_jax.train import step as step_lib
+from tests import test_generative_resume
 from tests.test_generative import TINY, tiny_config
 
-# G0 at 16x16 as the frozen or fine-tuned prior (test_generative_resume.py).
-MATCHED_TINY = {
-    "loss.lambda_lpips": 0.0, "optimizer.warmup_steps": 0,
-    "data.resolution": 16, "data.generator.train_size": 16,
-    "data.generator.test_size": 8, "data.generator.random.resolution": 16,
-    "data.generator.random.z_dim": 16, "data.generator.random.w_dim": 16,
-    "data.generator.random.channel_base": 64,
-    "data.generator.random.channel_max": 16,
-    "data.generator.random.w_avg_samples": 64}
+# G0 at 16x16 as the frozen or fine-tuned prior, without warm-up.
+MATCHED_TINY = {**test_generative_resume.MATCHED_TINY,
+                "optimizer.warmup_steps": 0}
 
 
 def test_spectrum_shares_closed_forms():
@@ -99,7 +99,6 @@ def _train_steps(config, steps=2):
   for i in range(steps):
     batch = {"image": rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)}
     state, _ = fn(state, batch, jax.random.PRNGKey(10 + i), frozen)
-  from gjscc_jax.schemes import generative  # pylint: disable=import-outside-toplevel
   masks = generative.grafted_masks(scheme.model)
   return masks, start, jax.device_get(state.params)
 
@@ -156,9 +155,6 @@ _STEPS = 10  # A tiny GenerativeJSCC step costs ~1.1 DeepJSCC steps.
 
 
 def _matched_prior(out, tfds_dir, *flags):
-  import json  # pylint: disable=import-outside-toplevel
-  import subprocess  # pylint: disable=import-outside-toplevel
-  import sys  # pylint: disable=import-outside-toplevel
   overrides = [f"--override={k}={json.dumps(v)}" for k, v in _CLI_TINY.items()]
   cmd = [sys.executable, "-m", "experiments.matched_prior",
          f"--output_dir={out}", "--resolution=16", f"--steps={_STEPS}",
@@ -179,7 +175,6 @@ def test_entry_point_trains_compares_resumes_and_gathers_sections(tmp_path):
   table's paired differences are the per-image arrays' (recomputed here);
   a rerun trains and searches nothing.
   """
-  import json  # pylint: disable=import-outside-toplevel
   out, tfds = tmp_path / "out", tmp_path / "tfds"
   first = _matched_prior(out, tfds, "--rhos=1/48", "--losses=mse",
                          "--override=all:eval.lpips_nets=[]",
@@ -235,7 +230,6 @@ def test_sections_of_several_commands_gather_largest_rho_first(tmp_path):
   table = (tmp_path / "table.md").read_text()
   assert [line for line in table.splitlines() if line.startswith("###")] == [
       "### 1/192 lpips", "### 1/192 mse", "### 1/384 lpips", "### 1/768 mse"]
-  import json  # pylint: disable=import-outside-toplevel
   rows = json.loads((tmp_path / "summary.json").read_text())
   assert [(r["rho"], r["loss"]) for r in rows] == [
       ("1/192", "lpips"), ("1/192", "mse"), ("1/384", "lpips"),

@@ -63,10 +63,7 @@ def _read_json(path, default=None):
 
 
 def _write_json(path, value):
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=1, sort_keys=True)
-  os.replace(tmp, path)
+  _write_text(path, json.dumps(value, indent=1, sort_keys=True))
 
 
 def train_run(config, workdir, log=print):
